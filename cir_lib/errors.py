@@ -1,0 +1,17 @@
+"""The kit's exceptions. Each message names the file / entry at fault and says what to do."""
+
+
+class CirError(Exception):
+    """Base class of the kit's user-facing errors (the CLI prints them without a traceback)."""
+
+
+class AnnotationError(CirError):
+    """A missing or malformed annotation file or entry."""
+
+
+class ImageError(CirError):
+    """A missing or unreadable image."""
+
+
+class ConfigError(CirError):
+    """An unknown name, an inconsistent setting, or a checkpoint that does not match."""

@@ -1,0 +1,31 @@
+"""Shared fixtures: the real annotation files from ../shared (skipped when absent) and the smoke
+preset of the embedded mini benchmark, generated once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REAL_ANNOTATIONS = PROJECT_ROOT.parent / "shared" / "real_annotations"
+
+
+@pytest.fixture(scope="session")
+def real_annotations() -> Path:
+    """Folder holding `fashionIQ/` and `cirr/` real annotation files (no images); skip if absent."""
+    if not (REAL_ANNOTATIONS / "fashionIQ").is_dir() or not (REAL_ANNOTATIONS / "cirr").is_dir():
+        pytest.skip(f"real annotation files not found at {REAL_ANNOTATIONS}")
+    return REAL_ANNOTATIONS
+
+
+@pytest.fixture(scope="session")
+def smoke_root(tmp_path_factory) -> Path:
+    """A data root holding the smoke preset (fashionIQ_dataset/, cirr_dataset/, mini_pool/).
+
+    Tests must not modify it: copy it first (see `damaged_smoke_root` style fixtures)."""
+    from cir_lib.mini import make_mini
+
+    root = tmp_path_factory.mktemp("smoke")
+    make_mini(root, preset="smoke", seed=0)
+    return root
