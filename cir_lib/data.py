@@ -1,11 +1,22 @@
 """Readers for the real FashionIQ and CIRR layouts (and the mini benchmarks, which share them).
 
-CONTRACT (other modules code against these names; bodies are filled in by the foundation work):
+Layouts (the data root is the folder holding both datasets; it is always an argument):
+
+    <root>/fashionIQ_dataset/images/<name>.jpg
+    <root>/fashionIQ_dataset/captions/cap.<category>.<split>.json      [{"candidate", "target", "captions": [c1, c2]}]
+    <root>/fashionIQ_dataset/image_splits/split.<category>.<split>.json  [name, ...]
+    <root>/cirr_dataset/<relative path from the split file>            e.g. ./dev/dev-244-0-img0.png
+    <root>/cirr_dataset/cirr/captions/cap.rc2.<split>.json             [{"pairid", "reference", "target_hard", "caption", "img_set": {"members"}}]
+    <root>/cirr_dataset/cirr/image_splits/split.rc2.<split>.json       {name: "./dev/<name>.png"}
+
+Test entries (FashionIQ test, CIRR test1) carry no target.
+
+Public API:
 
     Query            frozen dataclass: reference, captions (tuple), target (None on test), pairid
                      (CIRR), members (CIRR img_set, 6 names incl. reference), category (FashionIQ)
     SkipReport       dataclass: queries, images (counts removed by skip_missing), details
-                     (list of str); `to_dict()`
+                     (list of str), groups (per split/category counts); `to_dict()`
     Split            dataclass: dataset, split, category, data_root, image_names (index order =
                      split-file order), image_paths, queries, skipped (SkipReport)
                      .name_to_index (dict), .indices(names) -> LongTensor,
@@ -14,9 +25,701 @@ CONTRACT (other modules code against these names; bodies are filled in by the fo
     load_split(data_root, dataset, split, category=None, *, skip_missing=False, check_files=True)
     load_fashioniq(data_root, category, split, **kw) / load_cirr(data_root, split, **kw)
     merge_splits(splits) -> Split   (pools FashionIQ categories; images de-duplicated by name)
+    read_annotations(data_root, dataset, split, category=None) -> Annotations (every problem
+                     collected, nothing raised for entry-level problems; used by check-data)
     ImageDataset(paths, transform, split_label)  -> item i = transformed image tensor; raises
                      ImageError naming the file and the split when missing/unreadable
     fashioniq_caption_variants(c1, c2) -> 4 strings (c1 and c2 / c2 and c1 / c1 / c2), cleaned
     fashioniq_eval_caption(c1, c2) -> "C1 and c2"
     cirr_caption(caption) -> the caption as it is
+    eval_captions(split) -> the evaluation caption of every query
 """
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from cir_lib.constants import (
+    CIRR_DIR,
+    CIRR_SPLITS,
+    CIRR_VERSION,
+    DATASETS,
+    FASHIONIQ_CATEGORIES,
+    FASHIONIQ_DIR,
+    FASHIONIQ_SPLITS,
+)
+from cir_lib.errors import AnnotationError, ConfigError, ImageError
+
+logger = logging.getLogger(__name__)
+
+CIRR_SET_SIZE = 6  # members of a CIRR img_set (reference and target among them)
+MAX_LISTED = 5  # names / problems quoted in one error message
+
+
+# ----------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query: a reference image and its caption(s), with the target when the split has one."""
+
+    reference: str  # image name of the reference (FashionIQ "candidate")
+    captions: tuple  # FashionIQ: the two raw captions (c1, c2); CIRR: (caption,)
+    target: str | None = None  # image name of the target (FashionIQ "target", CIRR "target_hard"); None on test
+    pairid: int | None = None  # CIRR pair id (keys the test submission)
+    members: tuple | None = None  # CIRR img_set members (6 names, reference included)
+    category: str | None = None  # FashionIQ category (dress / shirt / toptee)
+
+
+@dataclass
+class SkipReport:
+    """What `skip_missing=True` removed. Carry it with anything computed from the split."""
+
+    queries: int = 0  # queries removed (their reference, target or an img_set member is missing)
+    images: int = 0  # index images removed (file missing)
+    details: list = field(default_factory=list)  # one human-readable line per split / category
+    groups: dict = field(default_factory=dict)  # "fashioniq dress val" -> {"queries": n, "images": n}
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing was removed."""
+        return self.queries == 0 and self.images == 0
+
+    def to_dict(self) -> dict:
+        """Plain dict for JSON / result tables."""
+        return {
+            "queries": self.queries,
+            "images": self.images,
+            "details": list(self.details),
+            "groups": {k: dict(v) for k, v in self.groups.items()},
+        }
+
+    @staticmethod
+    def combine(reports: Iterable["SkipReport"]) -> "SkipReport":
+        """Sum several reports (e.g. the three FashionIQ categories)."""
+        out = SkipReport()
+        for r in reports:
+            out.queries += r.queries
+            out.images += r.images
+            out.details.extend(r.details)
+            for key, counts in r.groups.items():
+                g = out.groups.setdefault(key, {"queries": 0, "images": 0})
+                g["queries"] += counts["queries"]
+                g["images"] += counts["images"]
+        return out
+
+
+@dataclass
+class Split:
+    """The index (gallery) and the queries of one split (one FashionIQ category, or pooled).
+
+    Treat it as read-only: `name_to_index` is computed once.
+    """
+
+    dataset: str  # "fashioniq" or "cirr"
+    split: str  # train / val / test (FashionIQ), train / val / test1 (CIRR)
+    category: str | None  # FashionIQ category, "dress+shirt+toptee" when pooled; None for CIRR
+    data_root: Path  # folder holding fashionIQ_dataset/ and cirr_dataset/
+    image_names: list  # index image names, in split-file order
+    image_paths: list  # Path of each index image
+    queries: list  # Query records, in caption-file order
+    skipped: SkipReport = field(default_factory=SkipReport)  # what skip_missing removed
+
+    @property
+    def label(self) -> str:
+        """Human-readable name used in messages, e.g. "fashioniq dress val" or "cirr test1"."""
+        parts = [self.dataset] + ([self.category] if self.category else []) + [self.split]
+        return " ".join(parts)
+
+    @property
+    def has_targets(self) -> bool:
+        """True when every query has a target (False on test splits)."""
+        return all(q.target is not None for q in self.queries)
+
+    @cached_property
+    def name_to_index(self) -> dict:
+        """Image name -> position in the index."""
+        return {name: i for i, name in enumerate(self.image_names)}
+
+    def indices(self, names: Iterable[str]) -> torch.Tensor:
+        """Positions of `names` in the index, as a LongTensor.
+
+        Example: split.indices(["B0084Y8XIU"]) -> tensor([1])
+        """
+        lookup = self.name_to_index
+        out = []
+        for name in names:
+            try:
+                out.append(lookup[name])
+            except KeyError:
+                raise AnnotationError(f"image {name!r} is not in the index of {self.label}") from None
+        return torch.tensor(out, dtype=torch.long)
+
+    @property
+    def reference_indices(self) -> torch.Tensor:
+        """LongTensor [Q]: index position of each query's reference."""
+        return self.indices(q.reference for q in self.queries)
+
+    @property
+    def target_indices(self) -> torch.Tensor:
+        """LongTensor [Q]: index position of each query's target. Raises ConfigError on test splits."""
+        if not self.has_targets:
+            n = sum(q.target is None for q in self.queries)
+            raise ConfigError(
+                f"{self.label} has no targets ({n} of {len(self.queries)} queries without one; test "
+                f"splits do not publish them): evaluate on val, or for CIRR test1 write a submission "
+                f"for the evaluation server (cir-lib submit-cirr)"
+            )
+        return self.indices(q.target for q in self.queries)
+
+    @property
+    def member_indices(self) -> torch.Tensor:
+        """LongTensor [Q, 6]: index positions of each query's CIRR img_set members."""
+        if self.dataset != "cirr":
+            raise ConfigError(f"{self.label}: img_set members exist only in CIRR")
+        lookup = self.name_to_index
+        rows = []
+        for q in self.queries:
+            try:
+                rows.append([lookup[m] for m in q.members])
+            except KeyError as err:
+                raise AnnotationError(
+                    f"{self.label}: pairid {q.pairid} names img_set member {err.args[0]!r}, which is "
+                    f"not in the index"
+                ) from None
+        if not rows:
+            return torch.empty((0, CIRR_SET_SIZE), dtype=torch.long)
+        return torch.tensor(rows, dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------------------- captions
+
+
+def fashioniq_clean(caption: str) -> str:
+    """Strip ".?, " from both ends and capitalize (Python's str.capitalize, as the original)."""
+    return caption.strip(".?, ").capitalize()
+
+
+def fashioniq_caption_variants(c1: str, c2: str) -> tuple:
+    """The four training captions of a FashionIQ pair, each drawn with probability 1/4.
+
+    Exactly the original's strings: "C1 and c2", "C2 and c1", "C1", "C2" (the first caption of a
+    joined pair capitalized, the second only stripped of ".?, ").
+
+    Example:
+        >>> fashioniq_caption_variants("is red.", "Has long sleeves ")
+        ('Is red and Has long sleeves', 'Has long sleeves and is red', 'Is red', 'Has long sleeves')
+    """
+    s1, s2 = c1.strip(".?, "), c2.strip(".?, ")
+    return (f"{s1.capitalize()} and {s2}", f"{s2.capitalize()} and {s1}", s1.capitalize(), s2.capitalize())
+
+
+def fashioniq_eval_caption(c1: str, c2: str) -> str:
+    """The evaluation caption of a FashionIQ pair: "C1 and c2".
+
+    Example:
+        >>> fashioniq_eval_caption("is red.", "has long sleeves")
+        'Is red and has long sleeves'
+    """
+    return f"{c1.strip('.?, ').capitalize()} and {c2.strip('.?, ')}"
+
+
+def cirr_caption(caption: str) -> str:
+    """CIRR captions are used as they are."""
+    return caption
+
+
+def eval_captions(split: Split) -> list:
+    """The caption each query is evaluated with (FashionIQ: "C1 and c2"; CIRR: as is)."""
+    if split.dataset == "fashioniq":
+        return [fashioniq_eval_caption(*q.captions) for q in split.queries]
+    return [cirr_caption(q.captions[0]) for q in split.queries]
+
+
+# ------------------------------------------------------------------------------ annotation parsing
+
+
+@dataclass
+class Annotations:
+    """Everything read from one split's annotation files, with every problem found."""
+
+    dataset: str  # "fashioniq" or "cirr"
+    split: str  # split name
+    category: str | None  # FashionIQ category or None
+    data_root: Path  # the data root
+    captions_file: Path  # the caption file read
+    split_file: Path  # the split file read
+    image_names: list  # valid, de-duplicated index names, split-file order
+    image_paths: list  # their paths
+    queries: list  # the valid queries
+    n_entries: int  # entries in the caption file (valid or not)
+    problems: list  # one line per problem, naming the file and the entry
+
+    @property
+    def label(self) -> str:
+        return " ".join([self.dataset] + ([self.category] if self.category else []) + [self.split])
+
+
+def annotation_files(data_root, dataset: str, split: str, category: str | None = None) -> tuple:
+    """(captions file, split file) of a split; nothing is read.
+
+    Example: annotation_files(root, "cirr", "val") ->
+        (root/cirr_dataset/cirr/captions/cap.rc2.val.json, root/cirr_dataset/cirr/image_splits/split.rc2.val.json)
+    """
+    root = Path(data_root)
+    _check_names(dataset, split, category)
+    if dataset == "fashioniq":
+        base = root / FASHIONIQ_DIR
+        return (base / "captions" / f"cap.{category}.{split}.json",
+                base / "image_splits" / f"split.{category}.{split}.json")
+    base = root / CIRR_DIR / "cirr"
+    return (base / "captions" / f"cap.{CIRR_VERSION}.{split}.json",
+            base / "image_splits" / f"split.{CIRR_VERSION}.{split}.json")
+
+
+def _check_names(dataset: str, split: str, category: str | None) -> None:
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    splits = FASHIONIQ_SPLITS if dataset == "fashioniq" else CIRR_SPLITS
+    if split not in splits:
+        raise ConfigError(f"unknown {dataset} split {split!r}; valid: {', '.join(splits)}")
+    if dataset == "fashioniq":
+        if category not in FASHIONIQ_CATEGORIES:
+            raise ConfigError(
+                f"unknown FashionIQ category {category!r}; valid: {', '.join(FASHIONIQ_CATEGORIES)}"
+            )
+    elif category is not None:
+        raise ConfigError(f"CIRR has no categories (got category={category!r})")
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _read_json(path: Path, root: Path, kind: str):
+    """Load a JSON file; missing or malformed -> AnnotationError naming it."""
+    if not path.is_file():
+        hint = ""
+        if not path.parent.is_dir():
+            hint = (f"; the data root must be the folder holding {FASHIONIQ_DIR}/ and {CIRR_DIR}/ "
+                    f"in the layout of RECIPE.md")
+            if root.name in (FASHIONIQ_DIR, CIRR_DIR):
+                hint += f" (--data-root {root} looks like a dataset folder; pass its parent)"
+        raise AnnotationError(f"{kind} file {path} is missing{hint}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise AnnotationError(
+            f"{path}: malformed JSON at line {err.lineno} column {err.colno} ({err.msg}); "
+            f"re-download or repair this {kind} file"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}: not UTF-8 text ({err}); re-download this {kind} file") from None
+
+
+def _is_name(x) -> bool:
+    return isinstance(x, str) and x != ""
+
+
+def _describe(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _read_fashioniq_index(split_file: Path, root: Path, problems: list) -> list:
+    data = _read_json(split_file, root, "split")
+    rel = _rel(split_file, root)
+    if not isinstance(data, list):
+        raise AnnotationError(
+            f"{split_file}: expected a JSON list of image names, got {type(data).__name__}"
+        )
+    names, seen = [], {}
+    for i, name in enumerate(data):
+        if not _is_name(name):
+            problems.append(f"{rel} item {i}: expected an image name (non-empty string), got {_describe(name)}")
+        elif name in seen:
+            problems.append(f"{rel} item {i}: duplicate image name {name!r} (first at item {seen[name]})")
+        else:
+            seen[name] = i
+            names.append(name)
+    return names
+
+
+def _read_cirr_index(split_file: Path, root: Path, problems: list) -> tuple:
+    data = _read_json(split_file, root, "split")
+    rel = _rel(split_file, root)
+    if not isinstance(data, dict):
+        raise AnnotationError(
+            f"{split_file}: expected a JSON object mapping image names to paths like "
+            f"\"./dev/<name>.png\", got {type(data).__name__}"
+        )
+    base = root / CIRR_DIR
+    names, paths = [], []
+    for name, value in data.items():
+        if not _is_name(value):
+            problems.append(f"{rel} image {name!r}: expected a relative path (string), got {_describe(value)}")
+            continue
+        if os.path.isabs(value) or ".." in value.replace("\\", "/").split("/"):
+            problems.append(f"{rel} image {name!r}: path {value!r} must be relative to {CIRR_DIR}/ without '..'")
+            continue
+        names.append(name)
+        paths.append(base / value)
+    return names, paths
+
+
+def _fashioniq_entry(entry, i, rel, split, known, split_rel, category, problems) -> Query | None:
+    who = f"{rel} entry {i}"
+    if not isinstance(entry, dict):
+        problems.append(f"{who}: expected an object with candidate/target/captions, got {_describe(entry)}")
+        return None
+    cand = entry.get("candidate")
+    if _is_name(cand):
+        who = f"{rel} entry {i} (candidate {cand!r})"
+    bad = []
+    required = ("candidate", "captions") if split == "test" else ("candidate", "target", "captions")
+    missing = [k for k in required if k not in entry]
+    if missing:
+        bad.append(f"missing key(s) {', '.join(missing)}")
+    if "candidate" in entry and not _is_name(cand):
+        bad.append(f"candidate must be an image name, got {_describe(cand)}")
+    target = entry.get("target")
+    if "target" in entry and not _is_name(target):
+        bad.append(f"target must be an image name, got {_describe(target)}")
+    caps = entry.get("captions")
+    if "captions" in entry and not (
+        isinstance(caps, list) and len(caps) == 2 and all(isinstance(c, str) for c in caps)
+    ):
+        bad.append(f"captions must be a list of two strings, got {_describe(caps)}")
+    if not bad and known is not None:
+        for key, name in (("candidate", cand), ("target", target)):
+            if name is not None and name not in known:
+                bad.append(f"{key} {name!r} is not in {split_rel}")
+    if bad:
+        problems.append(f"{who}: {'; '.join(bad)}")
+        return None
+    return Query(reference=cand, captions=tuple(caps), target=target, category=category)
+
+
+def _cirr_entry(entry, i, rel, split, known, split_rel, seen_pairids, problems) -> Query | None:
+    who = f"{rel} entry {i}"
+    if not isinstance(entry, dict):
+        problems.append(f"{who}: expected an object with pairid/reference/caption/img_set, got {_describe(entry)}")
+        return None
+    pairid = entry.get("pairid")
+    valid_pairid = isinstance(pairid, int) and not isinstance(pairid, bool)
+    if valid_pairid:
+        who = f"{rel} entry {i} (pairid {pairid})"
+    has_target = split != "test1"
+    required = ["pairid", "reference", "caption", "img_set"] + (["target_hard"] if has_target else [])
+    bad = []
+    missing = [k for k in required if k not in entry]
+    if missing:
+        bad.append(f"missing key(s) {', '.join(missing)}")
+    if "pairid" in entry and not valid_pairid:
+        bad.append(f"pairid must be an integer, got {_describe(pairid)}")
+    elif valid_pairid:
+        if pairid in seen_pairids:
+            bad.append(f"duplicate pairid {pairid} (first at entry {seen_pairids[pairid]})")
+        else:
+            seen_pairids[pairid] = i
+    ref = entry.get("reference")
+    if "reference" in entry and not _is_name(ref):
+        bad.append(f"reference must be an image name, got {_describe(ref)}")
+    target = entry.get("target_hard")
+    if "target_hard" in entry and not _is_name(target):
+        bad.append(f"target_hard must be an image name, got {_describe(target)}")
+    caption = entry.get("caption")
+    if "caption" in entry and not isinstance(caption, str):
+        bad.append(f"caption must be a string, got {_describe(caption)}")
+    img_set = entry.get("img_set")
+    members = None
+    if "img_set" in entry:
+        members = img_set.get("members") if isinstance(img_set, dict) else None
+        if not (isinstance(members, list) and all(_is_name(m) for m in members)):
+            bad.append(f"img_set must be an object with a list 'members' of image names, got {_describe(img_set)}")
+            members = None
+        elif len(members) != CIRR_SET_SIZE or len(set(members)) != CIRR_SET_SIZE:
+            bad.append(f"img_set members must be {CIRR_SET_SIZE} distinct names, got {_describe(members)}")
+            members = None
+    if not bad:
+        if ref not in members:
+            bad.append(f"img_set members {_describe(members)} do not include the reference {ref!r}")
+        if target is not None and target not in members:
+            bad.append(f"img_set members {_describe(members)} do not include the target {target!r}")
+        unknown = [n for n in [ref, target, *members] if n is not None and known is not None and n not in known]
+        if unknown:
+            unknown = list(dict.fromkeys(unknown))
+            bad.append(f"image name(s) {', '.join(map(repr, unknown))} not in {split_rel}")
+    if bad:
+        problems.append(f"{who}: {'; '.join(bad)}")
+        return None
+    return Query(reference=ref, captions=(caption,), target=target, pairid=pairid, members=tuple(members))
+
+
+def read_annotations(data_root, dataset: str, split: str, category: str | None = None, *,
+                     collect: bool = False) -> Annotations:
+    """Read one split's annotation files, collecting every entry-level problem.
+
+    Args:
+        data_root: folder holding fashionIQ_dataset/ and cirr_dataset/.
+        dataset: "fashioniq" or "cirr".
+        split: FashionIQ train/val/test, CIRR train/val/test1.
+        category: FashionIQ dress/shirt/toptee; None for CIRR.
+        collect: also record file-level problems (missing file, malformed JSON, wrong top-level
+            type) in `problems` instead of raising, and read what can be read (check-data).
+    Returns:
+        Annotations with the valid index names and queries and a list of problems (each naming
+        the file and the entry). Image files are not looked at.
+    Raises:
+        AnnotationError: (collect=False) a file is missing, is not JSON, or has the wrong
+            top-level type.
+        ConfigError: unknown dataset / split / category.
+
+    Example:
+        >>> ann = read_annotations("/data", "cirr", "val"); ann.problems
+        []
+    """
+    root = Path(data_root)
+    captions_file, split_file = annotation_files(root, dataset, split, category)
+    problems: list = []
+    names, paths, known = [], [], None
+    try:
+        if dataset == "fashioniq":
+            names = _read_fashioniq_index(split_file, root, problems)
+            images_dir = root / FASHIONIQ_DIR / "images"
+            paths = [images_dir / f"{n}.jpg" for n in names]
+        else:
+            names, paths = _read_cirr_index(split_file, root, problems)
+        known = set(names)
+    except AnnotationError as err:
+        if not collect:
+            raise
+        problems.append(str(err))
+    entries = []
+    try:
+        entries = _read_json(captions_file, root, "captions")
+        if not isinstance(entries, list):
+            raise AnnotationError(
+                f"{captions_file}: expected a JSON list of entries, got {type(entries).__name__}"
+            )
+    except AnnotationError as err:
+        if not collect:
+            raise
+        problems.append(str(err))
+        entries = []
+    rel, split_rel = _rel(captions_file, root), _rel(split_file, root)
+    queries = []
+    seen_pairids: dict = {}
+    for i, entry in enumerate(entries):
+        if dataset == "fashioniq":
+            q = _fashioniq_entry(entry, i, rel, split, known, split_rel, category, problems)
+        else:
+            q = _cirr_entry(entry, i, rel, split, known, split_rel, seen_pairids, problems)
+        if q is not None:
+            queries.append(q)
+    return Annotations(dataset, split, category, root, captions_file, split_file, names, paths,
+                       queries, len(entries), problems)
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _listing(items: Sequence[str], limit: int = MAX_LISTED) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _missing_files(paths: Sequence[Path]) -> list:
+    return [i for i, p in enumerate(paths) if not os.path.isfile(p)]
+
+
+def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_missing: bool,
+              check_files: bool) -> Split:
+    ann = read_annotations(root, dataset, split, category)
+    if ann.problems:
+        n = len(ann.problems)
+        shown = "\n  - ".join(ann.problems[:MAX_LISTED])
+        more = f"\n  ... and {n - MAX_LISTED} more" if n > MAX_LISTED else ""
+        raise AnnotationError(
+            f"{n} annotation problem(s) in {ann.label} (data root {root}):\n  - {shown}{more}\n"
+            f"Repair or re-download these files; `cir-lib check-data --data-root {root}` lists every problem."
+        )
+    names, paths, queries = ann.image_names, ann.image_paths, ann.queries
+    skipped = SkipReport()
+    if check_files or skip_missing:
+        missing = _missing_files(paths)
+        if missing and not skip_missing:
+            listed = [_rel(paths[i], root) for i in missing]
+            none_there = " None of them is there: check --data-root and that the images were " \
+                "downloaded into the layout of RECIPE.md." if len(missing) == len(paths) else ""
+            raise ImageError(
+                f"{ann.label}: {len(missing)} of {len(paths)} index image files are missing under "
+                f"data root {root} ({_listing(listed)}).{none_there} Pass skip_missing=True (CLI: --skip-missing) "
+                f"to drop them and the queries that use them (the counts are reported), or run "
+                f"`cir-lib check-data --data-root {root}` for a full report."
+            )
+        if missing:
+            gone = {names[i] for i in missing}
+            keep = [i for i in range(len(names)) if names[i] not in gone]
+
+            def uses_missing(q: Query) -> bool:
+                used = [q.reference, q.target, *(q.members or ())]
+                return any(n in gone for n in used if n is not None)
+
+            kept_queries = [q for q in queries if not uses_missing(q)]
+            n_q = len(queries) - len(kept_queries)
+            listed = [_rel(paths[i], root) for i in missing]
+            detail = (
+                f"{ann.label}: removed {n_q} of {len(queries)} queries and {len(missing)} of "
+                f"{len(names)} index images (missing image files: {_listing(listed)})"
+            )
+            logger.warning("skip_missing: %s", detail)
+            skipped = SkipReport(queries=n_q, images=len(missing), details=[detail],
+                                 groups={ann.label: {"queries": n_q, "images": len(missing)}})
+            names = [names[i] for i in keep]
+            paths = [paths[i] for i in keep]
+            queries = kept_queries
+    return Split(dataset=dataset, split=split, category=category, data_root=root,
+                 image_names=list(names), image_paths=list(paths), queries=list(queries), skipped=skipped)
+
+
+def load_split(data_root, dataset: str, split: str, category: str | None = None, *,
+               skip_missing: bool = False, check_files: bool = True) -> Split:
+    """Read a split: its index (gallery) and its queries, validated strictly.
+
+    Args:
+        data_root: folder holding fashionIQ_dataset/ and cirr_dataset/.
+        dataset: "fashioniq" or "cirr".
+        split: FashionIQ "train" / "val" / "test"; CIRR "train" / "val" / "test1".
+        category: FashionIQ "dress" / "shirt" / "toptee", or None to pool the three
+            (merge_splits); must be None for CIRR.
+        skip_missing: drop index images whose file is missing and the queries that use them
+            (reference, target or CIRR img_set member); the counts go to Split.skipped and to a
+            logged warning. Implies checking files.
+        check_files: check that every index image file exists (missing -> ImageError). False
+            reads the annotation files alone.
+    Returns:
+        Split. Index order is the split-file order.
+    Raises:
+        AnnotationError: missing / malformed annotation files or entries (names file and entry).
+        ImageError: missing image files when check_files and not skip_missing.
+        ConfigError: unknown dataset / split / category.
+
+    Example:
+        >>> val = load_split("/data", "fashioniq", "val", "dress", check_files=False)
+        >>> len(val.queries), len(val.image_names)
+        (2017, 3817)
+    """
+    root = Path(data_root)
+    if dataset == "fashioniq" and category is None:
+        _check_names(dataset, split, FASHIONIQ_CATEGORIES[0])
+        return merge_splits([
+            _load_one(root, dataset, split, c, skip_missing, check_files) for c in FASHIONIQ_CATEGORIES
+        ])
+    _check_names(dataset, split, category)
+    return _load_one(root, dataset, split, category, skip_missing, check_files)
+
+
+def load_fashioniq(data_root, category: str | None, split: str, **kw) -> Split:
+    """load_split(data_root, "fashioniq", split, category, **kw); category None pools the three."""
+    return load_split(data_root, "fashioniq", split, category, **kw)
+
+
+def load_cirr(data_root, split: str, **kw) -> Split:
+    """load_split(data_root, "cirr", split, **kw)."""
+    return load_split(data_root, "cirr", split, None, **kw)
+
+
+def merge_splits(splits: Sequence[Split]) -> Split:
+    """Pool splits of the same dataset and split name (the FashionIQ categories, for training).
+
+    Index images are unioned and de-duplicated by name (first occurrence order), queries
+    concatenated (each keeps its category), skip counts summed.
+
+    Example: merge_splits([load_split(r, "fashioniq", "train", c) for c in ("dress", "shirt")])
+    """
+    splits = list(splits)
+    if not splits:
+        raise ConfigError("merge_splits needs at least one split")
+    first = splits[0]
+    for s in splits[1:]:
+        if (s.dataset, s.split, Path(s.data_root)) != (first.dataset, first.split, Path(first.data_root)):
+            raise ConfigError(f"cannot pool {first.label} with {s.label}: dataset, split and data root must match")
+    if len(splits) == 1:
+        return first
+    names, paths, seen = [], [], set()
+    for s in splits:
+        for n, p in zip(s.image_names, s.image_paths):
+            if n not in seen:
+                seen.add(n)
+                names.append(n)
+                paths.append(p)
+    cats = [s.category for s in splits if s.category]
+    category = "+".join(dict.fromkeys(c for cat in cats for c in cat.split("+"))) or None
+    return Split(dataset=first.dataset, split=first.split, category=category, data_root=Path(first.data_root),
+                 image_names=names, image_paths=paths, queries=[q for s in splits for q in s.queries],
+                 skipped=SkipReport.combine(s.skipped for s in splits))
+
+
+# ------------------------------------------------------------------------------------------- images
+
+
+def open_image(path, split_label: str = "") -> Image.Image:
+    """Open an image fully decoded, as RGB; missing / unreadable -> ImageError naming file and split."""
+    where = f" (split {split_label})" if split_label else ""
+    try:
+        with Image.open(path) as im:
+            im.load()  # force a full decode here: truncated files fail now, not later
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise ImageError(
+            f"image file {path}{where} is missing; restore it, or load the split with "
+            f"skip_missing=True (CLI: --skip-missing) to drop the queries that use it"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(
+            f"image file {path}{where} is unreadable ({err}); re-download it, or delete it and use "
+            f"skip_missing=True (CLI: --skip-missing)"
+        ) from None
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Images for a DataLoader: item i = transform(RGB image at paths[i]).
+
+    Never returns None: a missing or unreadable file raises ImageError naming it and the split.
+
+    Example:
+        >>> ds = ImageDataset(split.image_paths, make_transform(PreprocessConfig()), split.label)
+        >>> ds[0].shape
+        torch.Size([3, 224, 224])
+    """
+
+    def __init__(self, paths: Sequence, transform: Callable | None = None, split_label: str = ""):
+        self.paths = [Path(p) for p in paths]
+        self.transform = transform
+        self.split_label = split_label
+
+    @classmethod
+    def from_split(cls, split: Split, transform: Callable | None = None) -> "ImageDataset":
+        """The index images of a split."""
+        return cls(split.image_paths, transform, split.label)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        image = open_image(self.paths[i], self.split_label)
+        return self.transform(image) if self.transform is not None else image

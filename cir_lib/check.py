@@ -1,0 +1,223 @@
+"""`cir-lib check-data`: account for every query and every image of a data root.
+
+Reports, per split (and FashionIQ category), the number of queries, of index images and of
+missing or unreadable images, plus every annotation problem (unknown image names, malformed
+entries, duplicate pairids, img_sets without their reference), naming files and entries. Works on
+annotation files alone: with no images at all every image is counted missing, so a download can
+be checked before fetching the images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from cir_lib.constants import (
+    CIRR_DIR,
+    CIRR_SPLITS,
+    DATASETS,
+    FASHIONIQ_CATEGORIES,
+    FASHIONIQ_DIR,
+    FASHIONIQ_SPLITS,
+)
+from cir_lib.data import annotation_files, read_annotations
+from cir_lib.errors import ConfigError
+
+MAX_MISSING_LISTED = 20  # missing images named per split; the count is always exact
+DATASET_DIRS = {"fashioniq": FASHIONIQ_DIR, "cirr": CIRR_DIR}
+
+
+def _groups(dataset: str) -> list:
+    """(split, category) pairs of a dataset, in report order."""
+    if dataset == "fashioniq":
+        return [(s, c) for s in FASHIONIQ_SPLITS for c in FASHIONIQ_CATEGORIES]
+    return [(s, None) for s in CIRR_SPLITS]
+
+
+def verify_image(path) -> str | None:
+    """None if the file decodes fully; "missing" if absent; otherwise the reason it is unreadable."""
+    try:
+        with Image.open(path) as im:
+            im.verify()  # structure and checksums (PNG CRCs)
+        with Image.open(path) as im:
+            im.load()  # full decode: catches truncated files verify() lets through
+    except FileNotFoundError:
+        return "missing"
+    except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _image_status(paths: list, verify: bool, workers: int | None, progress: bool) -> dict:
+    """path -> None (fine) / "missing" / reason unreadable."""
+    status = {}
+    present = []
+    for p in paths:
+        if os.path.isfile(p):
+            present.append(p)
+            status[p] = None
+        else:
+            status[p] = "missing"
+    if verify and present:
+        workers = workers or min(8, 2 * (os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(verify_image, present, chunksize=64)
+            for p, res in tqdm(zip(present, results), total=len(present), desc="verifying images",
+                               unit="img", disable=not progress):
+                status[p] = res
+    return status
+
+
+def _listing(paths: list, limit: int, root: Path) -> str:
+    shown = ", ".join(str(Path(p).relative_to(root)) for p in paths[:limit])
+    return shown + (f"; ... and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: bool = True, *,
+               workers: int | None = None, progress: bool = True) -> dict:
+    """Validate the annotation files and images under a data root.
+
+    Args:
+        data_root: folder holding fashionIQ_dataset/ and/or cirr_dataset/.
+        datasets: datasets to check; None checks whichever is present (a missing dataset folder is
+            a problem only when the dataset is asked for explicitly, or when neither is present).
+        verify_images: decode every present image (missing and unreadable both count as
+            missing_images); False only checks that the files exist.
+        workers: threads decoding images (default min(8, 2 x cores)).
+        progress: show a tqdm progress bar while decoding.
+    Returns:
+        {"fashioniq": {split: {category: {"queries", "images", "missing_images"}}},
+         "cirr": {split: {"queries", "images", "missing_images"}}, "problems": [str, ...]}
+        Clean when "problems" is empty.
+
+    Example:
+        >>> report = check_data("/data", ["cirr"])
+        >>> report["cirr"]["val"]
+        {'queries': 4181, 'images': 2297, 'missing_images': 0}
+    """
+    root = Path(data_root)
+    explicit = datasets is not None
+    datasets = tuple(datasets) if explicit else DATASETS
+    for ds in datasets:
+        if ds not in DATASETS:
+            raise ConfigError(f"unknown dataset {ds!r}; valid: {', '.join(DATASETS)}")
+    report: dict = {ds: {} for ds in datasets}
+    problems: list = []
+    if not root.is_dir():
+        report["problems"] = [f"data root {root} does not exist or is not a folder"]
+        return report
+
+    present = [ds for ds in datasets if (root / DATASET_DIRS[ds]).is_dir()]
+    hint = ""
+    if root.name in DATASET_DIRS.values():
+        hint = f" ({root} looks like a dataset folder: pass its parent as the data root)"
+    for ds in datasets:
+        if ds not in present and explicit:
+            problems.append(f"{ds}: folder {root / DATASET_DIRS[ds]} not found{hint}")
+    if not present and not explicit:
+        problems.append(
+            f"neither {FASHIONIQ_DIR}/ nor {CIRR_DIR}/ found under {root}; the data root must be the "
+            f"folder holding them{hint}"
+        )
+
+    # Annotations first (every problem collected), then the images of every split at once.
+    found = []  # (dataset, split, category, Annotations)
+    for ds in present:
+        n_found = 0
+        for split, category in _groups(ds):
+            captions_file, split_file = annotation_files(root, ds, split, category)
+            if not captions_file.exists() and not split_file.exists():
+                continue
+            n_found += 1
+            ann = read_annotations(root, ds, split, category, collect=True)
+            problems.extend(ann.problems)
+            found.append((ds, split, category, ann))
+        if n_found == 0:
+            problems.append(f"{ds}: no annotation files found under {root / DATASET_DIRS[ds]}")
+
+    all_paths = list(dict.fromkeys(p for *_, ann in found for p in ann.image_paths))
+    status = _image_status(all_paths, verify_images, workers, progress)
+
+    for ds, split, category, ann in found:
+        missing = [p for p in ann.image_paths if status[p] == "missing"]
+        broken = [(p, status[p]) for p in ann.image_paths if status[p] not in (None, "missing")]
+        counts = {"queries": ann.n_entries, "images": len(ann.image_paths),
+                  "missing_images": len(missing) + len(broken)}
+        if category is None:
+            report[ds][split] = counts
+        else:
+            report[ds].setdefault(split, {})[category] = counts
+        if missing:
+            if len(missing) == len(ann.image_paths):  # annotation files only: a short line
+                hint, limit = " (none of them is there: annotation files only?)", 3
+            else:
+                hint, limit = "", MAX_MISSING_LISTED
+            problems.append(
+                f"{ann.label}: {len(missing)} of {len(ann.image_paths)} index images missing{hint}: "
+                f"{_listing(missing, limit, root)}"
+            )
+        for p, reason in broken:
+            problems.append(f"{ann.label}: unreadable image {Path(p).relative_to(root)} ({reason})")
+    report["problems"] = problems
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The human-readable table printed by `cir-lib check-data`."""
+    rows = [("dataset", "split", "category", "queries", "images", "missing")]
+    for ds in DATASETS:
+        for split, value in report.get(ds, {}).items():
+            groups = [(None, value)] if "queries" in value else list(value.items())
+            for category, c in groups:
+                rows.append((ds, split, category or "-", str(c["queries"]), str(c["images"]),
+                             str(c["missing_images"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [r[i].ljust(widths[i]) if i < 3 else r[i].rjust(widths[i]) for i in range(len(r))]
+        lines.append("  ".join(cells).rstrip())
+    if len(rows) == 1:
+        lines.append("(nothing found)")
+    problems = report.get("problems", [])
+    lines.append("")
+    if problems:
+        lines.append(f"{len(problems)} problem(s):")
+        lines.extend(f"  - {p}" for p in problems)
+    else:
+        lines.append("clean: every query and every image accounted for")
+    return "\n".join(lines)
+
+
+def _run(args) -> int:
+    datasets = [args.dataset] if args.dataset else None
+    report = check_data(args.data_root, datasets, verify_images=not args.no_verify_images,
+                        workers=args.workers)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0 if not report["problems"] else 1
+
+
+def add_commands(subparsers) -> None:
+    """Add `check-data` to the cir-lib command line."""
+    p = subparsers.add_parser(
+        "check-data",
+        help="count queries and images per split, report missing/unreadable images and annotation problems",
+        description="Validate a data root (the folder holding fashionIQ_dataset/ and cirr_dataset/): "
+        "queries, index images, missing or unreadable images per split and category, and every "
+        "annotation problem. Works on annotation files alone. Exit status 0 only when clean.",
+    )
+    p.add_argument("--data-root", required=True, type=Path, help="folder holding fashionIQ_dataset/ and cirr_dataset/")
+    p.add_argument("--dataset", choices=DATASETS, help="check only this dataset (then its absence is a problem)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--no-verify-images", action="store_true",
+                   help="only check that image files exist, do not decode them")
+    p.add_argument("--workers", type=int, default=None, help="threads decoding images (default min(8, 2 x cores))")
+    p.set_defaults(func=_run)
