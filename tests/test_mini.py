@@ -1,0 +1,379 @@
+"""The embedded mini benchmarks (cir_lib.mini): determinism, real layouts and formats, consistency
+of every reference, img_set invariants, caption variety, the pool, and the `make-mini` command."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from cir_lib import __version__
+from cir_lib import mini
+from cir_lib.constants import CIRR_SPLITS, FASHIONIQ_CATEGORIES, FASHIONIQ_SPLITS
+from cir_lib.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FIQ_NAME = re.compile(r"B0[0-9A-Z]{8}")
+CIRR_NAME = re.compile(r"(train|dev|test1)-\d+-\d-img[01]")
+CIRR_PATH = re.compile(r"\./(train/\d+|dev|test1)/((train|dev|test1)-\d+-\d-img[01])\.png")
+CIRR_PREFIX = {"train": "train", "val": "dev", "test1": "test1"}
+
+
+def _tree_hashes(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _fiq(root: Path, kind: str, category: str, split: str):
+    folder = "captions" if kind == "cap" else "image_splits"
+    return json.loads((root / "fashionIQ_dataset" / folder / f"{kind}.{category}.{split}.json").read_text())
+
+
+def _cirr(root: Path, kind: str, split: str):
+    folder = "captions" if kind == "cap" else "image_splits"
+    return json.loads((root / "cirr_dataset" / "cirr" / folder / f"{kind}.rc2.{split}.json").read_text())
+
+
+# ------------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_gives_identical_bytes_and_another_seed_differs(smoke_root, tmp_path):
+    again = tmp_path / "again"
+    other = tmp_path / "other"
+    mini.make_mini(again, preset="smoke", seed=0)
+    mini.make_mini(other, preset="smoke", seed=1)
+    first, second, third = _tree_hashes(smoke_root), _tree_hashes(again), _tree_hashes(other)
+    assert len(first) > 500
+    assert first == second
+    # Another seed: other image names, other contents (the fixed-name files differ too).
+    assert set(first) != set(third)
+    for name in ("cirr_dataset/cirr/captions/cap.rc2.val.json", "mini_pool/captions.json",
+                 "mini_pool/images/fashion_00000.jpg", "mini_pool/images/scene_00000.png"):
+        assert first[name] != third[name], name
+
+
+def test_render_functions_are_deterministic_per_generator():
+    g = mini.random_garment("shirt", mini._rng(3, "g"))
+    a = mini.render_garment(g, mini._rng(3, "r"))
+    b = mini.render_garment(g, mini._rng(3, "r"))
+    assert a.tobytes() == b.tobytes() and a.size == b.size
+    s = mini.random_scene(mini._rng(3, "s"))
+    assert mini.render_scene(s, mini._rng(4)).tobytes() == mini.render_scene(s, mini._rng(4)).tobytes()
+
+
+# ----------------------------------------------------------------------- layouts and formats
+
+
+def test_fashioniq_layout_and_formats_match_the_real_files(smoke_root, real_annotations):
+    for category in FASHIONIQ_CATEGORIES:
+        for split in FASHIONIQ_SPLITS:
+            for kind in ("cap", "split"):
+                folder = "captions" if kind == "cap" else "image_splits"
+                ours_path = smoke_root / "fashionIQ_dataset" / folder / f"{kind}.{category}.{split}.json"
+                real_path = real_annotations / "fashionIQ" / folder / f"{kind}.{category}.{split}.json"
+                ours_text, real_text = ours_path.read_text(), real_path.read_text()
+                ours, real = json.loads(ours_text), json.loads(real_text)
+                # Same text formatting rule as the real files (indent 4, no trailing newline).
+                assert real_text == json.dumps(real, indent=4)
+                assert ours_text == json.dumps(ours, indent=4), ours_path
+                assert isinstance(ours, list) and ours
+                if kind == "cap":
+                    real_keys = {tuple(e) for e in real}
+                    assert {tuple(e) for e in ours} == real_keys, ours_path  # key sets and order
+                    assert all(len(e["captions"]) == 2 for e in ours)
+                    assert all(isinstance(c, str) and c.strip() for e in ours for c in e["captions"])
+                else:
+                    assert all(isinstance(n, str) and FIQ_NAME.fullmatch(n) for n in ours)
+                    assert sum(bool(FIQ_NAME.fullmatch(n)) for n in real) > 0.99 * len(real)
+                    assert len(set(ours)) == len(ours)
+            for name in _fiq(smoke_root, "split", category, split):
+                assert (smoke_root / "fashionIQ_dataset" / "images" / f"{name}.jpg").is_file()
+
+
+def test_cirr_layout_and_formats_match_the_real_files(smoke_root, real_annotations):
+    real_cap = {s: json.loads((real_annotations / "cirr" / "captions" / f"cap.rc2.{s}.json").read_text())
+                for s in ("val", "test1")}
+    for split in CIRR_SPLITS:
+        for kind in ("cap", "split"):
+            folder = "captions" if kind == "cap" else "image_splits"
+            ours_text = (smoke_root / "cirr_dataset" / "cirr" / folder / f"{kind}.rc2.{split}.json").read_text()
+            real_text = (real_annotations / "cirr" / folder / f"{kind}.rc2.{split}.json")
+            ours = json.loads(ours_text)
+            assert ours_text == json.dumps(ours)  # one line, as the real files
+            if real_text.is_file():
+                assert real_text.read_text() == json.dumps(json.loads(real_text.read_text()))
+        caps, split_map = _cirr(smoke_root, "cap", split), _cirr(smoke_root, "split", split)
+        reference = real_cap["test1" if split == "test1" else "val"]  # no real train captions here
+        assert {tuple(e) for e in caps} == {tuple(e) for e in reference}
+        assert {tuple(e["img_set"]) for e in caps} == {tuple(e["img_set"]) for e in reference}
+        for e in caps:
+            assert isinstance(e["pairid"], int) and isinstance(e["caption"], str) and e["caption"].strip()
+            if split != "test1":
+                assert e["target_soft"][e["target_hard"]] == 1.0
+                assert set(e["target_soft"].values()) <= {1.0, -1.0}
+        # Split files map names to "./<folder>/<name>.png"; train images in numbered subfolders.
+        real_map = json.loads((real_annotations / "cirr" / "image_splits" / f"split.rc2.{split}.json").read_text())
+        for mapping in (split_map, real_map):
+            for name, rel in mapping.items():
+                m = CIRR_PATH.fullmatch(rel)
+                assert m and m.group(2) == name and CIRR_NAME.fullmatch(name), rel
+                assert name.startswith(CIRR_PREFIX[split] + "-")
+                assert rel.startswith(f"./{CIRR_PREFIX[split]}/")
+        folders = {rel.split("/")[2] for rel in split_map.values()} if split == "train" else set()
+        if split == "train":
+            assert len(folders) == mini.PRESETS["smoke"].cirr_train_folders
+        for rel in split_map.values():
+            assert (smoke_root / "cirr_dataset" / rel).is_file(), rel
+
+
+def test_images_are_small_jpg_and_png_with_non_square_fashion(smoke_root):
+    fiq = sorted((smoke_root / "fashionIQ_dataset" / "images").glob("*"))
+    assert fiq and all(p.suffix == ".jpg" for p in fiq)
+    sizes = []
+    for p in fiq[:150]:
+        with Image.open(p) as im:
+            assert im.format == "JPEG" and im.mode == "RGB"
+            sizes.append(im.size)
+    assert all(48 <= min(s) and max(s) <= 96 for s in sizes)
+    # Enough images beyond the 1.25 aspect ratio that targetpad pads them, and some within it.
+    assert sum(max(s) / min(s) >= 1.25 for s in sizes) > 30
+    assert sum(max(s) / min(s) < 1.25 for s in sizes) > 10
+    cirr = sorted((smoke_root / "cirr_dataset").rglob("*.png"))
+    assert cirr
+    for p in cirr[:50]:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and 64 <= min(im.size) and max(im.size) <= 96
+    assert not list((smoke_root / "cirr_dataset").rglob("*.jpg"))
+
+
+# ----------------------------------------------------------------------- references and sets
+
+
+def test_every_fashioniq_name_exists_in_its_split(smoke_root):
+    names_everywhere = Counter()
+    for category in FASHIONIQ_CATEGORIES:
+        for split in FASHIONIQ_SPLITS:
+            caps = _fiq(smoke_root, "cap", category, split)
+            index = set(_fiq(smoke_root, "split", category, split))
+            names_everywhere.update(index)
+            for e in caps:
+                assert e["candidate"] in index
+                if split == "test":
+                    assert "target" not in e
+                else:
+                    assert e["target"] in index and e["target"] != e["candidate"]
+            # Evaluation indexes hold distractors: more images than the captions use.
+            if split != "train":
+                used = {e["candidate"] for e in caps} | {e.get("target") for e in caps} - {None}
+                assert used < index
+    # No image shared between categories or splits (as in the real files).
+    assert max(names_everywhere.values()) == 1
+
+
+def test_every_cirr_name_exists_and_img_sets_hold_reference_and_target(smoke_root):
+    all_pairids = []
+    for split in CIRR_SPLITS:
+        caps, split_map = _cirr(smoke_root, "cap", split), _cirr(smoke_root, "split", split)
+        sets = defaultdict(list)
+        for e in caps:
+            all_pairids.append(e["pairid"])
+            members = e["img_set"]["members"]
+            assert len(members) == 6 and len(set(members)) == 6
+            assert all(m in split_map for m in members)
+            assert e["reference"] in members
+            assert 0 <= e["img_set"]["reference_rank"] < 6
+            if split == "test1":
+                assert "target_hard" not in e and "target_soft" not in e and "target_rank" not in e["img_set"]
+            else:
+                assert e["target_hard"] in members and e["target_hard"] != e["reference"]
+                assert set(e["target_soft"]) <= set(members)
+                assert 0 <= e["img_set"]["target_rank"] < 6
+            sets[e["img_set"]["id"]].append(e)
+        covered = set()
+        for set_id, entries in sets.items():
+            assert len({tuple(e["img_set"]["members"]) for e in entries}) == 1, set_id
+            rank_of = {}
+            for e in entries:  # a member keeps its rank over the set's pairs, as in the real files
+                pairs = [(e["reference"], e["img_set"]["reference_rank"])]
+                if split != "test1":
+                    pairs.append((e["target_hard"], e["img_set"]["target_rank"]))
+                for name, rank in pairs:
+                    assert rank_of.setdefault(name, rank) == rank
+            members = entries[0]["img_set"]["members"]
+            assert not covered & set(members)  # img_sets do not share images
+            covered |= set(members)
+            # The 6 members are variants of one base scene ("<prefix>-<base>-<k>-img<j>").
+            assert len({m.rsplit("-", 2)[0] for m in members}) == 1
+        assert covered == set(split_map)  # every image of the split belongs to an img_set
+        assert len(sets) == getattr(mini.PRESETS["smoke"], f"cirr_{split}_sets")
+        assert [e["pairid"] for e in caps] == sorted(e["pairid"] for e in caps)
+    assert len(all_pairids) == len(set(all_pairids))
+
+
+# ------------------------------------------------------------------------------------ captions
+
+
+def test_captions_are_varied_with_some_vague_and_partial_ones(smoke_root):
+    fiq = [c for cat in FASHIONIQ_CATEGORIES for s in FASHIONIQ_SPLITS
+           for e in _fiq(smoke_root, "cap", cat, s) for c in e["captions"]]
+    assert len(set(fiq)) > 0.5 * len(fiq) and len(set(fiq)) > 150
+    vague = [c for c in fiq if c in mini.VAGUE_FASHION_CAPTIONS]
+    assert 0.03 * len(fiq) < len(vague) < 0.3 * len(fiq)
+    # Most pairs have two different captions.
+    pairs = [tuple(e["captions"]) for cat in FASHIONIQ_CATEGORIES for e in _fiq(smoke_root, "cap", cat, "val")]
+    assert sum(a != b for a, b in pairs) > 0.8 * len(pairs)
+    cirr = [e["caption"] for s in CIRR_SPLITS for e in _cirr(smoke_root, "cap", s)]
+    assert len(set(cirr)) > 0.7 * len(cirr)
+    words = Counter(w for c in cirr for w in re.findall(r"[a-z]+", c.lower()))
+    for verb in ("add", "remove", "move"):
+        assert words[verb] > 0, verb
+    assert any(c in mini.VAGUE_SCENE_CAPTIONS for c in cirr) or len(cirr) < 100
+
+
+def test_fashioniq_captions_mention_only_changed_or_true_attributes():
+    rng = mini._rng(11, "captions")
+    partial = 0
+    for i in range(300):
+        ref = mini.random_garment("dress", rng)
+        tgt, changed = mini.mutate_garment(ref, 3, rng)
+        assert len(changed) == 3 and len(set(changed)) == 3
+        differing = {f for f in ("colour", "pattern", "sleeves", "neck", "length", "graphic")
+                     if getattr(ref, f) != getattr(tgt, f)
+                     or (f == "graphic" and ref.graphic_colour != tgt.graphic_colour)}
+        assert differing == set(changed)
+        c1, c2 = mini.fashioniq_captions(ref, tgt, changed, rng)
+        assert c1.strip() and c2.strip()
+        # The target's colour word never contradicts: a caption naming a colour as the garment's
+        # colour names the target's colour (checked on the simple "is <colour>" form).
+        for c in (c1, c2):
+            m = re.fullmatch(r"(?:it |the dress )?is (\w+)", c.lower().rstrip("."))
+            if m and m.group(1) in mini.FASHION_COLOURS:
+                assert m.group(1) == tgt.colour
+        partial += len(c1) < 25 and len(c2) < 25
+    assert partial > 0
+
+
+def test_scene_variants_are_distinct_and_diffs_non_empty():
+    rng = mini._rng(5, "scenes")
+    for _ in range(100):
+        variants = mini.scene_variants(mini.random_scene(rng), 6, rng)
+        assert len({v.signature() for v in variants}) == 6
+        for v in variants:
+            assert mini.MIN_OBJECTS <= len(v.objects) <= mini.MAX_OBJECTS
+            assert len({o.cell for o in v.objects}) == len(v.objects)
+        for a in variants:
+            for b in variants:
+                if a is not b:
+                    assert mini.scene_diff(a, b)
+                    assert mini.cirr_caption(a, b, rng).strip()
+
+
+# ---------------------------------------------------------------------------------- the pool
+
+
+def test_pool_captions_images_and_readme(smoke_root):
+    pool = smoke_root / "mini_pool"
+    entries = json.loads((pool / "captions.json").read_text())
+    preset = mini.PRESETS["smoke"]
+    assert len(entries) == preset.pool_fashion_images + preset.pool_scene_images
+    assert {tuple(sorted(e)) for e in entries} == {("caption", "domain", "image")}
+    assert Counter(e["domain"] for e in entries) == {"fashion": preset.pool_fashion_images,
+                                                     "scene": preset.pool_scene_images}
+    for e in entries:
+        assert e["image"].startswith("images/") and (pool / e["image"]).is_file()
+        assert len(e["caption"].split()) >= 3
+    assert any("sleeve" in e["caption"] for e in entries)
+    assert (pool / "README.md").read_text().startswith("# mini_pool")
+    pool_hashes = {hashlib.sha256((pool / e["image"]).read_bytes()).hexdigest() for e in entries}
+    bench = {hashlib.sha256(p.read_bytes()).hexdigest()
+             for d in ("fashionIQ_dataset", "cirr_dataset") for p in (smoke_root / d).rglob("*")
+             if p.suffix in (".jpg", ".png")}
+    assert not pool_hashes & bench
+
+
+def test_manifest_records_preset_seed_version_and_true_counts(smoke_root):
+    manifest = json.loads((smoke_root / "MINI_BENCHMARK.json").read_text())
+    assert manifest["preset"] == "smoke" and manifest["seed"] == 0 and manifest["kit_version"] == __version__
+    counts = manifest["counts"]
+    for category in FASHIONIQ_CATEGORIES:
+        for split in FASHIONIQ_SPLITS:
+            assert counts["fashioniq"][category][split] == {
+                "queries": len(_fiq(smoke_root, "cap", category, split)),
+                "images": len(_fiq(smoke_root, "split", category, split)),
+            }
+    for split in CIRR_SPLITS:
+        assert counts["cirr"][split]["queries"] == len(_cirr(smoke_root, "cap", split))
+        assert counts["cirr"][split]["images"] == len(_cirr(smoke_root, "split", split))
+    n_files = sum(1 for p in smoke_root.rglob("*") if p.suffix in (".jpg", ".png"))
+    assert counts["images_total"] == n_files
+
+
+def test_presets_have_the_planned_sizes():
+    smoke, full = mini.PRESETS["smoke"], mini.PRESETS["mini"]
+    assert 50 <= smoke.fashioniq_val_images <= 120 and smoke.cirr_val_sets * 6 <= 120
+    assert 1000 <= full.fashioniq_val_images <= 1500 and full.fashioniq_val_queries >= 500
+    assert 1000 <= full.cirr_val_sets * 6 <= 1500
+    assert full.fashioniq_train_queries * 3 >= 2000
+    assert full.pool_fashion_images + full.pool_scene_images >= 2000
+
+
+def test_bad_arguments_and_existing_output_are_refused(tmp_path, smoke_root):
+    with pytest.raises(ConfigError, match="unknown mini preset"):
+        mini.make_mini(tmp_path / "x", preset="huge")
+    with pytest.raises(ConfigError, match="seed"):
+        mini.make_mini(tmp_path / "x", preset="smoke", seed=-1)
+    with pytest.raises(ConfigError, match="more images than"):
+        mini.MiniPreset(**{**dataclasses.asdict(mini.PRESETS["smoke"]), "fashioniq_val_images": 10})
+    with pytest.raises(ConfigError, match="already holds"):
+        mini.make_mini(smoke_root, preset="smoke")
+    foreign = tmp_path / "foreign"
+    (foreign / "cirr_dataset").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="does not look like"):
+        mini.make_mini(foreign, preset="smoke", overwrite=True)
+    assert (foreign / "cirr_dataset").is_dir()
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_make_mini_smoke(tmp_path, smoke_root):
+    # One real process (the command users type); it imports the whole CLI, so only once.
+    out = tmp_path / "cli"
+    done = subprocess.run([sys.executable, "-m", "cir_lib", "make-mini", "--out", str(out), "--preset", "smoke"],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "FashionIQ dress" in done.stdout and "CIRR" in done.stdout and "wrote" in done.stdout
+    assert _tree_hashes(out) == _tree_hashes(smoke_root)
+
+
+def test_make_mini_command_refuses_existing_output_then_overwrites_and_has_help(tmp_path, smoke_root, capsys):
+    # Through the module's own subcommand (the full CLI is exercised once, above).
+    parser = argparse.ArgumentParser(prog="cir-lib")
+    mini.add_commands(parser.add_subparsers())
+    out = tmp_path / "cmd"
+    shutil.copytree(smoke_root, out)
+    args = parser.parse_args(["make-mini", "--out", str(out), "--preset", "smoke"])
+    with pytest.raises(ConfigError, match="--overwrite"):
+        args.func(args)
+    (out / "mini_pool" / "captions.json").write_text("[]")
+    (out / "fashionIQ_dataset" / "stale.txt").write_text("left over")
+    args = parser.parse_args(["make-mini", "--out", str(out), "--preset", "smoke", "--seed", "0", "--overwrite"])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "FashionIQ dress" in printed and "wrote" in printed and " s" in printed
+    assert _tree_hashes(out) == _tree_hashes(smoke_root)
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["make-mini", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--preset" in text and "--seed" in text and "--out" in text and "smoke" in text
