@@ -15,3 +15,16 @@ class ImageError(CirError):
 
 class ConfigError(CirError):
     """An unknown name, an inconsistent setting, or a checkpoint that does not match."""
+
+
+class InputError(ConfigError, ValueError):
+    """Tensors or indices handed to a computation with the wrong shape, type or range
+    (also a ValueError, so plain Python callers can catch it as one)."""
+
+
+class TrainingError(CirError):
+    """Training cannot go on (e.g. a NaN loss); the message names the epoch and step."""
+
+
+class SubmissionError(CirError):
+    """A CIRR test-server submission file that the server would reject."""

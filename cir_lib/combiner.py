@@ -1,0 +1,243 @@
+"""Query composition: the element-wise sum (stage 1, zero-shot baseline) and the Combiner (stage 2).
+
+Both take the raw (unnormalized) CLIP features of the reference image and of the relative caption and
+return the normalized query feature. The Combiner keeps the module names of the original CLIP4Cir code
+(`text_projection_layer`, `image_projection_layer`, `combiner_layer`, `output_layer`, `dynamic_scalar`)
+so that its released `{"Combiner": state_dict}` checkpoints load as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cir_lib.constants import LOGIT_SCALE
+from cir_lib.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+COMBINER_KINDS = ("sum", "combiner")
+CHECKPOINT_FORMAT = "cir_lib.combiner/1"  # marks files written by save_combiner_checkpoint
+
+
+@dataclass
+class CombinerConfig:
+    """What builds a query composer; stored in Combiner checkpoints."""
+
+    kind: str = "combiner"  # "sum" (element-wise sum) or "combiner"
+    dim: int = 640  # CLIP feature dimension d (RN50: 1024, RN50x4: 640)
+    proj_dim: Optional[int] = None  # p; None means 4 * d
+    hidden_dim: Optional[int] = None  # h; None means 8 * d
+    dropout: float = 0.5  # dropout of the three Combiner branches
+
+    def resolved(self) -> "CombinerConfig":
+        """A copy with p and h filled in."""
+        cfg = copy.copy(self)
+        cfg.proj_dim = cfg.proj_dim or 4 * cfg.dim
+        cfg.hidden_dim = cfg.hidden_dim or 8 * cfg.dim
+        return cfg
+
+
+def _check_features(image_features: torch.Tensor, text_features: torch.Tensor, dim: Optional[int]) -> None:
+    if image_features.shape != text_features.shape:
+        raise ConfigError(
+            f"image features {tuple(image_features.shape)} and text features {tuple(text_features.shape)} "
+            f"differ in shape; both must come from the same backbone, one row per query"
+        )
+    if dim is not None and image_features.shape[-1] != dim:
+        raise ConfigError(
+            f"features have dimension {image_features.shape[-1]} but the Combiner was built for d={dim}; "
+            f"use a Combiner trained on this backbone's features (or build one with dim="
+            f"{image_features.shape[-1]})"
+        )
+
+
+class ElementwiseSum(nn.Module):
+    """query = normalize(image_feature + text_feature), on raw CLIP features (RECIPE.md, stage 1)."""
+
+    logit_scale = LOGIT_SCALE
+
+    def __init__(self, dim: Optional[int] = None):
+        super().__init__()
+        self.dim = dim
+        self.config = CombinerConfig(kind="sum", dim=dim or 0)
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, return_lambda: bool = False):
+        """Normalized query features [N, d] (and None for lambda when `return_lambda`)."""
+        _check_features(image_features, text_features, self.dim)
+        query = F.normalize(image_features + text_features, dim=-1)
+        return (query, None) if return_lambda else query
+
+    def logits(self, image_features, text_features, target_features) -> torch.Tensor:
+        """100 * query @ normalize(target).T (the contrastive logits of both stages)."""
+        return self.logit_scale * self(image_features, text_features) @ F.normalize(target_features, dim=-1).T
+
+
+class Combiner(nn.Module):
+    """The CLIP4Cir Combiner (RECIPE.md, stage 2).
+
+    text / image branches: Linear(d, p) -> ReLU -> Dropout; concatenated (text, image) -> 2p;
+    mixture: Linear(2p, h) -> ReLU -> Dropout -> Linear(h, d);
+    lambda: Linear(2p, h) -> ReLU -> Dropout -> Linear(h, 1) -> Sigmoid;
+    query = normalize(mixture + lambda * text + (1 - lambda) * image) with the raw features.
+
+    Example:
+        >>> comb = Combiner(640)                       # p = 2560, h = 5120
+        >>> q, lam = comb(img, txt, return_lambda=True)  # [N, 640], [N]
+    """
+
+    logit_scale = LOGIT_SCALE
+
+    def __init__(self, dim: int, proj_dim: Optional[int] = None, hidden_dim: Optional[int] = None,
+                 dropout: float = 0.5):
+        super().__init__()
+        self.config = CombinerConfig("combiner", dim, proj_dim, hidden_dim, dropout).resolved()
+        self.dim = dim
+        p, h = self.config.proj_dim, self.config.hidden_dim
+        self.text_projection_layer = nn.Linear(dim, p)
+        self.image_projection_layer = nn.Linear(dim, p)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.combiner_layer = nn.Linear(2 * p, h)
+        self.output_layer = nn.Linear(h, dim)
+        self.dropout3 = nn.Dropout(dropout)
+        self.dynamic_scalar = nn.Sequential(
+            nn.Linear(2 * p, h), nn.ReLU(), nn.Dropout(dropout), nn.Linear(h, 1), nn.Sigmoid()
+        )
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, return_lambda: bool = False):
+        """Normalized query features [N, d], and lambda [N] (weight of the text feature) when asked."""
+        _check_features(image_features, text_features, self.dim)
+        text_proj = self.dropout1(F.relu(self.text_projection_layer(text_features)))
+        image_proj = self.dropout2(F.relu(self.image_projection_layer(image_features)))
+        raw_combined = torch.cat((text_proj, image_proj), dim=-1)
+        combined = self.dropout3(F.relu(self.combiner_layer(raw_combined)))
+        lam = self.dynamic_scalar(raw_combined)  # [N, 1]
+        output = self.output_layer(combined) + lam * text_features + (1 - lam) * image_features
+        query = F.normalize(output, dim=-1)
+        return (query, lam.squeeze(-1)) if return_lambda else query
+
+    def logits(self, image_features, text_features, target_features) -> torch.Tensor:
+        """100 * query @ normalize(target).T, as the original Combiner.forward."""
+        return self.logit_scale * self(image_features, text_features) @ F.normalize(target_features, dim=-1).T
+
+
+def build_combiner(kind: str, dim: int, **kw: Any) -> nn.Module:
+    """Build a query composer by name.
+
+    Args:
+        kind: "sum" (element-wise sum) or "combiner".
+        dim: CLIP feature dimension d.
+        **kw: Combiner options (proj_dim, hidden_dim, dropout); the sum takes none.
+
+    Returns:
+        An `ElementwiseSum` or a `Combiner`.
+
+    Example:
+        >>> build_combiner("combiner", 128, proj_dim=256).config.hidden_dim
+        1024
+    """
+    if kind == "sum":
+        extra = {k: v for k, v in kw.items() if v is not None}
+        if extra:
+            raise ConfigError(f"the element-wise sum has no options; got {sorted(extra)}")
+        return ElementwiseSum(dim)
+    if kind == "combiner":
+        return Combiner(dim, **kw)
+    raise ConfigError(f"unknown combiner kind {kind!r}; choose one of {', '.join(COMBINER_KINDS)}")
+
+
+def combiner_from_config(config: CombinerConfig) -> nn.Module:
+    """Build the module a `CombinerConfig` describes."""
+    if config.kind == "sum":
+        return ElementwiseSum(config.dim or None)
+    return Combiner(config.dim, config.proj_dim, config.hidden_dim, config.dropout)
+
+
+def save_combiner_checkpoint(combiner: nn.Module, path: Union[str, Path], extra: Optional[dict] = None) -> Path:
+    """Write `{"format", "config": CombinerConfig as dict, "state_dict", "extra"}` atomically.
+
+    Example:
+        >>> save_combiner_checkpoint(Combiner(128), "runs/comb/best.pt", extra={"epoch": 3})
+    """
+    from cir_lib.backbone import atomic_torch_save
+
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": asdict(combiner.config),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in combiner.state_dict().items()},
+        "extra": extra or {},
+    }
+    return atomic_torch_save(payload, path)
+
+
+_ORIGINAL_KEYS = (
+    "text_projection_layer.weight", "image_projection_layer.weight", "combiner_layer.weight",
+    "output_layer.weight", "dynamic_scalar.0.weight", "dynamic_scalar.3.weight",
+)
+
+
+def load_combiner_checkpoint(
+    path: Union[str, Path], dim: Optional[int] = None, map_location: Union[str, torch.device] = "cpu"
+) -> nn.Module:
+    """Load a Combiner from the kit's format or from the original `{"Combiner": state_dict}` format.
+
+    For the original format p and h are read from the weight shapes.
+
+    Args:
+        path: checkpoint file.
+        dim: feature dimension of the backbone it will run on; a mismatch raises ConfigError.
+        map_location: where tensors are loaded.
+
+    Returns:
+        The module (Combiner or ElementwiseSum) in eval mode.
+
+    Example:
+        >>> comb = load_combiner_checkpoint("combiner.pt", dim=640)  # CLIP4Cir's released RN50x4 Combiner
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Combiner checkpoint {path} not found; pass the path of an existing file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"cannot read Combiner checkpoint {path}: {err}") from err
+    if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
+        config = CombinerConfig(**ckpt["config"])
+        state_dict = ckpt["state_dict"]
+    elif isinstance(ckpt, dict) and isinstance(ckpt.get("Combiner"), dict):
+        state_dict = {k.removeprefix("module."): v for k, v in ckpt["Combiner"].items()}
+        missing = [k for k in _ORIGINAL_KEYS if k not in state_dict]
+        if missing:
+            raise ConfigError(
+                f"{path}: the 'Combiner' state dict lacks {missing}; it is not a CLIP4Cir Combiner checkpoint"
+            )
+        proj, hidden = state_dict["text_projection_layer.weight"], state_dict["combiner_layer.weight"]
+        config = CombinerConfig("combiner", dim=int(proj.shape[1]), proj_dim=int(proj.shape[0]),
+                                hidden_dim=int(hidden.shape[0]))
+    else:
+        keys = list(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ConfigError(
+            f"{path} is not a Combiner checkpoint (top-level: {keys}); expected a file written by "
+            f"save_combiner_checkpoint or CLIP4Cir's {{'Combiner': state_dict}}"
+        )
+    if dim is not None and config.kind == "combiner" and config.dim != dim:
+        raise ConfigError(
+            f"Combiner checkpoint {path} was trained on d={config.dim} features but the backbone gives "
+            f"d={dim}; use the backbone it was trained with (or a Combiner trained on this backbone)"
+        )
+    module = combiner_from_config(config)
+    if config.kind == "sum" and dim is not None:
+        module.dim = dim
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as err:
+        raise ConfigError(f"Combiner checkpoint {path} does not match its config: {err}") from err
+    return module.eval()

@@ -1,0 +1,316 @@
+"""Batched CLIP feature extraction with an on-disk cache.
+
+Image features of an index are computed once per (weights, preprocessing, image list) and stored as
+`cache_dir/<key>.pt` with a `<key>.json` sidecar describing them. The key is a SHA-256 of
+  - `backbone.weights_key` (the architecture config and every weight),
+  - `preprocess.key()` (kind, input size, ratio),
+  - the ordered image list: each path as given, with its file size and modification time
+    (so images regenerated in place under the same names are not served stale features),
+  - the compute precision ("fp32" on CPU; "bf16"/"fp16" autocast on CUDA).
+Changing any of them gives another key: a miss, computed and stored; the same inputs give a hit
+that encodes nothing. Writes are atomic (temporary file, then rename), so an interrupted run never
+leaves a truncated cache entry behind. Queries reuse the index features for their reference image
+(`query_features`) instead of encoding it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from cir_lib.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the cached content changes meaning
+
+
+def _autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """bf16 where the GPU supports it, else fp16; None (plain fp32) off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _precision_name(device: torch.device) -> str:
+    dtype = _autocast_dtype(device)
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def _autocast(device: torch.device):
+    dtype = _autocast_dtype(device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _resolve_device(backbone, device) -> torch.device:
+    if device is None:
+        return torch.device(backbone.device)
+    device = torch.device(device)
+    if device != torch.device(backbone.device):
+        logger.info("moving backbone %s from %s to %s", backbone.name, backbone.device, device)
+        backbone.model.to(device)
+        backbone.device = device
+    return device
+
+
+def _paths_and_label(paths_or_split, split_label: str):
+    if hasattr(paths_or_split, "image_paths"):  # a cir_lib.data.Split
+        return list(paths_or_split.image_paths), split_label or getattr(paths_or_split, "label", "")
+    return list(paths_or_split), split_label
+
+
+def _file_stamp(path) -> list:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [None, None]  # missing: the dataset raises ImageError naming it on a miss
+    return [st.st_size, st.st_mtime_ns]
+
+
+def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[torch.device] = None) -> str:
+    """The cache key of the image features of `paths` (see the module docstring for what it covers).
+
+    Example:
+        >>> feature_cache_key(bb, ["a.png", "b.png"], PreprocessConfig(image_size=64))
+        '3f1c...'
+    """
+    device = torch.device(device) if device is not None else torch.device(backbone.device)
+    payload = {
+        "version": CACHE_VERSION,
+        "weights": backbone.weights_key,
+        "preprocess": preprocess.key(),
+        "precision": _precision_name(device),
+        "images": [[str(p)] + _file_stamp(p) for p in paths],
+    }
+    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()[:40]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        from cir_lib.backbone import _default_file_mode
+
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read_cache(file: Path, n: int, dim: int) -> Optional[torch.Tensor]:
+    try:
+        feats = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged entry is recomputed, never trusted
+        logger.warning("feature cache entry %s is unreadable (%s); recomputing it", file, err)
+        return None
+    if not isinstance(feats, torch.Tensor) or tuple(feats.shape) != (n, dim):
+        logger.warning("feature cache entry %s has shape %s, expected (%d, %d); recomputing it",
+                       file, getattr(feats, "shape", None), n, dim)
+        return None
+    return feats
+
+
+@torch.no_grad()
+def encode_images(backbone, loader, device: torch.device, desc: str = "encode images") -> torch.Tensor:
+    """Encode every batch of `loader` (image tensors) -> float32 [N, d] on the CPU (no cache).
+
+    On CUDA: channels_last inputs and bf16/fp16 autocast; on CPU plain fp32.
+    """
+    model = backbone.model
+    cuda = device.type == "cuda"
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    out = []
+    with _autocast(device):
+        for images in tqdm(loader, desc=desc, unit="batch", leave=False):
+            images = images.to(device, non_blocking=cuda)
+            if cuda:
+                images = images.contiguous(memory_format=torch.channels_last)
+            out.append(model.encode_image(images).float().cpu())
+    if not out:
+        return torch.empty(0, backbone.embed_dim)
+    return torch.cat(out)
+
+
+def image_features(
+    backbone,
+    paths_or_split,
+    preprocess=None,
+    *,
+    cache_dir: Union[str, Path, None] = None,
+    batch_size: int = 64,
+    device: Union[str, torch.device, None] = None,
+    split_label: str = "",
+    num_workers: int = 0,
+) -> torch.Tensor:
+    """Raw (unnormalized) CLIP image features, in the order of the image list, cached on disk.
+
+    Args:
+        backbone: a `cir_lib.backbone.Backbone` (its model is put in eval mode while encoding).
+        paths_or_split: image paths, or a `cir_lib.data.Split` (its index images, in index order).
+        preprocess: a `cir_lib.transform.PreprocessConfig` whose image_size is the backbone's;
+            None means targetpad at the backbone's input size.
+        cache_dir: folder of the cache; None disables it.
+        batch_size: images per forward pass.
+        device: where to encode; None means the backbone's device.
+        split_label: names the split in error messages (taken from the Split when one is given).
+        num_workers: DataLoader worker processes decoding images.
+
+    Returns:
+        float32 Tensor [N, d] on the CPU.
+
+    Raises:
+        ImageError: a missing or unreadable image (named, with its split).
+        ConfigError: preprocessing at another input size than the backbone's.
+
+    Example:
+        >>> split = load_split(root, "fashioniq", "val", "dress")
+        >>> feats = image_features(bb, split, PreprocessConfig(image_size=bb.image_size), cache_dir="cache")
+    """
+    from cir_lib.data import ImageDataset
+    from cir_lib.transform import PreprocessConfig, make_transform
+
+    if preprocess is None:
+        preprocess = PreprocessConfig("targetpad", image_size=backbone.image_size)
+    if int(preprocess.image_size) != int(backbone.image_size):
+        raise ConfigError(
+            f"preprocessing {preprocess.key()} gives {preprocess.image_size}px images but {backbone.name} "
+            f"takes {backbone.image_size}px; use PreprocessConfig({preprocess.kind!r}, "
+            f"image_size={backbone.image_size})"
+        )
+    paths, label = _paths_and_label(paths_or_split, split_label)
+    device = _resolve_device(backbone, device)
+    n, dim = len(paths), backbone.embed_dim
+    if n == 0:
+        return torch.empty(0, dim)
+
+    file = meta_file = None
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
+        key = feature_cache_key(backbone, paths, preprocess, device)
+        file, meta_file = cache_dir / f"{key}.pt", cache_dir / f"{key}.json"
+        if file.is_file():
+            feats = _read_cache(file, n, dim)
+            if feats is not None:
+                logger.info("image features of %s: cache hit %s (%d images)", label or "images", file.name, n)
+                return feats
+
+    dataset = ImageDataset(paths, make_transform(preprocess), label)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+    )
+    was_training = backbone.model.training
+    backbone.model.eval()
+    start = time.perf_counter()
+    try:
+        feats = encode_images(backbone, loader, device, desc=f"encode {label or 'images'}")
+    finally:
+        backbone.model.train(was_training)
+    seconds = time.perf_counter() - start
+    logger.info("encoded %d images of %s in %.1fs", n, label or "images", seconds)
+
+    if file is not None:
+        from cir_lib.backbone import atomic_torch_save
+
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(feats, file)
+        meta = {
+            "backbone": backbone.name,
+            "pretrained": backbone.pretrained,
+            "weights_key": backbone.weights_key,
+            "preprocess": preprocess.key(),
+            "precision": _precision_name(device),
+            "split": label,
+            "n_images": n,
+            "dim": dim,
+            "first_image": str(paths[0]),
+            "last_image": str(paths[-1]),
+            "seconds": round(seconds, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        _atomic_write_text(meta_file, json.dumps(meta, indent=1))
+    return feats
+
+
+@torch.no_grad()
+def text_features(
+    backbone,
+    captions: Union[Sequence[str], torch.Tensor],
+    batch_size: int = 256,
+    device: Union[str, torch.device, None] = None,
+) -> torch.Tensor:
+    """Raw (unnormalized) CLIP text features [N, d], float32 on the CPU.
+
+    Args:
+        backbone: a `cir_lib.backbone.Backbone`.
+        captions: strings, or token ids from `backbone.tokenize` (tokenize once, encode many times).
+        batch_size: captions per forward pass.
+        device: where to encode; None means the backbone's device.
+
+    Example:
+        >>> text_features(bb, ["Is red and has long sleeves"]).shape
+        torch.Size([1, 128])
+    """
+    device = _resolve_device(backbone, device)
+    tokens = captions if isinstance(captions, torch.Tensor) else backbone.tokenize(list(captions))
+    model = backbone.model
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with _autocast(device):
+            for i in tqdm(range(0, len(tokens), batch_size), desc="encode captions", unit="batch", leave=False):
+                out.append(model.encode_text(tokens[i : i + batch_size].to(device)).float().cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        return torch.empty(0, backbone.embed_dim)
+    return torch.cat(out)
+
+
+def query_features(backbone, split, index_features: torch.Tensor, captions: Sequence[str], *,
+                   batch_size: int = 256) -> tuple:
+    """The two inputs of each query: the reference image's feature, taken from the index features
+    (not re-encoded), and the caption's text feature.
+
+    Args:
+        backbone: the backbone that produced `index_features`.
+        split: a `cir_lib.data.Split`; `index_features` rows follow `split.image_names`.
+        index_features: [N, d] from `image_features(backbone, split, ...)`.
+        captions: one caption per query of the split, in query order.
+        batch_size: captions per forward pass.
+
+    Returns:
+        (reference_features [Q, d], text_features [Q, d]), raw.
+
+    Example:
+        >>> captions = [fashioniq_eval_caption(*q.captions) for q in split.queries]
+        >>> ref, txt = query_features(bb, split, index, captions)
+    """
+    if len(captions) != len(split.queries):
+        raise ConfigError(
+            f"{len(captions)} captions for {len(split.queries)} queries of {split.label}; pass one per query"
+        )
+    if index_features.shape[0] != len(split.image_names):
+        raise ConfigError(
+            f"index features have {index_features.shape[0]} rows but {split.label} has "
+            f"{len(split.image_names)} index images; compute them with image_features(backbone, split, ...)"
+        )
+    reference = index_features[split.reference_indices]
+    return reference, text_features(backbone, captions, batch_size=batch_size)

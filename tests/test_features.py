@@ -1,0 +1,169 @@
+"""Feature extraction and its on-disk cache (hit, and invalidation by each of its three keys)."""
+
+from __future__ import annotations
+
+import json
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+
+from cir_lib.backbone import load_backbone
+from cir_lib.errors import ConfigError, ImageError
+from cir_lib.features import feature_cache_key, image_features, query_features, text_features
+from cir_lib.transform import PreprocessConfig, make_transform
+
+PRE = PreprocessConfig("targetpad", image_size=64)
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    torch.manual_seed(0)
+    return load_backbone("cir-mini")
+
+
+@pytest.fixture
+def images(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    paths = []
+    for i in range(10):
+        w, h = (64 + 8 * i, 80) if i % 2 else (72, 96)
+        pixels = (torch.rand(h, w, 3, generator=g) * 255).to(torch.uint8).numpy()
+        path = tmp_path / "images" / f"img{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def counter(backbone, monkeypatch):
+    """Counts the images the model encodes."""
+    seen = {"images": 0}
+    original = backbone.model.encode_image
+
+    def counting(images, *a, **k):
+        seen["images"] += images.shape[0]
+        return original(images, *a, **k)
+
+    monkeypatch.setattr(backbone.model, "encode_image", counting)
+    return seen
+
+
+def test_features_are_raw_in_order_and_batch_independent(backbone, images):
+    feats = image_features(backbone, images, PRE, batch_size=4)
+    assert feats.shape == (10, 128) and feats.dtype == torch.float32
+    transform = make_transform(PRE)
+    with torch.no_grad():
+        direct = backbone.model.eval().encode_image(
+            torch.stack([transform(Image.open(p).convert("RGB")) for p in images[::-1]])
+        )
+    assert torch.allclose(feats, direct.flip(0), atol=1e-4)
+    assert torch.allclose(image_features(backbone, images, PRE, batch_size=3), feats, atol=1e-5)
+    assert not torch.allclose(feats.norm(dim=-1), torch.ones(10))  # raw, unnormalized
+
+
+def test_second_call_encodes_nothing(backbone, images, counter, tmp_path):
+    cache = tmp_path / "cache"
+    first = image_features(backbone, images, PRE, cache_dir=cache, batch_size=4)
+    assert counter["images"] == 10
+    files = sorted(p.name for p in cache.iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".pt")  # no temporaries
+    meta = json.loads((cache / files[0]).read_text())
+    assert meta["n_images"] == 10 and meta["preprocess"] == PRE.key() and meta["weights_key"] == backbone.weights_key
+    second = image_features(backbone, images, PRE, cache_dir=cache, batch_size=4)
+    assert counter["images"] == 10  # nothing encoded
+    assert torch.equal(first, second)
+
+
+def test_changed_weights_invalidate(backbone, images, counter, tmp_path):
+    cache = tmp_path / "cache"
+    image_features(backbone, images, PRE, cache_dir=cache)
+    saved = backbone.model.visual.attnpool.c_proj.weight.detach().clone()
+    with torch.no_grad():
+        backbone.model.visual.attnpool.c_proj.weight.mul_(1.5)  # as an optimizer step would
+    try:
+        changed = image_features(backbone, images, PRE, cache_dir=cache)
+        assert counter["images"] == 20
+    finally:
+        with torch.no_grad():
+            backbone.model.visual.attnpool.c_proj.weight.copy_(saved)
+    original = image_features(backbone, images, PRE, cache_dir=cache)
+    assert counter["images"] == 20  # the original weights hit their entry again
+    assert not torch.allclose(changed, original)
+
+
+def test_changed_preprocessing_invalidates(backbone, images, counter, tmp_path):
+    cache = tmp_path / "cache"
+    image_features(backbone, images, PRE, cache_dir=cache)
+    square = image_features(backbone, images, PreprocessConfig("squarepad", image_size=64), cache_dir=cache)
+    assert counter["images"] == 20
+    image_features(backbone, images, PreprocessConfig("targetpad", image_size=64, ratio=1.5), cache_dir=cache)
+    assert counter["images"] == 30
+    assert not torch.allclose(square, image_features(backbone, images, PRE, cache_dir=cache))
+    assert counter["images"] == 30
+
+
+def test_changed_image_list_invalidates(backbone, images, counter, tmp_path):
+    cache = tmp_path / "cache"
+    full = image_features(backbone, images, PRE, cache_dir=cache)
+    subset = image_features(backbone, images[:7], PRE, cache_dir=cache)
+    assert counter["images"] == 17 and torch.allclose(subset, full[:7], atol=1e-5)
+    reordered = image_features(backbone, images[::-1], PRE, cache_dir=cache)
+    assert counter["images"] == 27 and torch.allclose(reordered, full.flip(0), atol=1e-5)
+    # an image rewritten in place under the same name is not served stale features
+    Image.new("RGB", (70, 70), (200, 10, 10)).save(images[3])
+    st = os.stat(images[3])
+    os.utime(images[3], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    renewed = image_features(backbone, images, PRE, cache_dir=cache)
+    assert counter["images"] == 37
+    assert not torch.allclose(renewed[3], full[3]) and torch.allclose(renewed[4], full[4], atol=1e-5)
+
+
+def test_cache_key_covers_exactly_the_three_inputs(backbone, images):
+    key = feature_cache_key(backbone, images, PRE)
+    assert feature_cache_key(backbone, list(images), PreprocessConfig("targetpad", 64, 1.25)) == key
+    assert feature_cache_key(backbone, images[1:], PRE) != key
+    assert feature_cache_key(backbone, images, PreprocessConfig("clip", 64)) != key
+
+
+def test_damaged_cache_entry_is_recomputed(backbone, images, counter, tmp_path, caplog):
+    cache = tmp_path / "cache"
+    first = image_features(backbone, images, PRE, cache_dir=cache)
+    entry = next(cache.glob("*.pt"))
+    entry.write_bytes(entry.read_bytes()[:100])  # truncated
+    again = image_features(backbone, images, PRE, cache_dir=cache)
+    assert counter["images"] == 20 and torch.equal(first, again)
+    assert "unreadable" in caplog.text
+    image_features(backbone, images, PRE, cache_dir=cache)
+    assert counter["images"] == 20  # repaired
+
+
+def test_bad_inputs(backbone, images, tmp_path):
+    with pytest.raises(ConfigError, match="image_size=64"):
+        image_features(backbone, images, PreprocessConfig("targetpad", image_size=224))
+    missing = images[:3] + [tmp_path / "images" / "gone.png"]
+    with pytest.raises(ImageError, match=r"gone\.png.*dress val"):
+        image_features(backbone, missing, PRE, split_label="fashioniq dress val", cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())  # nothing cached
+    assert image_features(backbone, [], PRE).shape == (0, 128)
+
+
+def test_text_features_and_query_features(backbone, images):
+    captions = ["is red and longer", "has a floral print", "Is shorter and blue"]
+    feats = text_features(backbone, captions, batch_size=2)
+    assert feats.shape == (3, 128)
+    assert torch.allclose(feats, backbone.encode_text(captions), atol=1e-5)
+    assert torch.allclose(text_features(backbone, backbone.tokenize(captions)), feats, atol=1e-6)
+
+    split = SimpleNamespace(
+        image_paths=images, image_names=[p.stem for p in images], label="fake val",
+        queries=[0, 1, 2], reference_indices=torch.tensor([4, 0, 4]),
+    )
+    index = image_features(backbone, split, PRE)
+    ref, txt = query_features(backbone, split, index, captions)
+    assert torch.equal(ref, index[[4, 0, 4]]) and torch.allclose(txt, feats, atol=1e-5)
+    with pytest.raises(ConfigError, match="2 captions for 3 queries"):
+        query_features(backbone, split, index, captions[:2])
