@@ -1,0 +1,378 @@
+"""Evaluation on the val splits: a backbone and a query composer (element-wise sum or Combiner) in,
+the paper's metrics out; plus the rankings behind them for qualitative inspection.
+
+The protocol (RECIPE.md): index features are the raw CLIP image features of every image of the
+split (cached on disk when `cache_dir` is given); each query's reference feature is the index row of
+its reference (not encoded again); its text feature encodes the evaluation caption ("C1 and c2" on
+FashionIQ, the caption as it is on CIRR); the composer, in eval mode and without gradients, turns
+the two into the query feature; `cir_lib.metrics` ranks the index.
+
+Command: `cir-lib evaluate --data-root DIR --dataset fashioniq|cirr --backbone NAME --pretrained P`
+(element-wise sum) prints a table, or with `--json` {"fashioniq": {...}} / {"cirr": {...}}.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+
+from cir_lib.constants import FASHIONIQ_CATEGORIES
+from cir_lib.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IMAGE_BATCH = 64  # images per forward pass
+DEFAULT_TEXT_BATCH = 256  # captions per forward pass
+COMPOSE_BATCH = 4096  # queries per composer forward pass
+
+
+@dataclass
+class EncodedSplit:
+    """Everything a split's evaluation computes, kept for rankings and inspection."""
+
+    split: object  # the cir_lib.data.Split (index order = split-file order)
+    index_features: torch.Tensor  # [N, d] raw CLIP image features of the index
+    reference_features: torch.Tensor  # [Q, d] raw, the index rows of the references
+    text_features: torch.Tensor  # [Q, d] raw text features of the evaluation captions
+    query_features: torch.Tensor  # [Q, d] normalized composer output
+    lambdas: Optional[torch.Tensor]  # [Q] the Combiner's text weight; None for the sum
+
+
+# --------------------------------------------------------------------------- composing
+
+
+def _module_device(module: torch.nn.Module) -> torch.device:
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def compose_queries(combiner: torch.nn.Module, reference_features: torch.Tensor, text_features: torch.Tensor,
+                    *, batch_size: int = COMPOSE_BATCH) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Query features from raw reference and text features, the composer in eval mode, no gradients.
+
+    Args:
+        combiner: `ElementwiseSum` or `Combiner` (any module taking (image, text, return_lambda=True)).
+        reference_features: [Q, d] raw reference image features.
+        text_features: [Q, d] raw caption features.
+        batch_size: queries per forward pass.
+    Returns:
+        (query_features [Q, d] float32 on the CPU, lambdas [Q] or None for the sum).
+    Example:
+        >>> q, lam = compose_queries(ElementwiseSum(), ref, txt)
+    """
+    if reference_features.shape != text_features.shape:
+        raise ConfigError(f"reference features {tuple(reference_features.shape)} and text features "
+                          f"{tuple(text_features.shape)} differ in shape; both must come from one backbone")
+    device = _module_device(combiner)
+    was_training = combiner.training
+    combiner.eval()
+    queries, lambdas = [], []
+    try:
+        for start in range(0, reference_features.shape[0], batch_size):
+            ref = reference_features[start:start + batch_size].to(device, torch.float32)
+            txt = text_features[start:start + batch_size].to(device, torch.float32)
+            query, lam = combiner(ref, txt, return_lambda=True)
+            queries.append(query.float().cpu())
+            lambdas.append(None if lam is None else lam.float().cpu())
+    finally:
+        combiner.train(was_training)
+    if not queries:
+        return torch.empty(0, reference_features.shape[1]), None
+    lam = None if any(x is None for x in lambdas) else torch.cat(lambdas)
+    return torch.cat(queries), lam
+
+
+def _default_preprocess(preprocess, backbone):
+    from cir_lib.transform import PreprocessConfig
+
+    if preprocess is None:
+        return PreprocessConfig("targetpad", image_size=backbone.image_size)
+    if isinstance(preprocess, str):
+        return PreprocessConfig(preprocess, image_size=backbone.image_size)
+    return preprocess
+
+
+def encode_split(split, backbone, combiner, *, preprocess=None, cache_dir=None,
+                 batch_size: int = DEFAULT_IMAGE_BATCH, text_batch_size: int = DEFAULT_TEXT_BATCH,
+                 device=None, num_workers: int = 0) -> EncodedSplit:
+    """Index and query features of a loaded split (test splits too: nothing needs targets).
+
+    Args:
+        split: a `cir_lib.data.Split` (e.g. from `load_split`).
+        backbone: a `cir_lib.backbone.Backbone`.
+        combiner: `ElementwiseSum` or `Combiner`.
+        preprocess: a `PreprocessConfig`, a kind name ("targetpad", ...), or None for targetpad at
+            the backbone's input size.
+        cache_dir: image-feature cache folder (None: no cache).
+        batch_size / text_batch_size: images / captions per forward pass.
+        device: where to encode (None: the backbone's device).
+        num_workers: DataLoader workers decoding images.
+    Returns:
+        EncodedSplit.
+    Example:
+        >>> enc = encode_split(load_split(root, "cirr", "val"), bb, ElementwiseSum(), cache_dir="cache")
+    """
+    from cir_lib.data import eval_captions
+    from cir_lib.features import image_features, query_features
+
+    if not split.queries:
+        raise ConfigError(f"{split.label} has no queries to evaluate")
+    preprocess = _default_preprocess(preprocess, backbone)
+    index = image_features(backbone, split, preprocess, cache_dir=cache_dir, batch_size=batch_size,
+                           device=device, split_label=split.label, num_workers=num_workers)
+    reference, text = query_features(backbone, split, index, eval_captions(split), batch_size=text_batch_size)
+    query, lambdas = compose_queries(combiner, reference, text)
+    return EncodedSplit(split, index, reference, text, query, lambdas)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def split_metrics(encoded: EncodedSplit) -> dict:
+    """The paper's metrics of an encoded split with targets (FashionIQ: recall@10/50; CIRR: seven).
+
+    Example:
+        >>> split_metrics(encode_split(split, bb, combiner))["recall@10"]
+    """
+    from cir_lib.metrics import cirr_recall, fashioniq_recall
+
+    split = encoded.split
+    if split.dataset == "fashioniq":
+        return fashioniq_recall(encoded.query_features, encoded.index_features, split.target_indices)
+    return cirr_recall(encoded.query_features, encoded.index_features, split.reference_indices,
+                       split.target_indices, split.member_indices)
+
+
+def _check_split_has_targets(dataset: str, split: str) -> None:
+    if (dataset, split) in (("fashioniq", "test"), ("cirr", "test1")):
+        hint = "write a submission for the evaluation server (cir-lib submit-cirr)" if dataset == "cirr" else \
+            "FashionIQ test targets are not public"
+        raise ConfigError(f"{dataset} {split} has no public targets: evaluate on val ({hint})")
+
+
+def evaluate_fashioniq(data_root, backbone, combiner, *, preprocess=None, split: str = "val",
+                       categories: Sequence[str] = FASHIONIQ_CATEGORIES, cache_dir=None,
+                       skip_missing: bool = False, batch_size: int = DEFAULT_IMAGE_BATCH,
+                       text_batch_size: int = DEFAULT_TEXT_BATCH, device=None, num_workers: int = 0) -> dict:
+    """FashionIQ Recall@10/50 per category (each ranks its own index, reference kept) and averages.
+
+    Args:
+        data_root: folder holding fashionIQ_dataset/.
+        backbone: a `cir_lib.backbone.Backbone`.
+        combiner: `ElementwiseSum` or `Combiner` (put in eval mode; its mode is restored after).
+        preprocess: `PreprocessConfig`, a kind name, or None (targetpad at the backbone's size).
+        split: "val" (test has no public targets).
+        categories: subset of dress / shirt / toptee.
+        cache_dir: image-feature cache folder.
+        skip_missing: drop missing images and the queries using them, reported under "skipped";
+            otherwise a missing image raises ImageError.
+        batch_size / text_batch_size / device / num_workers: encoding controls.
+    Returns:
+        {"dress": {"recall@10": .., "recall@50": ..}, "shirt": {..}, "toptee": {..},
+         "average": {mean over the categories of each key}} plus "skipped": SkipReport.to_dict()
+        when skip_missing removed anything.
+    Example:
+        >>> evaluate_fashioniq("data/mini", load_backbone("RN50", "openai"), ElementwiseSum(),
+        ...                    cache_dir="cache")["average"]["recall@10"]
+    """
+    from cir_lib.data import SkipReport, load_split
+
+    categories = list(categories)
+    unknown = [c for c in categories if c not in FASHIONIQ_CATEGORIES]
+    if not categories or unknown:
+        raise ConfigError(f"FashionIQ categories must be among {', '.join(FASHIONIQ_CATEGORIES)}; got {categories}")
+    _check_split_has_targets("fashioniq", split)
+    out, reports = {}, []
+    for category in categories:
+        data = load_split(data_root, "fashioniq", split, category, skip_missing=skip_missing)
+        reports.append(data.skipped)
+        encoded = encode_split(data, backbone, combiner, preprocess=preprocess, cache_dir=cache_dir,
+                               batch_size=batch_size, text_batch_size=text_batch_size, device=device,
+                               num_workers=num_workers)
+        out[category] = split_metrics(encoded)
+        logger.info("fashioniq %s %s: %s", category, split, _format_inline(out[category]))
+    keys = out[categories[0]].keys()
+    out["average"] = {k: sum(out[c][k] for c in categories) / len(categories) for k in keys}
+    skipped = SkipReport.combine(reports)
+    if not skipped.is_empty:
+        out["skipped"] = skipped.to_dict()
+    return out
+
+
+def evaluate_cirr(data_root, backbone, combiner, *, preprocess=None, split: str = "val", cache_dir=None,
+                  skip_missing: bool = False, batch_size: int = DEFAULT_IMAGE_BATCH,
+                  text_batch_size: int = DEFAULT_TEXT_BATCH, device=None, num_workers: int = 0) -> dict:
+    """CIRR Recall@1/5/10/50 (reference removed) and Recall_subset@1/2/3 on a split with targets.
+
+    Args:
+        data_root: folder holding cirr_dataset/.
+        backbone, combiner, preprocess, cache_dir, skip_missing, batch sizes, device, num_workers:
+            as in `evaluate_fashioniq`.
+        split: "val" (test1 has no public targets: use `cir_lib.submit.write_cirr_submission`).
+    Returns:
+        {"recall@1": .., "recall@5": .., "recall@10": .., "recall@50": .., "recall_subset@1": ..,
+         "recall_subset@2": .., "recall_subset@3": ..} plus "skipped" when skip_missing removed anything.
+    Example:
+        >>> evaluate_cirr("data/mini", backbone, ElementwiseSum(), cache_dir="cache")["recall@1"]
+    """
+    from cir_lib.data import load_split
+
+    _check_split_has_targets("cirr", split)
+    data = load_split(data_root, "cirr", split, skip_missing=skip_missing)
+    encoded = encode_split(data, backbone, combiner, preprocess=preprocess, cache_dir=cache_dir,
+                           batch_size=batch_size, text_batch_size=text_batch_size, device=device,
+                           num_workers=num_workers)
+    out = split_metrics(encoded)
+    logger.info("cirr %s: %s", split, _format_inline(out))
+    if not data.skipped.is_empty:
+        out["skipped"] = data.skipped.to_dict()
+    return out
+
+
+# --------------------------------------------------------------------------- rankings
+
+
+def predict(split, index_features: torch.Tensor, query_features: torch.Tensor, k: int = 10) -> torch.Tensor:
+    """Top-k index positions per query, best first, under the metrics' protocol (CIRR: reference
+    never returned; FashionIQ: reference kept; ties to the lower index).
+
+    Args:
+        split: the `cir_lib.data.Split` the features belong to.
+        index_features: [N, d] (rows follow split.image_names); query_features: [Q, d].
+        k: ranking length.
+    Returns:
+        LongTensor [Q, k]; `split.image_names[j]` names position j.
+    Example:
+        >>> enc = encode_split(split, bb, ElementwiseSum())
+        >>> top = predict(split, enc.index_features, enc.query_features, k=5)
+    """
+    from cir_lib.metrics import top_k
+
+    _check_rows(split, index_features, query_features)
+    exclude = split.reference_indices if split.dataset == "cirr" else None
+    return top_k(query_features, index_features, k, exclude_indices=exclude)
+
+
+def predicted_names(split, top: torch.Tensor) -> list:
+    """Image names of a ranking from `predict`: a list (one per query) of lists of names."""
+    names = split.image_names
+    return [[names[j] for j in row] for row in top.tolist()]
+
+
+def _check_rows(split, index_features: torch.Tensor, query_features: torch.Tensor) -> None:
+    if index_features.shape[0] != len(split.image_names):
+        raise ConfigError(f"index features have {index_features.shape[0]} rows but {split.label} has "
+                          f"{len(split.image_names)} index images; encode the split's index")
+    if query_features.shape[0] != len(split.queries):
+        raise ConfigError(f"query features have {query_features.shape[0]} rows but {split.label} has "
+                          f"{len(split.queries)} queries")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _format_inline(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, (int, float)))
+
+
+def format_table(dataset: str, result: dict) -> str:
+    """A readable table of `evaluate_fashioniq` / `evaluate_cirr` output."""
+    lines = []
+    if dataset == "fashioniq":
+        rows = [k for k in result if k != "skipped"]
+        keys = list(result[rows[0]])
+        lines.append(f"{'category':<10}" + "".join(f"{k:>12}" for k in keys))
+        for r in rows:
+            lines.append(f"{r:<10}" + "".join(f"{result[r][k]:>12.2f}" for k in keys))
+    else:
+        keys = [k for k in result if k != "skipped"]
+        width = max(len(k) for k in keys)
+        lines.extend(f"{k:<{width}}  {result[k]:6.2f}" for k in keys)
+    skipped = result.get("skipped")
+    if skipped:
+        lines.append(f"skipped (missing images): {skipped['queries']} queries, {skipped['images']} index images")
+        lines.extend(f"  {d}" for d in skipped.get("details", []))
+    return "\n".join(lines)
+
+
+def add_model_arguments(parser) -> None:
+    """The options `_resolve_models` reads (shared by evaluate and submit-cirr)."""
+    parser.add_argument("--backbone", metavar="NAME", help="open_clip model name (RN50, RN50x4, cir-mini, ...)")
+    parser.add_argument("--pretrained", metavar="P",
+                        help="weights: 'none' (random), an open_clip tag such as 'openai', or a checkpoint file")
+    parser.add_argument("--preprocess", default=None, choices=("targetpad", "squarepad", "clip"),
+                        help="image preprocessing (default targetpad, ratio 1.25; with --run: the run's)")
+    parser.add_argument("--device", default="cpu", help="torch device for encoding (default cpu)")
+    from cir_lib.train import add_trained_model_arguments  # --run, --clip-checkpoint, --combiner-checkpoint
+
+    add_trained_model_arguments(parser)
+
+
+def _resolve_models(args):
+    """(backbone, combiner) named by the command line: `--backbone` / `--pretrained` with the
+    element-wise sum. (Trained runs extend this function.)"""
+    from cir_lib.backbone import load_backbone
+    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.train import resolve_trained_models  # --run / --clip-checkpoint / --combiner-checkpoint
+
+    trained = resolve_trained_models(args)
+    if trained is not None:
+        return trained
+    if not args.backbone:
+        raise ConfigError("give --backbone NAME (an open_clip model name such as RN50 or cir-mini) "
+                          "and --pretrained (none, openai, or a checkpoint file)")
+    if args.pretrained is None:
+        raise ConfigError(f"give --pretrained for {args.backbone}: 'openai' for OpenAI's weights, a "
+                          "checkpoint file, or 'none' for random weights")
+    backbone = load_backbone(args.backbone, args.pretrained, device=args.device)
+    return backbone, ElementwiseSum(backbone.embed_dim)
+
+
+def _resolve_preprocess(args, backbone):
+    from cir_lib.train import run_preprocess  # a --run is evaluated with its own preprocessing
+    from cir_lib.transform import PreprocessConfig
+
+    from_run = run_preprocess(args, backbone)
+    if from_run is not None:
+        return from_run
+    return PreprocessConfig(args.preprocess or "targetpad", image_size=backbone.image_size)
+
+
+def _cmd_evaluate(args) -> int:
+    backbone, combiner = _resolve_models(args)
+    preprocess = _resolve_preprocess(args, backbone)
+    common = dict(preprocess=preprocess, split=args.split, cache_dir=args.cache_dir,
+                  skip_missing=args.skip_missing, batch_size=args.batch_size, device=args.device)
+    if args.dataset == "fashioniq":
+        result = evaluate_fashioniq(args.data_root, backbone, combiner, **common)
+    else:
+        result = evaluate_cirr(args.data_root, backbone, combiner, **common)
+    if args.json:
+        print(json.dumps({args.dataset: result}, indent=2))
+    else:
+        print(f"{args.dataset} {args.split} ({backbone.name}, pretrained {backbone.pretrained}, "
+              f"{type(combiner).__name__}, {preprocess.key()})")
+        print(format_table(args.dataset, result))
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add `evaluate`."""
+    p = subparsers.add_parser("evaluate", help="recall on a val split (FashionIQ per category, or CIRR)",
+                              description="Evaluate a backbone with the element-wise sum on a val split.")
+    p.add_argument("--data-root", required=True, metavar="DIR", help="folder holding fashionIQ_dataset/ and cirr_dataset/")
+    p.add_argument("--dataset", required=True, choices=("fashioniq", "cirr"))
+    add_model_arguments(p)
+    p.add_argument("--split", default="val", help="split with targets (default val)")
+    p.add_argument("--cache-dir", metavar="DIR", help="image-feature cache folder (default: no cache)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="drop missing images and the queries using them (counts reported)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_IMAGE_BATCH, help="images per forward pass")
+    p.add_argument("--json", action="store_true", help='print {"<dataset>": {...}} as JSON')
+    p.set_defaults(func=_cmd_evaluate)

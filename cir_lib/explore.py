@@ -1,0 +1,303 @@
+"""Look at retrievals: rankings of the element-wise sum and of the Combiner side by side.
+
+`Explorer` loads a Combiner run (and, through it, its frozen stage-1 backbone), computes the
+validation index and query features once (through the feature cache), and answers:
+
+    explorer.rank(group, query)            top-k of "stage 1 sum" and "stage 1 + Combiner"
+    explorer.rank(group, query, caption=..., reference=...)   a new caption over any reference
+    explorer.examples(n, k)                a few queries, ready for `report.plot_retrieval_grid`
+    explorer.lambdas()                     the Combiner's lambda on every validation query
+    explorer.widget()                      an ipywidgets explorer for JupyterLab
+
+Both methods share the stage-1 backbone (the Combiner was trained on its frozen features), so the
+comparison isolates what the Combiner adds. FashionIQ queries are grouped by category (each with
+its own index, reference kept in the ranking as the protocol says); CIRR has one group, "cirr",
+whose rankings never include the reference image.
+
+Example:
+    >>> ex = Explorer("data/mini", "cirr", "results/mini/runs/cirr-combiner", cache_dir="results/mini/cache")
+    >>> ex.rank("cirr", 0, k=5)["stage 1 + Combiner"][:2]
+    [('dev-12-0-img1', PosixPath('...')), ...]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from cir_lib.constants import FASHIONIQ_CATEGORIES
+from cir_lib.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+SUM = "stage 1 sum"
+COMBINER = "stage 1 + Combiner"
+
+
+@dataclass
+class RankingSet:
+    """One validation group (a FashionIQ category or CIRR val) with its features for one backbone."""
+
+    dataset: str  # "fashioniq" | "cirr"
+    group: str  # "dress" / "shirt" / "toptee" / "cirr"
+    split: Any  # cir_lib.data.Split
+    captions: list  # evaluation caption of each query
+    index_features: torch.Tensor  # [N, d] raw image features of the index
+    text_features: torch.Tensor  # [Q, d] raw text features of the captions
+
+    @property
+    def reference_indices(self) -> torch.Tensor:
+        return self.split.reference_indices
+
+
+class Explorer:
+    """Rankings of the sum and of the Combiner over one dataset's validation split.
+
+    Args:
+        data_root: folder holding fashionIQ_dataset/ and cirr_dataset/.
+        dataset: "fashioniq" or "cirr".
+        combiner_run: a Combiner run folder (`cir_lib.train.train_combiner`); its stage-1 run
+            gives the backbone.
+        split: the split to explore ("val": it has targets).
+        cache_dir: feature cache folder (shared with training and evaluation).
+        device: where the models run (default: CUDA when available, else the CPU).
+        skip_missing: leave out queries and index images whose files are missing (as evaluation does).
+    """
+
+    def __init__(self, data_root, dataset: str, combiner_run, *, split: str = "val",
+                 cache_dir: Optional[str | os.PathLike] = None, device: Optional[str] = None,
+                 skip_missing: bool = False):
+        from cir_lib.combiner import ElementwiseSum
+        from cir_lib.data import eval_captions, load_split
+        from cir_lib.features import image_features, text_features
+        from cir_lib.train import load_run
+        from cir_lib.transform import PreprocessConfig
+
+        if dataset not in ("fashioniq", "cirr"):
+            raise ConfigError(f"unknown dataset {dataset!r}; choose 'fashioniq' or 'cirr'")
+        self.dataset = dataset
+        self.data_root = Path(data_root)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        backbone, combiner, config = load_run(combiner_run, device=device)
+        if not hasattr(combiner, "dynamic_scalar"):
+            raise ConfigError(f"{combiner_run} is not a Combiner run (it holds a {type(combiner).__name__}); "
+                              "pass the folder written by train_combiner")
+        self.backbone = backbone
+        # Features come back on the CPU; the (small) Combiner ranks there too.
+        self.methods = {SUM: ElementwiseSum(backbone.embed_dim), COMBINER: combiner.to("cpu").eval()}
+        preprocess = PreprocessConfig(kind=config.preprocess, image_size=backbone.image_size,
+                                      ratio=config.preprocess_ratio)
+        self.sets: dict[str, RankingSet] = {}
+        groups = list(FASHIONIQ_CATEGORIES) if dataset == "fashioniq" else [None]
+        for category in groups:
+            sp = load_split(self.data_root, dataset, split, category, skip_missing=skip_missing)
+            captions = eval_captions(sp)
+            index = image_features(backbone, sp, preprocess, cache_dir=cache_dir, batch_size=128,
+                                   device=device, split_label=sp.label)
+            text = text_features(backbone, captions, device=device)
+            group = category or "cirr"
+            self.sets[group] = RankingSet(dataset, group, sp, captions, index, text)
+
+    # ------------------------------------------------------------------ queries and rankings
+
+    @property
+    def groups(self) -> list[str]:
+        """The groups: FashionIQ categories, or ["cirr"]."""
+        return list(self.sets)
+
+    def _set(self, group: str) -> RankingSet:
+        if group not in self.sets:
+            raise ConfigError(f"unknown group {group!r}; choose one of {self.groups}")
+        return self.sets[group]
+
+    def query(self, group: str, i: int) -> dict:
+        """{"reference", "caption", "target"} of query i of a group (names; target None on test)."""
+        rs = self._set(group)
+        if not 0 <= i < len(rs.split.queries):
+            raise ConfigError(f"query {i} out of range: {rs.split.label} has {len(rs.split.queries)} queries")
+        q = rs.split.queries[i]
+        return {"reference": q.reference, "caption": rs.captions[i], "target": q.target}
+
+    @torch.no_grad()
+    def _compose(self, group: str, reference_idx: torch.Tensor, text: torch.Tensor) -> dict:
+        rs = self._set(group)
+        image = rs.index_features[reference_idx]
+        return {m: composer(image, text, return_lambda=True) for m, composer in self.methods.items()}
+
+    @torch.no_grad()
+    def rank(self, group: str, i: Optional[int] = None, *, k: int = 5, caption: Optional[str] = None,
+             reference: Optional[str] = None) -> dict:
+        """Top-k of both methods for query i of a group, or for a new caption / reference.
+
+        Args:
+            group: a FashionIQ category or "cirr".
+            i: the query; None needs both `caption` and `reference`.
+            k: ranking length.
+            caption: a caption typed by the user (default: the query's own).
+            reference: an index image name to use as the reference (default: the query's).
+
+        Returns:
+            {method: [(image name, image path), ...]} best first, plus "lambda": the Combiner's lambda.
+        """
+        from cir_lib.features import text_features
+        from cir_lib.metrics import top_k
+
+        rs = self._set(group)
+        if i is None and (caption is None or reference is None):
+            raise ConfigError("give a query index, or both a caption and a reference image name")
+        base = self.query(group, i) if i is not None else {"reference": reference, "caption": caption}
+        ref_name = reference or base["reference"]
+        ref_idx = rs.split.indices([ref_name])
+        if caption is None or (i is not None and caption == base["caption"]):
+            text = rs.text_features[i:i + 1]
+        else:
+            text = text_features(self.backbone, [caption])
+        composed = self._compose(group, ref_idx, text)
+        exclude = ref_idx if self.dataset == "cirr" else None  # CIRR never ranks the reference
+        out: dict[str, Any] = {}
+        for method, (query, lam) in composed.items():
+            top = top_k(query, rs.index_features, k, exclude_indices=exclude)[0].tolist()
+            out[method] = [(rs.split.image_names[j], Path(rs.split.image_paths[j])) for j in top]
+            if lam is not None:
+                out["lambda"] = float(lam[0])
+        return out
+
+    def example(self, group: str, i: int, k: int = 5, caption: Optional[str] = None,
+                reference: Optional[str] = None) -> dict:
+        """One entry for `report.plot_retrieval_grid` (target marked when it is the query's own)."""
+        rs = self._set(group)
+        base = self.query(group, i)
+        ranked = self.rank(group, i, k=k, caption=caption, reference=reference)
+        own = (caption in (None, base["caption"])) and (reference in (None, base["reference"]))
+        ref_name = reference or base["reference"]
+        lam = ranked.pop("lambda", None)
+        return {
+            "reference": Path(rs.split.image_paths[rs.split.name_to_index[ref_name]]),
+            "caption": caption if caption is not None else base["caption"],
+            "group": group if self.dataset == "fashioniq" else None,
+            "target": base["target"] if own else None,
+            "rankings": ranked,
+            "lambda": lam,
+        }
+
+    def examples(self, n: int = 4, k: int = 5, seed: int = 0) -> list[dict]:
+        """n queries drawn at random (seeded, spread over the groups), ready for the grid figure."""
+        rng = np.random.default_rng(seed)
+        picks = []
+        groups = self.groups
+        for j in range(n):
+            group = groups[j % len(groups)]
+            picks.append((group, int(rng.integers(len(self.sets[group].split.queries)))))
+        return [self.example(g, i, k) for g, i in picks]
+
+    @torch.no_grad()
+    def lambdas(self) -> dict[str, np.ndarray]:
+        """{group: the Combiner's lambda on each validation query} (weight of the text feature)."""
+        combiner = self.methods[COMBINER]
+        out = {}
+        for group, rs in self.sets.items():
+            _, lam = combiner(rs.index_features[rs.reference_indices], rs.text_features, return_lambda=True)
+            out[group] = lam.cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ display
+
+    def static_view(self, n: int = 3, k: int = 5, seed: int = 0, title: str = ""):
+        """A retrieval-grid figure of n seeded queries: the fallback when widgets cannot run."""
+        from cir_lib.report import plot_retrieval_grid
+
+        return plot_retrieval_grid(self.examples(n, k, seed), title=title)
+
+    def widget(self, k: int = 5):
+        """An ipywidgets explorer: pick a group and a query (or a reference and a new caption).
+
+        Returns:
+            An `ipywidgets.VBox`; display it in JupyterLab.
+        """
+        import ipywidgets as w
+        from IPython.display import display
+
+        from cir_lib.report import plot_retrieval_grid
+
+        group = w.Dropdown(options=self.groups, description="group")
+        index = w.BoundedIntText(value=0, min=0, max=len(self.sets[self.groups[0]].split.queries) - 1,
+                                 description="query")
+        reference = w.Combobox(options=list(self.sets[self.groups[0]].split.image_names), description="reference",
+                               ensure_option=True)
+        caption = w.Textarea(description="caption", layout=w.Layout(width="60%"))
+        top = w.IntSlider(value=k, min=1, max=10, description="top-k")
+        go = w.Button(description="retrieve", button_style="primary")
+        output = w.Output()
+
+        def fill(_=None):
+            rs = self.sets[group.value]
+            index.max = len(rs.split.queries) - 1
+            reference.options = list(rs.split.image_names)
+            q = self.query(group.value, int(index.value))
+            reference.value, caption.value = q["reference"], q["caption"]
+            show()
+
+        def show(_=None):
+            with output:
+                output.clear_output(wait=True)
+                try:
+                    ex = self.example(group.value, int(index.value), int(top.value), caption=caption.value,
+                                      reference=reference.value or None)
+                except Exception as err:  # shown to the user in the widget, not swallowed
+                    print(f"error: {err}")
+                    return
+                display(plot_retrieval_grid([ex]))
+
+        group.observe(fill, names="value")
+        index.observe(fill, names="value")
+        go.on_click(show)
+        fill()
+        return w.VBox([w.HBox([group, index, top]), reference, caption, go, output])
+
+
+def explorer_tabs(explorers: dict, k: int = 5):
+    """One explorer widget per dataset, in tabs.
+
+    Args:
+        explorers: {dataset: Explorer}.
+        k: initial ranking length.
+
+    Returns:
+        An `ipywidgets.Tab`.
+    """
+    import ipywidgets as w
+
+    tabs = w.Tab(children=[ex.widget(k) for ex in explorers.values()])
+    for i, name in enumerate(explorers):
+        tabs.set_title(i, name)
+    return tabs
+
+
+def combiner_lambdas(data_root, dataset: str, combiner_run, *, split: str = "val",
+                     cache_dir: Optional[str | os.PathLike] = None, device: Optional[str] = None,
+                     skip_missing: bool = False) -> np.ndarray:
+    """The Combiner's lambda on every query of a split (all FashionIQ categories concatenated).
+
+    Example:
+        >>> lam = combiner_lambdas("data/mini", "cirr", "results/mini/runs/cirr-combiner")
+    """
+    explorer = Explorer(data_root, dataset, combiner_run, split=split, cache_dir=cache_dir, device=device,
+                        skip_missing=skip_missing)
+    return np.concatenate(list(explorer.lambdas().values()))
+
+
+def can_show_widgets() -> bool:
+    """True inside a Jupyter kernel with ipywidgets installed (papermill runs pass interactive=False)."""
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None

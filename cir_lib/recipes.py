@@ -1,0 +1,280 @@
+"""Named training recipes: the paper's settings and CPU-sized ones, as dataclass configs.
+
+A recipe pairs a stage-1 config (`FinetuneConfig`, CLIP fine-tuning with the element-wise sum)
+with a stage-2 config (`CombinerTrainConfig`, the Combiner on frozen features). Pick one by name
+through `get_recipe`, overriding any field from a notebook (keyword arguments) or from the command
+line (`--set key=value`, parsed by the field's type):
+
+    >>> cfg = get_recipe("mini", dataset="fashioniq", epochs=3)
+    >>> cfg = get_recipe("paper-rn50x4-cirr", stage="combiner", **parse_overrides(["batch_size=1024"]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Union
+
+from cir_lib.constants import DATASETS, PREPROCESS_KINDS, TARGETPAD_RATIO
+from cir_lib.errors import ConfigError
+
+ENCODER_CHOICES = ("text", "image", "both")
+AMP_CHOICES = ("bf16", "fp16", "none")
+STAGES = ("finetune", "combiner")
+DATA_ROOT_PLACEHOLDER = "{data_root}"  # in `pretrained`: replaced by the data root at run time
+
+
+@dataclass
+class FinetuneConfig:
+    """Stage 1: fine-tune CLIP's text and/or image encoder with the element-wise-sum contrastive loss."""
+
+    backbone: str = "RN50"  # open_clip model name, or "cir-mini"
+    pretrained: str = "openai"  # "none", an open_clip tag, or a checkpoint path ("{data_root}/..." allowed)
+    dataset: Optional[str] = None  # "fashioniq" | "cirr"; None = given at run time (CLI --dataset)
+    encoders: str = "text"  # which encoders train: "text" (workshop) | "image" | "both" (journal)
+    lr: float = 2e-6  # AdamW learning rate, no schedule
+    betas: tuple = (0.9, 0.999)  # AdamW betas
+    eps: float = 1e-7  # AdamW epsilon
+    weight_decay: float = 0.01  # AdamW weight decay (torch's default, as the original code used)
+    batch_size: int = 128  # triplets per step (global, over all processes under torchrun)
+    epochs: int = 100  # passes over the training triplets
+    validate_every: int = 1  # validate every N epochs (and always after the last one)
+    preprocess: str = "targetpad"  # "targetpad" | "squarepad" | "clip"
+    preprocess_ratio: float = TARGETPAD_RATIO  # target-pad ratio (long side / short side)
+    amp: str = "bf16"  # autocast dtype on CUDA: "bf16" | "fp16" | "none" (CPU always fp32)
+    grad_checkpointing: bool = False  # recompute activations in backward (saves memory, "both")
+    cache_image_features: bool = True  # text-only: use cached image features instead of re-encoding
+    seed: int = 0  # seeds shuffling, caption augmentation and torch
+    num_workers: int = 0  # image-loading worker processes (image / both encoders)
+    encode_batch_size: int = 64  # batch size when encoding images / texts for caches and validation
+    cache_dir: Optional[str] = None  # feature cache folder (None = no on-disk cache)
+    skip_missing: bool = False  # skip queries whose images are missing (reported), else fail
+    device: str = "auto"  # "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
+
+
+@dataclass
+class CombinerTrainConfig:
+    """Stage 2: train the Combiner from scratch on frozen (stage-1) CLIP features."""
+
+    backbone: str = "RN50"  # must match the stage-1 run's backbone; used as-is for "zero-shot"
+    pretrained: str = "openai"  # weights for a "zero-shot" clip run ("{data_root}/..." allowed)
+    dataset: Optional[str] = None  # "fashioniq" | "cirr"; None = given at run time (CLI --dataset)
+    lr: float = 2e-5  # Adam learning rate, no schedule
+    batch_size: int = 4096  # triplets per step
+    epochs: int = 300  # passes over the training triplets
+    validate_every: int = 1  # validate every N epochs (and always after the last one)
+    proj_multiplier: int = 4  # projection dim p = proj_multiplier * d
+    hidden_multiplier: int = 8  # hidden dim h = hidden_multiplier * d
+    dropout: float = 0.5  # dropout in the Combiner's branches
+    preprocess: str = "targetpad"  # "targetpad" | "squarepad" | "clip"
+    preprocess_ratio: float = TARGETPAD_RATIO  # target-pad ratio (long side / short side)
+    seed: int = 0  # seeds shuffling, caption augmentation, dropout and the Combiner's init
+    encode_batch_size: int = 64  # batch size when encoding images / texts for the feature caches
+    cache_dir: Optional[str] = None  # feature cache folder (None = no on-disk cache)
+    skip_missing: bool = False  # skip queries whose images are missing (reported), else fail
+    device: str = "auto"  # "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named pair of stage configs."""
+
+    description: str  # one line shown by `list_recipes`
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)  # stage 1
+    combiner: CombinerTrainConfig = field(default_factory=CombinerTrainConfig)  # stage 2
+
+
+def _paper(backbone: str, dataset: str, encoders: str) -> Recipe:
+    # The released commands: 100 epochs at batch 128 (stage 1), 300 epochs at batch 4096 with
+    # p = 4d, h = 8d (stage 2), targetpad 1.25, validation every epoch.
+    version = "workshop (text encoder)" if encoders == "text" else "journal (both encoders)"
+    return Recipe(
+        description=f"{backbone} on {dataset}, {version}, released hyperparameters",
+        finetune=FinetuneConfig(backbone=backbone, pretrained="openai", dataset=dataset,
+                                encoders=encoders, batch_size=128, epochs=100, validate_every=1),
+        combiner=CombinerTrainConfig(backbone=backbone, pretrained="openai", dataset=dataset,
+                                     batch_size=4096, epochs=300, validate_every=1),
+    )
+
+
+RECIPES: dict = {
+    "paper-rn50-fashioniq": _paper("RN50", "fashioniq", "text"),
+    "paper-rn50-cirr": _paper("RN50", "cirr", "text"),
+    "paper-rn50x4-fashioniq": _paper("RN50x4", "fashioniq", "text"),
+    "paper-rn50x4-cirr": _paper("RN50x4", "cirr", "text"),
+    "journal-rn50x4-fashioniq": _paper("RN50x4", "fashioniq", "both"),
+    "journal-rn50x4-cirr": _paper("RN50x4", "cirr", "both"),
+    # The embedded mini benchmark on 2 CPU cores: cir-mini pretrained by `cir-lib pretrain-mini`.
+    "mini": Recipe(
+        description="cir-mini (from pretrain-mini) on the mini benchmark, CPU-sized (1-3 min a stage)",
+        finetune=FinetuneConfig(backbone="cir-mini", pretrained="{data_root}/cir-mini.pt",
+                                encoders="text", lr=1e-4, weight_decay=0.01, batch_size=128,
+                                epochs=10, validate_every=2, amp="none", encode_batch_size=128),
+        combiner=CombinerTrainConfig(backbone="cir-mini", pretrained="{data_root}/cir-mini.pt",
+                                     lr=1e-3, batch_size=256, epochs=60, validate_every=10,
+                                     encode_batch_size=128),
+    ),
+    # Seconds: checks that the whole path runs (tests, `reproduce --profile smoke`).
+    "smoke": Recipe(
+        description="random-init cir-mini, a couple of tiny epochs (seconds; tests only)",
+        finetune=FinetuneConfig(backbone="cir-mini", pretrained="none", encoders="text", lr=1e-4,
+                                batch_size=16, epochs=2, validate_every=1, amp="none",
+                                encode_batch_size=64, device="cpu"),
+        combiner=CombinerTrainConfig(backbone="cir-mini", pretrained="none", lr=1e-3,
+                                     batch_size=32, epochs=2, validate_every=1,
+                                     proj_multiplier=2, hidden_multiplier=2,
+                                     encode_batch_size=64, device="cpu"),
+    ),
+}
+
+
+def list_recipes() -> dict:
+    """Return {name: description} of the registered recipes."""
+    return {name: recipe.description for name, recipe in RECIPES.items()}
+
+
+def get_recipe(name: str, stage: str = "finetune", **overrides: Any):
+    """Return a fresh copy of a named recipe's config for one stage, with fields overridden.
+
+    Args:
+        name: a key of `RECIPES` ("paper-rn50-fashioniq", "mini", "smoke", ...).
+        stage: "finetune" (stage 1, `FinetuneConfig`) or "combiner" (stage 2, `CombinerTrainConfig`).
+        **overrides: field values; strings are parsed by the field's type (as `--set` does).
+
+    Returns:
+        A `FinetuneConfig` or `CombinerTrainConfig`, checked by `check_config`.
+
+    Example:
+        >>> get_recipe("smoke", dataset="cirr", epochs=1).epochs
+        1
+    """
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose 'finetune' or 'combiner'")
+    base = getattr(RECIPES[name], stage)
+    config = apply_overrides(dataclasses.replace(base), overrides)
+    check_config(config)
+    return config
+
+
+def parse_overrides(items: Optional[Iterable[str]]) -> dict:
+    """Turn ["key=value", ...] (the CLI's repeated `--set`) into a dict of raw strings.
+
+    Example:
+        >>> parse_overrides(["lr=1e-5", "encoders=both"])
+        {'lr': '1e-5', 'encoders': 'both'}
+    """
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def apply_overrides(config, overrides: dict):
+    """Return a copy of `config` with fields replaced; string values are parsed by field type."""
+    hints = typing.get_type_hints(type(config))
+    names = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ConfigError(
+                f"{type(config).__name__} has no field {key!r}; fields: {', '.join(sorted(names))}")
+        changes[key] = _coerce(key, value, hints[key])
+    return dataclasses.replace(config, **changes)
+
+
+def config_from_dict(cls, values: dict):
+    """Rebuild a config dataclass from `dataclasses.asdict` output (e.g. a run's config.json)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has no fields {sorted(unknown)} (written by another version?)")
+    return apply_overrides(cls(), values)
+
+
+def check_config(config) -> None:
+    """Raise ConfigError when a config's values are inconsistent or out of range."""
+    def bad(msg):
+        raise ConfigError(f"{type(config).__name__}: {msg}")
+
+    if config.dataset is not None and config.dataset not in DATASETS:
+        bad(f"dataset must be one of {DATASETS}, got {config.dataset!r}")
+    if config.preprocess not in PREPROCESS_KINDS:
+        bad(f"preprocess must be one of {PREPROCESS_KINDS}, got {config.preprocess!r}")
+    if config.preprocess_ratio < 1:
+        bad(f"preprocess_ratio must be >= 1, got {config.preprocess_ratio}")
+    if config.lr <= 0:
+        bad(f"lr must be > 0, got {config.lr}")
+    if config.batch_size < 2:
+        bad(f"batch_size must be >= 2 (in-batch negatives), got {config.batch_size}")
+    if config.epochs < 1:
+        bad(f"epochs must be >= 1, got {config.epochs}")
+    if config.validate_every < 1:
+        bad(f"validate_every must be >= 1, got {config.validate_every}")
+    if not (config.device == "auto" or config.device == "cpu" or config.device.startswith("cuda")):
+        bad(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {config.device!r}")
+    if isinstance(config, FinetuneConfig):
+        if config.encoders not in ENCODER_CHOICES:
+            bad(f"encoders must be one of {ENCODER_CHOICES}, got {config.encoders!r}")
+        if config.amp not in AMP_CHOICES:
+            bad(f"amp must be one of {AMP_CHOICES}, got {config.amp!r}")
+        if len(config.betas) != 2:
+            bad(f"betas must be two numbers, got {config.betas!r}")
+    if isinstance(config, CombinerTrainConfig):
+        if not 0 <= config.dropout < 1:
+            bad(f"dropout must be in [0, 1), got {config.dropout}")
+        if config.proj_multiplier < 1 or config.hidden_multiplier < 1:
+            bad("proj_multiplier and hidden_multiplier must be >= 1")
+
+
+def resolve_pretrained(pretrained: str, data_root) -> str:
+    """Replace "{data_root}" in a `pretrained` setting by the data root (a path string)."""
+    if DATA_ROOT_PLACEHOLDER in pretrained:
+        return pretrained.replace(DATA_ROOT_PLACEHOLDER, str(data_root))
+    return pretrained
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(key: str, value: Any, hint) -> Any:
+    """Parse/check one override value against a field's type hint."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Union:  # Optional[X]
+        inner = [a for a in args if a is not type(None)][0]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return _coerce(key, value, inner)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+                return value.lower() in _TRUE
+            raise ValueError("expected true/false")
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected an integer")
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if hint is tuple or origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+            return tuple(float(v) for v in value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError("expected a string")
+            return value
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"bad value {value!r} for {key!r}: {err}") from None
+    return value

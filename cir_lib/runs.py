@@ -1,0 +1,303 @@
+"""Run folders: resolved config, per-epoch history, and atomically written checkpoints.
+
+A run folder (stage 1 or stage 2) holds:
+
+    config.json   {"kind": "finetune"|"combiner", "config": {...}, "environment": {...}, ...}
+    history.csv   one row per epoch: epoch, loss, the validation metrics (when validated),
+                  score (the model-selection number), seconds
+    best.pt       the checkpoint with the best validation score (carries its config)
+    last.pt       the latest epoch's checkpoint, with optimizer and RNG state (for --resume)
+
+Checkpoints are written to a temporary file in the same folder, then renamed over the old one
+(`os.replace`), so an interrupted save never leaves a truncated `best.pt` or `last.pt`.
+`load_run` rebuilds the trained models from a folder alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from cir_lib.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+BEST_FILE = "best.pt"
+LAST_FILE = "last.pt"
+RUN_KINDS = ("finetune", "combiner")
+_TMP_PREFIX = ".tmp-"
+
+# Fields that may change when a run is resumed: they do not change the numbers.
+RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "cache_dir", "encode_batch_size"}
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+def atomic_write(path, write: Callable[[Any], None], binary: bool = True) -> Path:
+    """Write a file atomically: `write(fileobj)` fills a temp file beside `path`, then rename.
+
+    Args:
+        path: final file path.
+        write: called with an open file object (binary unless `binary=False`).
+        binary: open the temp file in binary mode.
+
+    Returns:
+        The final path. On any exception the temp file is removed and `path` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path) -> Path:
+    """`torch.save(obj, path)`, atomically (temp file in the same folder, then `os.replace`).
+
+    Example:
+        >>> atomic_torch_save({"epoch": 3}, "runs/x/last.pt")  # doctest: +SKIP
+    """
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by this module; a clear ConfigError when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # truncated / not a torch file
+        raise ConfigError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); "
+                          "it may be truncated or not a checkpoint") from err
+
+
+# ----------------------------------------------------------------------------- environment
+
+def environment_info(device: Optional[str] = None) -> dict:
+    """Versions, git commit and device: stored in config.json so a run says what produced it."""
+    import cir_lib
+
+    info = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cir_lib": getattr(cir_lib, "__version__", None),
+        "git_commit": _git_commit(),
+        "device": device,
+        "cpu_threads": torch.get_num_threads(),
+        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    try:
+        import open_clip
+
+        info["open_clip"] = open_clip.__version__
+    except Exception:  # noqa: BLE001 - versions are informative only
+        info["open_clip"] = None
+    if device and str(device).startswith("cuda") and torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ----------------------------------------------------------------------------- run folder
+
+@dataclasses.dataclass
+class RunFolder:
+    """A run folder on disk (see the module docstring). Create with `RunFolder.open`."""
+
+    path: Path  # the folder
+    kind: str  # "finetune" | "combiner"
+    writer: bool = True  # False on non-zero ranks under torchrun: they never write
+
+    @property
+    def best_path(self) -> Path:
+        return self.path / BEST_FILE
+
+    @property
+    def last_path(self) -> Path:
+        return self.path / LAST_FILE
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @classmethod
+    def open(cls, path, kind: str, config, resume: bool, extra: Optional[dict] = None,
+             device: Optional[str] = None, writer: bool = True) -> "RunFolder":
+        """Create a run folder, or reopen one to resume.
+
+        Args:
+            path: the run folder.
+            kind: "finetune" or "combiner".
+            config: the resolved config dataclass, written to config.json.
+            resume: continue from last.pt. Without it, a folder that already holds checkpoints is
+                refused (choose another folder or pass resume) rather than overwritten.
+            extra: more JSON-able facts for config.json (data root, clip run, ...).
+            device: the device, for the environment record.
+            writer: whether this process writes (rank 0).
+
+        Returns:
+            The RunFolder. Stale temp files of interrupted saves are removed.
+        """
+        if kind not in RUN_KINDS:
+            raise ConfigError(f"unknown run kind {kind!r}")
+        run = cls(Path(path), kind, writer)
+        has_ckpt = run.last_path.exists() or run.best_path.exists()
+        if has_ckpt and not resume:
+            raise ConfigError(
+                f"run folder {run.path} already holds checkpoints; pass --resume (resume=True) to "
+                "continue it, or choose another --out folder")
+        if run.config_path.exists():
+            old = read_run_config(run.path)
+            if old.get("kind") != kind:
+                raise ConfigError(f"run folder {run.path} holds a {old.get('kind')!r} run, not a {kind!r} run")
+            if resume and has_ckpt:
+                _check_same_config(run.path, old.get("config", {}), dataclasses.asdict(config))
+        if writer:
+            run.path.mkdir(parents=True, exist_ok=True)
+            stale_files = list(run.path.glob(_TMP_PREFIX + "*")) + list(run.path.glob(".*.pt.*.tmp"))
+            for stale in stale_files:
+                logger.warning("removing %s, left by an interrupted save", stale)
+                stale.unlink()
+            record = {"kind": kind, "config": dataclasses.asdict(config),
+                      "environment": environment_info(device)}
+            record.update(extra or {})
+            atomic_write(run.config_path, lambda f: f.write(
+                json.dumps(record, indent=2, default=str).encode("utf-8")))
+        return run
+
+    def save_last(self, payload: dict) -> None:
+        """Write last.pt atomically (rank 0 only)."""
+        if self.writer:
+            atomic_torch_save(payload, self.last_path)
+
+    def save_best(self, payload: dict) -> None:
+        """Write best.pt atomically (rank 0 only)."""
+        if self.writer:
+            atomic_torch_save(payload, self.best_path)
+
+    def write_history(self, rows: list) -> None:
+        """Rewrite history.csv from all rows so far (atomically; rank 0 only)."""
+        if self.writer:
+            write_history(self.history_path, rows)
+
+    def load_last(self) -> Optional[dict]:
+        """The last.pt payload, or None when there is none."""
+        return load_checkpoint(self.last_path) if self.last_path.exists() else None
+
+
+def _check_same_config(path: Path, old: dict, new: dict) -> None:
+    diffs = [k for k in sorted(set(old) | set(new))
+             if k not in RESUMABLE_CHANGES and _jsonable(old.get(k)) != _jsonable(new.get(k))]
+    if diffs:
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs)
+        raise ConfigError(
+            f"cannot resume {path}: the config differs from the one it was started with ({detail}); "
+            "resume with the same settings or start a new run folder")
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def read_run_config(run_dir) -> dict:
+    """Read a run folder's config.json (kind, config, environment, ...)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder: {CONFIG_FILE} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err})") from err
+
+
+# ----------------------------------------------------------------------------- history
+
+def write_history(path, rows: list) -> None:
+    """Write per-epoch rows (dicts) as CSV, columns in first-seen order, atomically."""
+    columns: list = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+
+    atomic_write(path, write, binary=False)
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return repr(value)  # round-trips exactly
+    return value
+
+
+def read_history(run_dir):
+    """A run's history.csv as a pandas DataFrame (one row per epoch)."""
+    import pandas as pd
+
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: has the run finished an epoch?")
+    return pd.read_csv(path)
+
+
+# ----------------------------------------------------------------------------- RNG state
+
+def rng_state(generator: torch.Generator) -> dict:
+    """Everything random in a CPU run: the run's generator and torch's global CPU generator."""
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(generator: torch.Generator, state: dict) -> None:
+    """Restore what `rng_state` saved."""
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,306 @@
+"""CIRR test-server submissions: the two JSON files for test1, and a validator.
+
+Server format (RECIPE.md), one file per metric, at most 5 MB each, every test1 pairid present:
+
+    {"version": "rc2", "metric": "recall",        "<pairid>": [top-50 index image names], ...}
+    {"version": "rc2", "metric": "recall_subset", "<pairid>": [top-3 img_set member names], ...}
+
+The reference image is never among either list (the protocol removes it). Rankings are computed
+on integer positions by `cir_lib.metrics.cirr_rankings` (descending cosine similarity, ties to the
+lower index position) and only turned into names when the files are written.
+
+Commands: `cir-lib submit-cirr --data-root DIR --backbone NAME --pretrained P --out DIR` writes and
+validates the pair; `cir-lib validate-cirr --data-root DIR RECALL_JSON SUBSET_JSON` validates a pair.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from cir_lib.constants import CIRR_SUBMISSION_MAX_BYTES, CIRR_VERSION
+from cir_lib.errors import ConfigError, SubmissionError
+
+logger = logging.getLogger(__name__)
+
+RECALL_K = 50  # names per query in the recall file
+SUBSET_K = 3  # names per query in the recall_subset file
+MAX_REPORTED = 10  # problems of one kind listed before "... and N more"
+
+
+# --------------------------------------------------------------------------- pure ranking -> dicts
+
+
+def rank_cirr_split(split, index_features: torch.Tensor, query_features: torch.Tensor, *,
+                    k: int = RECALL_K, subset_k: int = SUBSET_K) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two rankings of a CIRR split, as index positions, the reference removed from both.
+
+    Args:
+        split: a CIRR `cir_lib.data.Split` (test1 or val).
+        index_features: [N, d], rows in `split.image_names` order; query_features: [Q, d].
+        k: length of the full ranking; subset_k: members kept from the subset ranking.
+    Returns:
+        (top [Q, k], subset [Q, subset_k]) LongTensors.
+    Example:
+        >>> top, subset = rank_cirr_split(split, enc.index_features, enc.query_features)
+    """
+    from cir_lib.metrics import cirr_rankings
+
+    if split.dataset != "cirr":
+        raise ConfigError(f"submissions are for CIRR; got {split.label}")
+    if index_features.shape[0] != len(split.image_names) or query_features.shape[0] != len(split.queries):
+        raise ConfigError(f"features ({index_features.shape[0]} index rows, {query_features.shape[0]} queries) do "
+                          f"not match {split.label} ({len(split.image_names)} images, {len(split.queries)} queries)")
+    return cirr_rankings(query_features, index_features, split.reference_indices, split.member_indices,
+                         k=k, subset_k=subset_k)
+
+
+def submission_dicts(split, top: torch.Tensor, subset: torch.Tensor) -> tuple[dict, dict]:
+    """The two server dicts from rankings of positions (pure: no I/O).
+
+    Args:
+        split: the CIRR split the rankings index (its queries carry the pairids).
+        top: [Q, k] positions (the recall list); subset: [Q, subset_k] positions (the subset list).
+    Returns:
+        (recall dict, recall_subset dict), keys "version", "metric", then str(pairid) in query order.
+    Example:
+        >>> recall, subset = submission_dicts(split, *rank_cirr_split(split, index, queries))
+    """
+    names = split.image_names
+    recall = {"version": CIRR_VERSION, "metric": "recall"}
+    recall_subset = {"version": CIRR_VERSION, "metric": "recall_subset"}
+    for query, row, sub in zip(split.queries, top.tolist(), subset.tolist()):
+        recall[str(query.pairid)] = [names[j] for j in row]
+        recall_subset[str(query.pairid)] = [names[j] for j in sub]
+    return recall, recall_subset
+
+
+def _dump(obj: dict, path: Path) -> None:
+    """Compact JSON, written atomically (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def submission_paths(out_dir, tag: str) -> tuple[Path, Path]:
+    """(out_dir/recall_submission_<tag>.json, out_dir/recall_subset_submission_<tag>.json)."""
+    out_dir = Path(out_dir)
+    return out_dir / f"recall_submission_{tag}.json", out_dir / f"recall_subset_submission_{tag}.json"
+
+
+def default_tag(backbone) -> str:
+    """A file-name-safe tag from the backbone's name and weights, e.g. "RN50x4-openai"."""
+    pretrained = str(backbone.pretrained)
+    weights = Path(pretrained).stem if Path(pretrained).is_file() else pretrained
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{backbone.name}-{weights}")
+
+
+def write_cirr_submission(data_root, backbone, combiner, out_dir, *, preprocess=None, split: str = "test1",
+                          tag: Optional[str] = None, cache_dir=None, batch_size: int = 64,
+                          text_batch_size: int = 256, device=None, num_workers: int = 0,
+                          validate: bool = True) -> tuple[Path, Path]:
+    """Encode CIRR test1, rank, and write the two server files (then validate them).
+
+    Args:
+        data_root: folder holding cirr_dataset/.
+        backbone: a `cir_lib.backbone.Backbone`; combiner: `ElementwiseSum` or `Combiner`.
+        out_dir: folder for the two files (created).
+        preprocess: `PreprocessConfig`, a kind name, or None (targetpad at the backbone's size).
+        split: "test1" for the server ("val" writes the same format, useful for checks).
+        tag: file-name tag (default from the backbone, see `default_tag`).
+        cache_dir / batch_size / text_batch_size / device / num_workers: encoding controls.
+        validate: run `validate_cirr_submission` and raise SubmissionError on any problem.
+    Returns:
+        (recall file, recall_subset file).
+    Example:
+        >>> write_cirr_submission("/data", load_backbone("RN50x4", "openai"), ElementwiseSum(), "submissions")
+    """
+    from cir_lib.data import load_split
+    from cir_lib.evaluate import encode_split
+
+    data = load_split(data_root, "cirr", split)  # every image must be there: the server needs every pairid
+    encoded = encode_split(data, backbone, combiner, preprocess=preprocess, cache_dir=cache_dir,
+                           batch_size=batch_size, text_batch_size=text_batch_size, device=device,
+                           num_workers=num_workers)
+    top, subset = rank_cirr_split(data, encoded.index_features, encoded.query_features)
+    recall, recall_subset = submission_dicts(data, top, subset)
+    recall_path, subset_path = submission_paths(out_dir, tag or default_tag(backbone))
+    _dump(recall, recall_path)
+    _dump(recall_subset, subset_path)
+    logger.info("wrote %s and %s (%d queries)", recall_path, subset_path, len(data.queries))
+    if validate:
+        problems = validate_cirr_submission(recall_path, subset_path, data_root, split=split)
+        if problems:
+            raise SubmissionError(_problem_text(problems, recall_path, subset_path))
+    return recall_path, subset_path
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _problem_text(problems: list, recall_path, subset_path) -> str:
+    shown = "\n  - ".join(problems[:MAX_REPORTED])
+    more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
+    return (f"the submission {recall_path} / {subset_path} would be rejected ({len(problems)} problem(s)):"
+            f"\n  - {shown}{more}")
+
+
+def _listed(items: list) -> str:
+    shown = ", ".join(str(x) for x in items[:5])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
+
+
+def _load_submission(path: Path, problems: list) -> Optional[dict]:
+    if not path.is_file():
+        problems.append(f"{path}: file not found")
+        return None
+    size = path.stat().st_size
+    if size >= CIRR_SUBMISSION_MAX_BYTES:
+        problems.append(f"{path}: {size:,} bytes, the server takes files under "
+                        f"{CIRR_SUBMISSION_MAX_BYTES:,} bytes (5 MB); write compact JSON")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        problems.append(f"{path}: not valid JSON ({err})")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path}: expected a JSON object {{\"version\", \"metric\", \"<pairid>\": [...]}}, "
+                        f"got {type(data).__name__}")
+        return None
+    return data
+
+
+def _check_file(path: Path, data: dict, metric: str, length: int, queries: dict, index_names: set,
+                problems: list) -> None:
+    """Problems of one submission dict against the split's queries ({str(pairid): Query})."""
+    if data.get("version") != CIRR_VERSION:
+        problems.append(f"{path}: \"version\" is {data.get('version')!r}, must be {CIRR_VERSION!r}")
+    if data.get("metric") != metric:
+        problems.append(f"{path}: \"metric\" is {data.get('metric')!r}, must be {metric!r}")
+    keys = {k for k in data if k not in ("version", "metric")}
+    missing = [p for p in queries if p not in keys]
+    extra = sorted(keys - set(queries))
+    if missing:
+        problems.append(f"{path}: {len(missing)} pairid(s) missing: {_listed(missing)}")
+    if extra:
+        problems.append(f"{path}: {len(extra)} key(s) that are not pairids of the split: {_listed(extra)}")
+    bad: dict[str, list] = {}
+    for pairid, query in queries.items():
+        names = data.get(pairid)
+        if names is None:
+            continue
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            bad.setdefault("not a list of image names", []).append(pairid)
+            continue
+        if len(names) != length:
+            bad.setdefault(f"not exactly {length} names", []).append(pairid)
+        if len(set(names)) != len(names):
+            bad.setdefault("repeated names", []).append(pairid)
+        if query.reference in names:
+            bad.setdefault("the reference image listed", []).append(pairid)
+        if metric == "recall":
+            if any(n not in index_names for n in names):
+                bad.setdefault("names not in the split's index", []).append(pairid)
+        elif any(n not in query.members for n in names):
+            bad.setdefault("names not in the query's img_set", []).append(pairid)
+    for what, pairids in bad.items():
+        problems.append(f"{path}: {len(pairids)} pairid(s) with {what}: {_listed(pairids)}")
+
+
+def validate_cirr_submission(recall_path, subset_path, data_root, *, split: str = "test1",
+                             loaded=None) -> list:
+    """Check a pair of submission files against the split's annotations, as the server would.
+
+    Checks: files under 5 MB and valid JSON objects; "version" == "rc2"; "metric" == "recall" /
+    "recall_subset"; every pairid of the split present and no other key; recall lists of 50 distinct
+    names of the split's index, subset lists of 3 distinct img_set members; the reference in neither.
+
+    Args:
+        recall_path, subset_path: the two files.
+        data_root: folder holding cirr_dataset/ (only the annotation files are read).
+        split: "test1" (or "val" for a val-format file).
+        loaded: that split already loaded (a `cir_lib.data.Split`), to check many files without
+            reading the annotations again; data_root and split are then ignored.
+    Returns:
+        A list of problems (strings naming the file, the count and example pairids); empty = valid.
+    Example:
+        >>> validate_cirr_submission("recall_submission_x.json", "recall_subset_submission_x.json", "/data")
+        []
+    """
+    from cir_lib.data import load_split
+
+    data = loaded if loaded is not None else load_split(data_root, "cirr", split, check_files=False)
+    if data.dataset != "cirr":
+        raise ConfigError(f"submissions answer a CIRR split; got {data.label}")
+    queries = {str(q.pairid): q for q in data.queries}
+    index_names = set(data.image_names)
+    problems: list = []
+    for path, metric, length in ((Path(recall_path), "recall", RECALL_K), (Path(subset_path), "recall_subset", SUBSET_K)):
+        content = _load_submission(path, problems)
+        if content is not None:
+            _check_file(path, content, metric, length, queries, index_names, problems)
+    return problems
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _cmd_submit(args) -> int:
+    from cir_lib.evaluate import _resolve_models, _resolve_preprocess
+
+    backbone, combiner = _resolve_models(args)
+    preprocess = _resolve_preprocess(args, backbone)
+    recall_path, subset_path = write_cirr_submission(
+        args.data_root, backbone, combiner, args.out, preprocess=preprocess, tag=args.tag,
+        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device)
+    print(f"wrote {recall_path}")
+    print(f"wrote {subset_path}")
+    print("validated against the test1 annotations: every pairid, version, metric, lengths, membership, size")
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    problems = validate_cirr_submission(args.recall, args.subset, args.data_root, split=args.split)
+    if problems:
+        raise SubmissionError(_problem_text(problems, args.recall, args.subset))
+    print(f"valid: {args.recall} and {args.subset}")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add `submit-cirr` and `validate-cirr`."""
+    from cir_lib.evaluate import DEFAULT_IMAGE_BATCH, add_model_arguments
+
+    p = subparsers.add_parser("submit-cirr", help="write the CIRR test1 files for the evaluation server",
+                              description="Rank CIRR test1 with the element-wise sum and write the two server "
+                                          "files (recall: top 50; recall_subset: top 3), then validate them.")
+    p.add_argument("--data-root", required=True, metavar="DIR", help="folder holding cirr_dataset/")
+    add_model_arguments(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the two JSON files")
+    p.add_argument("--tag", help="file-name tag (default: <backbone>-<weights>)")
+    p.add_argument("--cache-dir", metavar="DIR", help="image-feature cache folder (default: no cache)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_IMAGE_BATCH, help="images per forward pass")
+    p.set_defaults(func=_cmd_submit)
+
+    v = subparsers.add_parser("validate-cirr", help="check a pair of CIRR submission files",
+                              description="Check two CIRR submission files against the test1 annotations.")
+    v.add_argument("--data-root", required=True, metavar="DIR", help="folder holding cirr_dataset/")
+    v.add_argument("--split", default="test1", help="split the files answer (default test1)")
+    v.add_argument("recall", metavar="RECALL_JSON", help="the recall file")
+    v.add_argument("subset", metavar="SUBSET_JSON", help="the recall_subset file")
+    v.set_defaults(func=_cmd_validate)
+

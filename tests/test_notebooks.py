@@ -1,0 +1,220 @@
+"""The notebook series and the papermill pipeline (`cir-lib reproduce`).
+
+Static checks (fast): each notebook has exactly one `parameters` cell whose names match what the
+pipeline injects, no def/class, no stored outputs, and the files are in step with their generator.
+Pipeline checks (fast): unknown profiles and the paper profile without data are refused, naming what
+is missing. Marked `notebooks` (a Jupyter kernel each): a failing notebook is named with its cell
+and error; the smoke profile runs all five notebooks and writes tables that hold numbers.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from cir_lib import pipeline, report
+from cir_lib.errors import CirError, ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+
+
+def _read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+
+
+def _parameters_cells(nb):
+    return [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+@pytest.mark.parametrize("name", pipeline.NOTEBOOKS)
+def test_notebook_shape(name):
+    nb = _read(name)
+    nbformat.validate(nb)
+    params = _parameters_cells(nb)
+    assert len(params) == 1, f"{name}: {len(params)} parameters cells"
+    assert params[0].cell_type == "code"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        assert not cell.get("outputs") and cell.get("execution_count") is None, f"{name}: stored outputs"
+        tree = ast.parse(cell.source)
+        defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        assert not defs, f"{name}: defines {[d.name for d in defs]} (notebooks stay thin over cir_lib)"
+
+
+def test_parameters_match_what_the_pipeline_injects(tmp_path):
+    injected = set(pipeline.PROFILES["mini"].notebook_parameters(tmp_path, tmp_path))
+    for name in pipeline.NOTEBOOKS:
+        cell = _parameters_cells(_read(name))[0]
+        tree = ast.parse(cell.source)
+        assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
+        assert all(isinstance(node, ast.Assign) for node in tree.body), f"{name}: parameters must be plain assignments"
+        assert assigned == injected, f"{name}: {assigned ^ injected}"
+        for node in tree.body:  # plain literals only, so papermill can override them
+            ast.literal_eval(node.value)
+
+
+def test_notebooks_in_step_with_their_generator(tmp_path):
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOK_DIR / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path)
+    for name in pipeline.NOTEBOOKS:
+        fresh = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
+        stored = _read(name)
+        assert [c.source for c in fresh.cells] == [c.source for c in stored.cells], \
+            f"{name}.ipynb is stale: run python notebooks/build_notebooks.py"
+
+
+def test_results_readme_names_every_notebook():
+    text = (ROOT / "results" / "README.md").read_text()
+    for name in pipeline.NOTEBOOKS:
+        assert name in text
+    for product in ("tables/fashioniq.{csv,md,tex}", "tables/cirr.{csv,md,tex}", "executed/", "retrieval_grid_",
+                    "lambda_distribution", "training_curves", "recall_bars_"):
+        assert product in text
+
+
+def test_profiles_and_refusals(tmp_path):
+    assert set(pipeline.PROFILES) == {"smoke", "mini", "paper"}
+    with pytest.raises(ConfigError, match="unknown profile"):
+        pipeline.reproduce("tiny", results_dir=tmp_path)
+    with pytest.raises(CirError, match="--data-root"):
+        pipeline.reproduce("paper", results_dir=tmp_path)
+    with pytest.raises(ConfigError, match="unknown notebook parameter"):
+        pipeline.reproduce("smoke", data_root=tmp_path / "d", results_dir=tmp_path, parameters={"epochs": 1})
+
+
+def test_paper_profile_without_data_names_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "openai_weights_location", lambda model: None)
+    monkeypatch.setattr(pipeline, "_network_reachable", lambda *a, **k: False)
+    root = tmp_path / "real"
+    (root / "cirr_dataset").mkdir(parents=True)
+    with pytest.raises(pipeline.PipelineError) as err:
+        pipeline.reproduce("paper", data_root=root, results_dir=tmp_path / "results")
+    message = str(err.value)
+    assert "fashionIQ_dataset" in message and "cap.rc2.train.json" in message
+    assert "OpenAI's RN50 weights" in message and "check-data" in message
+    assert not (tmp_path / "results" / "paper" / "executed").exists()  # refused before running anything
+
+
+def test_cli_parses_reproduce():
+    from cir_lib.cli import build_parser
+
+    args = build_parser().parse_args(["reproduce", "--profile", "smoke", "--data-root", "d", "--results", "r",
+                                      "--set", "stage1_epochs=3"])
+    assert (args.profile, args.data_root, args.results, args.set) == ("smoke", "d", "r", ["stage1_epochs=3"])
+
+
+def test_ensure_mini_reuses_and_refuses(tmp_path, smoke_root):
+    root = tmp_path / "data"
+    shutil.copytree(smoke_root, root)
+    before = (root / "MINI_BENCHMARK.json").stat().st_mtime_ns
+    manifest = pipeline.ensure_mini(root, "smoke", seed=0)  # same preset and seed: reused as is
+    assert manifest["preset"] == "smoke" and (root / "MINI_BENCHMARK.json").stat().st_mtime_ns == before
+    with pytest.raises(pipeline.PipelineError, match="holds the 'smoke' mini benchmark"):
+        pipeline.ensure_mini(root, "mini", seed=0)
+
+
+def test_helpers_for_the_notebooks(tmp_path):
+    run = tmp_path / "runs" / "cirr-stage1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    assert pipeline.fresh_run_dir(run) == run and not run.exists()  # an earlier run is removed
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(pipeline.PipelineError, match="not a run folder"):
+        pipeline.fresh_run_dir(other)
+    assert (other / "keep.txt").exists()
+    config = pipeline.stage_config("smoke", "combiner", "cirr", epochs=3, cache_dir=tmp_path / "c")
+    assert (config.epochs, config.dataset, config.cache_dir) == (3, "cirr", str(tmp_path / "c"))
+    assert pipeline.stage_config("smoke", "stage1", "cirr").epochs == pipeline.stage_config("smoke", "stage1", "cirr", epochs=None).epochs
+    keys = list(report.CIRR_COLUMNS)
+    rows = {"zero-shot sum": dict.fromkeys(keys, 10.0), "stage 1 sum": dict.fromkeys(keys, 20.0),
+            "stage 1 + Combiner": dict.fromkeys(keys, 30.0)}
+    assert pipeline.ordering(rows, "cirr") == {"scores": {"zero-shot sum": 10.0, "stage 1 sum": 20.0,
+                                                          "stage 1 + Combiner": 30.0}, "ascending": True}
+    rows["stage 1 + Combiner"]["recall@1"] = -60.0  # mean of seven drops to 17.1
+    assert not pipeline.ordering(rows, "cirr")["ascending"]
+    notes = pipeline.table_notes("mini", "cirr")
+    assert any("not the paper's data" in n for n in notes) and any("test1" in n for n in notes)
+    assert not any("not the paper's data" in n for n in pipeline.table_notes("paper", "fashioniq"))
+
+
+@pytest.mark.notebooks
+def test_failing_notebook_is_named_with_its_cell(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("x = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("y = x + 1"), nbformat.v4.new_code_cell("raise ValueError(f'boom {x}')")]
+    source = tmp_path / "broken.ipynb"
+    nbformat.write(nb, source)
+    with pipeline.pipeline_kernel() as kernel:
+        with pytest.raises(pipeline.PipelineError) as err:
+            pipeline.run_notebook("broken", tmp_path / "out" / "broken.ipynb", {"x": 7}, kernel_name=kernel,
+                                  cwd=tmp_path, source=source, progress=False)
+    message = str(err.value)
+    assert "broken.ipynb" in message and "ValueError: boom 7" in message and "cell" in message
+    assert (tmp_path / "out" / "broken.ipynb").is_file()
+
+
+@pytest.mark.notebooks
+def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
+    data_root = tmp_path / "smoke"
+    shutil.copytree(smoke_root, data_root)  # the session fixture must stay untouched
+    start = time.perf_counter()
+    summary = pipeline.reproduce("smoke", data_root=data_root, results_dir=tmp_path / "results", progress=False)
+    seconds = time.perf_counter() - start
+    out = tmp_path / "results" / "smoke"
+    assert list(summary["executed"]) == list(pipeline.NOTEBOOKS)
+    for name in pipeline.NOTEBOOKS:
+        assert (out / "executed" / f"{name}.ipynb").is_file()
+    for dataset, columns in report.TABLE_COLUMNS.items():
+        table = pd.read_csv(out / "tables" / f"{dataset}.csv")
+        assert list(table.columns) == ["source", "method", *columns]
+        ours = table[table["source"] == "this run"]
+        assert list(ours["method"]) == list(report.METHODS)
+        values = ours[list(columns)].to_numpy(float)
+        assert ((values >= 0) & (values <= 100)).all() and not pd.isna(values).any()
+        for ext in ("md", "tex", "meta.json"):
+            assert (out / "tables" / f"{dataset}.{ext}").stat().st_size > 100
+        meta = json.loads((out / "tables" / f"{dataset}.meta.json").read_text())
+        assert f"{dataset}-stage1" in meta["runs"] and meta["environment"]["packages"]["torch"]
+    figures = {p.name for p in (out / "figures").iterdir()}
+    for stem in ("recall_bars_fashioniq", "recall_bars_cirr", "training_curves", "lambda_distribution",
+                 "retrieval_grid_fashioniq", "retrieval_grid_cirr"):
+        assert {f"{stem}.png", f"{stem}.pdf"} <= figures, stem
+    assert {str(p) for p in summary["tables"]} >= {str(out / "tables" / "cirr.csv")}
+    print(f"smoke reproduce: {seconds:.1f} s", {k: round(v, 1) for k, v in summary["seconds"].items()})
+    _explorer_checks(data_root, out)
+
+
+def _explorer_checks(data_root, out):
+    """The explorer over the smoke runs: own queries, a typed caption over another reference, widgets."""
+    from cir_lib import explore
+
+    paths = pipeline.result_paths(out)
+    ex = explore.Explorer(data_root, "cirr", paths.run("cirr", "combiner"), cache_dir=paths.cache)
+    q = ex.query("cirr", 0)
+    own = ex.rank("cirr", 0, k=3)
+    assert set(own) == {"stage 1 sum", "stage 1 + Combiner", "lambda"} and 0 < own["lambda"] < 1
+    assert all(name != q["reference"] for name, _ in own["stage 1 sum"])  # CIRR never ranks the reference
+    other = ex.sets["cirr"].split.image_names[-1]
+    typed = ex.example("cirr", 0, k=3, caption="add two red cars", reference=other)
+    assert typed["target"] is None and typed["reference"].name.startswith(other)
+    assert len(ex.lambdas()["cirr"]) == len(ex.sets["cirr"].split.queries)
+    tabs = explore.explorer_tabs({"cirr": ex}, k=3)
+    widget = tabs.children[0]
+    widget.children[0].children[1].value = 1  # choose query 1: the reference and caption follow
+    assert widget.children[2].value == ex.query("cirr", 1)["caption"]
