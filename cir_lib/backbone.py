@@ -93,6 +93,7 @@ class Backbone:
     open_clip_config: dict = field(repr=False, default_factory=dict)  # kwargs that built the model
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the model lives
     _key_cache: tuple = field(default=(None, None), repr=False, compare=False)
+    _image_key_cache: tuple = field(default=(None, None), repr=False, compare=False)
 
     @property
     def context_length(self) -> int:
@@ -107,6 +108,21 @@ class Backbone:
         if self._key_cache[0] != fingerprint:
             self._key_cache = (fingerprint, _hash_weights(self.model, self.open_clip_config))
         return self._key_cache[1]
+
+    @property
+    def image_weights_key(self) -> str:
+        """Hex digest of the image tower alone (its config and weights): image features depend on
+        nothing else, so a text-only fine-tune keeps the zero-shot image-feature cache valid."""
+        visual = self.model.visual
+        fingerprint = tuple(
+            (n, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for n, t in _named_tensors(visual)
+        )
+        if self._image_key_cache[0] != fingerprint:
+            config = {"embed_dim": self.open_clip_config.get("embed_dim"),
+                      "vision_cfg": self.open_clip_config.get("vision_cfg"),
+                      "quick_gelu": self.open_clip_config.get("quick_gelu")}
+            self._image_key_cache = (fingerprint, _hash_weights(visual, config))
+        return self._image_key_cache[1]
 
     def tokenize(self, captions: Union[str, Sequence[str]]) -> torch.Tensor:
         """Token ids [N, context_length] (LongTensor); captions longer than the context are truncated."""

@@ -2,7 +2,8 @@
 
 Image features of an index are computed once per (weights, preprocessing, image list) and stored as
 `cache_dir/<key>.pt` with a `<key>.json` sidecar describing them. The key is a SHA-256 of
-  - `backbone.weights_key` (the architecture config and every weight),
+  - `backbone.image_weights_key` (the image tower's config and every weight of it: text-tower
+    changes, e.g. a text-only fine-tune, leave image features valid),
   - `preprocess.key()` (kind, input size, ratio),
   - the ordered image list: each path as given, with its file size and modification time
     (so images regenerated in place under the same names are not served stale features),
@@ -89,7 +90,7 @@ def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[to
     device = torch.device(device) if device is not None else torch.device(backbone.device)
     payload = {
         "version": CACHE_VERSION,
-        "weights": backbone.weights_key,
+        "weights": backbone.image_weights_key,
         "preprocess": preprocess.key(),
         "precision": _precision_name(device),
         "images": [[str(p)] + _file_stamp(p) for p in paths],
@@ -233,7 +234,7 @@ def image_features(
         meta = {
             "backbone": backbone.name,
             "pretrained": backbone.pretrained,
-            "weights_key": backbone.weights_key,
+            "image_weights_key": backbone.image_weights_key,
             "preprocess": preprocess.key(),
             "precision": _precision_name(device),
             "split": label,

@@ -72,7 +72,7 @@ def test_second_call_encodes_nothing(backbone, images, counter, tmp_path):
     files = sorted(p.name for p in cache.iterdir())
     assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".pt")  # no temporaries
     meta = json.loads((cache / files[0]).read_text())
-    assert meta["n_images"] == 10 and meta["preprocess"] == PRE.key() and meta["weights_key"] == backbone.weights_key
+    assert meta["n_images"] == 10 and meta["preprocess"] == PRE.key() and meta["image_weights_key"] == backbone.image_weights_key
     second = image_features(backbone, images, PRE, cache_dir=cache, batch_size=4)
     assert counter["images"] == 10  # nothing encoded
     assert torch.equal(first, second)
@@ -93,6 +93,23 @@ def test_changed_weights_invalidate(backbone, images, counter, tmp_path):
     original = image_features(backbone, images, PRE, cache_dir=cache)
     assert counter["images"] == 20  # the original weights hit their entry again
     assert not torch.allclose(changed, original)
+
+
+def test_text_tower_changes_keep_image_features_cached(backbone, images, counter, tmp_path):
+    # a text-only fine-tune leaves the image tower, hence the image features, exactly as they were
+    cache = tmp_path / "cache"
+    before = image_features(backbone, images, PRE, cache_dir=cache)
+    whole_key = backbone.weights_key
+    saved = backbone.model.text_projection.detach().clone()
+    with torch.no_grad():
+        backbone.model.text_projection.mul_(1.5)
+    try:
+        assert backbone.weights_key != whole_key
+        assert torch.equal(image_features(backbone, images, PRE, cache_dir=cache), before)
+        assert counter["images"] == 10
+    finally:
+        with torch.no_grad():
+            backbone.model.text_projection.copy_(saved)
 
 
 def test_changed_preprocessing_invalidates(backbone, images, counter, tmp_path):
