@@ -3,12 +3,14 @@ preset of the embedded mini benchmark, generated once per test session."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REAL_ANNOTATIONS = PROJECT_ROOT.parent / "shared" / "real_annotations"
+# ../shared beside the project; CIR_LIB_SHARED points elsewhere (e.g. a CI checkout in another folder)
+REAL_ANNOTATIONS = Path(os.environ.get("CIR_LIB_SHARED", PROJECT_ROOT.parent / "shared")) / "real_annotations"
 
 
 @pytest.fixture(scope="session")
