@@ -26,10 +26,13 @@ def _pyproject_requirements() -> dict[str, str]:
 
 
 def _environment_requirements() -> dict[str, str]:
+    """The pip requirements listed under `- pip:` in environment.yml (the project itself excluded)."""
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
     reqs = {}
-    for line in (ROOT / "environment.yml").read_text().splitlines():
-        m = re.match(r"\s+- (?!pip$|python|-e )(\S.*)$", line)
-        if m and not m.group(1).endswith(":"):
+    for line in lines[start + 1:]:
+        m = re.match(r"\s+- (\S.*)$", line)
+        if m and not m.group(1).startswith("-e "):
             reqs[_name(m.group(1))] = m.group(1).replace(" ", "")
     return reqs
 
