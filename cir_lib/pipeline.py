@@ -750,7 +750,7 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
 
 
 def _write_summary(summary: dict) -> None:
-    """reproduce_summary.json, with paths relative to the profile's results folder (portable)."""
+    """reproduce_summary.json: what this call ran, with paths relative to the profile's results folder."""
     out = Path(summary["results"])
 
     def rel(p):
@@ -761,6 +761,7 @@ def _write_summary(summary: dict) -> None:
 
     record = {
         "profile": summary["profile"],
+        "all_notebooks": list(summary["executed"]) == list(NOTEBOOKS),  # False: this call ran only some
         "data_root": str(summary["data_root"]),
         "seconds": {k: round(v, 1) for k, v in summary["seconds"].items()},
         "total_seconds": round(summary["total_seconds"], 1),

@@ -108,12 +108,14 @@ RECIPES: dict = {
     # The embedded mini benchmark on 2 CPU cores: cir-mini pretrained by `cir-lib pretrain-mini`.
     "mini": Recipe(
         description="cir-mini (from pretrain-mini) on the mini benchmark, CPU-sized (1-3 min a stage)",
+        # lr scaled up for a tiny model trained from scratch (2e-6 suits OpenAI's CLIP, not cir-mini);
+        # the Combiner at p = 2d, h = 4d: a quarter of the paper's width, the same architecture.
         finetune=FinetuneConfig(backbone="cir-mini", pretrained="{data_root}/cir-mini.pt",
-                                encoders="text", lr=1e-4, weight_decay=0.01, batch_size=128,
-                                epochs=10, validate_every=2, amp="none", encode_batch_size=128),
+                                encoders="text", lr=1e-3, weight_decay=0.01, batch_size=128,
+                                epochs=8, validate_every=2, amp="none", encode_batch_size=128),
         combiner=CombinerTrainConfig(backbone="cir-mini", pretrained="{data_root}/cir-mini.pt",
-                                     lr=1e-3, batch_size=256, epochs=60, validate_every=10,
-                                     encode_batch_size=128),
+                                     lr=1e-3, batch_size=256, epochs=50, validate_every=10,
+                                     proj_multiplier=2, hidden_multiplier=4, encode_batch_size=128),
     ),
     # Seconds: checks that the whole path runs (tests, `reproduce --profile smoke`).
     "smoke": Recipe(
