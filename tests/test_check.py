@@ -23,17 +23,6 @@ def run_cli(capsys, *args) -> tuple:
 # ------------------------------------------------------------------------------ real annotations
 
 
-@pytest.fixture(scope="module")
-def real_root(real_annotations, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("real_root")
-    for src, dst in [
-        (real_annotations / "fashionIQ", root / "fashionIQ_dataset"),
-        (real_annotations / "cirr", root / "cirr_dataset" / "cirr"),
-    ]:
-        dst.mkdir(parents=True)
-        for sub in ("captions", "image_splits"):
-            (dst / sub).symlink_to(src / sub, target_is_directory=True)
-    return root
 
 
 def test_real_annotations_json_counts_and_nonzero_exit(real_root, capsys):

@@ -31,18 +31,6 @@ from cir_lib.transform import PreprocessConfig, make_transform
 # ------------------------------------------------------------------------------ real annotations
 
 
-@pytest.fixture(scope="module")
-def real_root(real_annotations, tmp_path_factory) -> Path:
-    """A data root in tmp whose annotation folders are symlinks to the real files (no images)."""
-    root = tmp_path_factory.mktemp("real_root")
-    for src, dst in [
-        (real_annotations / "fashionIQ", root / "fashionIQ_dataset"),
-        (real_annotations / "cirr", root / "cirr_dataset" / "cirr"),
-    ]:
-        dst.mkdir(parents=True)
-        for sub in ("captions", "image_splits"):
-            (dst / sub).symlink_to(src / sub, target_is_directory=True)
-    return root
 
 
 @pytest.mark.parametrize("category, n_queries, n_images", [
