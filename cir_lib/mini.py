@@ -600,7 +600,7 @@ def _change_phrase(attr: str, ref: Garment, tgt: Garment, rng) -> str:
         l0, l1 = _luminance(FASHION_COLOURS[ref.colour]), _luminance(FASHION_COLOURS[tgt.colour])
         options = [_absolute_phrase("colour", tgt, rng)] * 4 + [
             f"is {c1} instead of {c0}", f"is {c1} not {c0}", f"is {c1} rather than {c0}",
-            f"is a different color", f"change the color to {c1}",
+            "is a different color", f"change the color to {c1}",
         ]
         if abs(l1 - l0) > 60:
             rel = "darker" if l1 < l0 else "lighter"

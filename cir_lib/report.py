@@ -637,7 +637,6 @@ def plot_retrieval_grid(examples: Sequence[Mapping[str, Any]], *, title: str = "
     if not examples:
         raise ConfigError("no retrieval examples to draw")
     k = max(len(r) for ex in examples for r in ex["rankings"].values())
-    n_rows = sum(len(ex["rankings"]) for ex in examples)
     gap = 0.25  # spacer row between queries, in thumbnail heights
     heights = []
     for i, ex in enumerate(examples):
