@@ -263,7 +263,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint
 
 def test_an_interrupted_save_never_leaves_a_truncated_best(smoke_root, tmp_path, monkeypatch):
     out = tmp_path / "r"
-    scores = iter([10.0, 20.0, 30.0])
+    scores = iter([10.0, 20.0, 30.0])  # every validation improves: each epoch writes best.pt
     monkeypatch.setattr(train, "selection_score", lambda dataset, metrics: next(scores))
     real_save = torch.save
     saves = {"n": 0}
@@ -278,7 +278,7 @@ def test_an_interrupted_save_never_leaves_a_truncated_best(smoke_root, tmp_path,
 
     monkeypatch.setattr(torch, "save", crashing_save)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train.finetune(smoke_root, _stage1(epochs=3), out)
+        train.finetune(smoke_root, _stage1(epochs=2), out)
     monkeypatch.setattr(torch, "save", real_save)
     from cir_lib.backbone import checkpoint_config
 
@@ -385,6 +385,7 @@ def test_stage2_encodes_images_and_captions_once_per_run_not_per_epoch(smoke_roo
     assert seen[0] == seen[1] and seen[0]["image"] > 0 and seen[0]["text"] > 0
 
 
+@pytest.mark.slow
 def test_stage1_text_only_encodes_images_once_per_run(smoke_root, tmp_path, monkeypatch):
     import open_clip
 
@@ -397,7 +398,7 @@ def test_stage1_text_only_encodes_images_once_per_run(smoke_root, tmp_path, monk
 
     monkeypatch.setattr(open_clip.CLIP, "encode_image", count_image)
     seen = []
-    for epochs in (1, 3):
+    for epochs in (1, 2):
         counts["image"] = 0
         train.finetune(smoke_root, _stage1("cirr", epochs=epochs, cache_dir=None), tmp_path / f"r{epochs}")
         seen.append(counts["image"])
@@ -415,6 +416,8 @@ def test_cli_trains_both_stages(smoke_root, tmp_path, capsys):
     assert main(["train-combiner", "--data-root", str(smoke_root), "--dataset", "cirr", "--recipe", "smoke",
                  "--clip-run", str(s1), "--out", str(s2), "--set", "epochs=1"]) == 0
     assert "Combiner done" in capsys.readouterr().out
+    assert main(["submit-cirr", "--data-root", str(smoke_root), "--run", str(s2), "--out", str(tmp_path / "sub")]) == 0
+    assert len(list((tmp_path / "sub").glob("*.json"))) == 2
     assert main(["finetune", "--data-root", str(smoke_root), "--dataset", "cirr", "--recipe", "smoke",
                  "--out", str(tmp_path / "s3"), "--set", "epochs=zero"]) == 1
     assert "bad value 'zero' for 'epochs'" in capsys.readouterr().err
@@ -463,7 +466,7 @@ def test_ddp_on_two_cpu_processes_matches_a_single_process(smoke_root, tmp_path,
         # Adam turns float-rounding noise in gradients that are ~0 (e.g. attention key biases) into
         # steps of up to lr; a wrong gradient (say, negatives not shared across processes) moves
         # every entry by ~lr. So: tiny on average, never more than a fraction of the steps taken.
-        assert diff.mean() < 1e-7 and diff.max() < 0.5 * lr * steps, (k, diff.mean(), diff.max())
+        assert diff.mean() < 0.01 * lr * steps and diff.max() < 0.5 * lr * steps, (k, diff.mean(), diff.max())
 
 
 # ----------------------------------------------------------------------------- evaluate / submit-cirr with runs
@@ -489,9 +492,6 @@ def test_evaluate_run_reproduces_the_best_validation_metrics(stage1_run, smoke_r
         assert out["average"]["recall@50"] == pytest.approx(result.best_metrics["average_recall@50"], abs=1e-6)
     assert main(base + ["--run", str(comb_dir), "--pretrained", "openai"]) == 1
     assert "--run brings its own weights" in capsys.readouterr().err
-    assert main(["submit-cirr", "--data-root", str(smoke_root), "--run", str(comb_dir),
-                 "--out", str(tmp_path / "sub")]) == 0
-    assert len(list((tmp_path / "sub").glob("*.json"))) == 2
 
 
 def test_the_original_codes_checkpoint_formats_evaluate_through_the_cli(smoke_root, tmp_path, capsys):
