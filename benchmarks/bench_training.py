@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from pathlib import Path
@@ -59,12 +60,18 @@ def _autocast(device, amp):
     return train._autocast_factory(device, amp)
 
 
+_WORDS = ("is", "has", "more", "less", "red", "blue", "darker", "longer", "sleeves", "and", "a", "logo",
+          "lettering", "striped", "the", "dog", "two", "cats", "instead", "of", "remove", "background")
+
+
 def _inputs(bb, batch, device, seed=0):
+    """Random image tensors and caption-like token ids (3-20 words, as relative captions are)."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randn(2 * batch, 3, bb.image_size, bb.image_size, generator=g).to(device)
-    tokens = torch.randint(1, 1000, (batch, bb.context_length), generator=g)
-    tokens[:, -1] = bb.tokenizer.eot_token_id if hasattr(bb.tokenizer, "eot_token_id") else 49407
-    return images, tokens.to(device)
+    lengths = torch.randint(3, 21, (batch,), generator=g).tolist()
+    words = torch.randint(len(_WORDS), (batch, 20), generator=g).tolist()
+    captions = [" ".join(_WORDS[w] for w in row[:n]) for row, n in zip(words, lengths)]
+    return images, bb.tokenize(captions).to(device)
 
 
 def bench_stage1(bb, batch, device, amp, warmup, repeats) -> list:
@@ -85,7 +92,7 @@ def bench_stage1(bb, batch, device, amp, warmup, repeats) -> list:
                 ref, tgt = feats[:batch], feats[batch:]
             else:
                 ref, tgt = ref_c, tgt_c
-            text = model.encode_text(tokens)
+            text = train.encode_text(model, tokens)
         loss = train.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -111,7 +118,7 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
     images, tokens = _inputs(bb, batch, device)
     with torch.no_grad(), autocast():
         feats = model.encode_image(images).float()
-        text_c = model.encode_text(tokens).float()
+        text_c = train.encode_text(model, tokens).float()
     ref_c, tgt_c = feats[:batch], feats[batch:]
     steps = max(1, n_triplets // batch)
 
@@ -126,7 +133,7 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
             if reencode:
                 with torch.no_grad(), autocast():
                     f = model.encode_image(images).float()
-                    t = model.encode_text(tokens).float()
+                    t = train.encode_text(model, tokens).float()
                 combiner_step(f[:batch], t, f[batch:])
             else:
                 combiner_step(ref_c, text_c, tgt_c)
@@ -140,37 +147,40 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
     return rows
 
 
+def _memory_row(device, amp, batch, name, checkpointing: bool) -> dict:
+    bb = load_backbone(name, "none", device=device)
+    model = bb.model.eval()
+    params = train.freeze_for_stage1(model, "both")
+    if checkpointing:
+        train.enable_grad_checkpointing(model)
+    opt = train._optimizer(torch.optim.AdamW, params, lr=2e-6, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.01)
+    images, tokens = _inputs(bb, batch, device)
+    autocast = _autocast(device, amp)
+
+    def step():
+        with autocast():
+            feats = model.encode_image(images)
+            text = train.encode_text(model, tokens)
+        ref, tgt = feats[:batch].float(), feats[batch:].float()
+        loss = train.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # allocates the optimizer state
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    sec = _timeit(step, device, 1, 3)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    return {"stage": f"1 (both encoders, {name})",
+            "variant": f"grad checkpointing {'on' if checkpointing else 'off'}",
+            "batch": batch, "seconds_per_step": sec, "triplets_per_s": batch / sec, "peak_gib": peak}
+
+
 def bench_memory(device, amp, batch=128, name="RN50x4") -> list:
     rows = []
-    for ckpt in (False, True):
-        bb = load_backbone(name, "none", device=device)
-        model = bb.model.eval()
-        params = train.freeze_for_stage1(model, "both")
-        if ckpt:
-            train.enable_grad_checkpointing(model)
-        opt = train._optimizer(torch.optim.AdamW, params, lr=2e-6, betas=(0.9, 0.999), eps=1e-7,
-                               weight_decay=0.01)
-        images, tokens = _inputs(bb, batch, device)
-        autocast = _autocast(device, amp)
-
-        def step():
-            with autocast():
-                feats = model.encode_image(images)
-                text = model.encode_text(tokens)
-            ref, tgt = feats[:batch].float(), feats[batch:].float()
-            loss = train.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        step()
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        sec = _timeit(step, device, 1, 3)
-        peak = torch.cuda.max_memory_allocated(device) / 2**30
-        rows.append({"stage": f"1 (both encoders, {name})", "variant": f"grad checkpointing {'on' if ckpt else 'off'}",
-                     "batch": batch, "seconds_per_step": sec, "triplets_per_s": batch / sec, "peak_gib": peak})
-        del bb, model, opt, params
+    for checkpointing in (False, True):
+        rows.append(_memory_row(device, amp, batch, name, checkpointing))
         torch.cuda.empty_cache()
     return rows
 
@@ -200,7 +210,8 @@ def main(argv=None) -> int:
     bb = load_backbone(args.backbone, "none", device=device)
     print(f"# {args.backbone} (random weights) on {device}"
           f"{'' if cpu else ' (' + torch.cuda.get_device_name(device) + f', amp {args.amp})'}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     rows = bench_stage1(bb, batch, device, args.amp, args.warmup, args.repeats)
     bb = load_backbone(args.backbone, "none", device=device)
     rows += bench_stage2(bb, cbatch, n_triplets, device, args.amp, args.warmup, args.repeats)

@@ -42,7 +42,7 @@ RUN_KINDS = ("finetune", "combiner")
 _TMP_PREFIX = ".tmp-"
 
 # Fields that may change when a run is resumed: they do not change the numbers.
-RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "cache_dir", "encode_batch_size"}
+RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "cache_dir", "encode_batch_size", "threads"}
 
 
 # ----------------------------------------------------------------------------- atomic writes

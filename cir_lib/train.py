@@ -110,6 +110,12 @@ def _init_distributed(device_setting: str) -> _Dist:
     return _Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank)
 
 
+def _set_threads(config) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+        logger.info("using %d torch CPU threads", config.threads)
+
+
 def _pick_device(setting: str, dist_info: _Dist) -> torch.device:
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
@@ -529,6 +535,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
     t_start = time.perf_counter()
     check_config(config)
     dataset = _resolve_dataset(config)
+    _set_threads(config)
     dist_info = _init_distributed(config.device)
     device = _pick_device(config.device, dist_info)
     torch.manual_seed(config.seed)
@@ -791,6 +798,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("train-combiner runs in one process (an epoch on cached features takes seconds); "
                           "launch it without torchrun")
+    _set_threads(config)
     device = _pick_device(config.device, _Dist())
     torch.manual_seed(config.seed)
 
@@ -990,7 +998,7 @@ def add_trained_model_arguments(parser) -> None:
 def resolve_trained_models(args):
     """(backbone, combiner) from --run / --clip-checkpoint / --combiner-checkpoint, or None when
     none of them is given (the caller then uses --backbone / --pretrained)."""
-    from cir_lib.backbone import CHECKPOINT_FORMAT, checkpoint_config, load_backbone
+    from cir_lib.backbone import checkpoint_config, load_backbone
     from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
 
     run = getattr(args, "run", None)

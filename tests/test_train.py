@@ -7,7 +7,6 @@ import math
 import os
 import shutil
 import socket
-from pathlib import Path
 
 import pytest
 import torch
@@ -86,6 +85,38 @@ def test_gradients_reach_only_the_chosen_encoders(encoders):
         if name in ("token_embedding.weight", "text_projection", "visual.attnpool.c_proj.weight"):
             assert got == wanted, name
     assert not model.logit_scale.requires_grad
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_through_both_encoders(monkeypatch):
+    import torch.utils.checkpoint as tuc
+    from cir_lib.backbone import load_backbone
+
+    def grads(checkpointing):
+        torch.manual_seed(0)
+        bb = load_backbone("cir-mini", "none")
+        model = bb.model.eval()
+        train.freeze_for_stage1(model, "both")
+        if checkpointing:
+            train.enable_grad_checkpointing(model)
+        tokens = bb.tokenize(["a red dress", "a blue shirt", "has stripes"])
+        images = torch.randn(6, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(1))
+        text, image = train._Stage1Encoder(model, train_image=True)(tokens, images)
+        train.contrastive_loss(torch.nn.functional.normalize(image[:3] + text, dim=-1), image[3:]).backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    calls = {"n": 0}
+    real = tuc.checkpoint
+
+    def counting(*a, **kw):
+        calls["n"] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(tuc, "checkpoint", counting)
+    plain, ckpt = grads(False), grads(True)
+    assert calls["n"] >= 4  # the four ModifiedResNet stages were recomputed (open_clip skips them)
+    assert plain.keys() == ckpt.keys()
+    for n in plain:
+        assert torch.allclose(plain[n], ckpt[n], rtol=1e-4, atol=1e-6 * float(plain[n].abs().max()) + 1e-12), n
 
 
 def test_text_encoding_trimmed_to_the_longest_caption_equals_open_clips(monkeypatch):
@@ -385,7 +416,6 @@ def test_stage2_encodes_images_and_captions_once_per_run_not_per_epoch(smoke_roo
     assert seen[0] == seen[1] and seen[0]["image"] > 0 and seen[0]["text"] > 0
 
 
-@pytest.mark.slow
 def test_stage1_text_only_encodes_images_once_per_run(smoke_root, tmp_path, monkeypatch):
     import open_clip
 
@@ -444,7 +474,6 @@ def _ddp_worker(rank, world, port, root, out, overrides):
         torch.distributed.destroy_process_group()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("encoders", ["text", "image"])
 def test_ddp_on_two_cpu_processes_matches_a_single_process(smoke_root, tmp_path, encoders):
     import torch.multiprocessing as mp
