@@ -107,14 +107,20 @@ def _prepare_features(query_features, index_features) -> tuple[torch.Tensor, tor
     return _normalized("query_features", q, dtype), _normalized("index_features", x, dtype)
 
 
+def _to_tensor(name: str, value, shape_text: str) -> torch.Tensor:
+    """`value` as a tensor, or an InputError naming the integer shape it should have."""
+    if isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(value)
+    except Exception as err:  # noqa: BLE001 - report any conversion failure the same way
+        raise InputError(f"{name} must be an integer tensor of shape {shape_text}; "
+                         f"got {type(value).__name__}") from err
+
+
 def _as_indices(name: str, value, shape: tuple[int, ...], num_index: int, device) -> torch.Tensor:
     """An integer tensor of `shape` with every entry a position in an index of `num_index`."""
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value)
-        except Exception as err:  # noqa: BLE001
-            raise InputError(f"{name} must be an integer tensor of shape {shape}; "
-                             f"got {type(value).__name__}") from err
+    value = _to_tensor(name, value, str(tuple(shape)))
     if value.dtype == torch.bool or value.is_floating_point() or value.is_complex():
         raise InputError(f"{name} must hold integer index positions; got dtype {value.dtype} "
                          "(use Split.target_indices / reference_indices / member_indices)")
@@ -398,12 +404,7 @@ def cirr_ranks(query_features, index_features, reference_indices, target_indices
 
 def _as_indices_2d(name: str, value, nq: int, n: int, device) -> torch.Tensor:
     """[Q, M] integer positions (the CIRR img_sets)."""
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value)
-        except Exception as err:  # noqa: BLE001
-            raise InputError(f"{name} must be an integer tensor of shape ({nq}, 6); "
-                             f"got {type(value).__name__}") from err
+    value = _to_tensor(name, value, f"({nq}, 6)")
     if value.ndim != 2:
         raise InputError(f"{name} must be an integer tensor of shape ({nq}, 6) (the img_set of each "
                          f"query, reference included); got shape {tuple(value.shape)}")
