@@ -387,7 +387,8 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
         device: the device the runs used ("cpu", "cuda"); when None, CUDA's first GPU if any.
 
     Returns:
-        {"python", "platform", "packages": {name: version}, "git_commit", "git_dirty", "device",
+        {"python", "platform", "packages": {name: version}, "git_commit", "git_dirty" (tracked files
+         changed outside results/), "device",
          "cpu_count", "created"}.
     """
     from importlib import metadata
@@ -401,7 +402,8 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
     root = Path(__file__).resolve().parents[1]
     commit, dirty = _git(root, "rev-parse", "HEAD"), None
     if commit is not None:
-        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+        # results/ is excluded: the run being recorded rewrites its own tables and notebooks there
+        status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
         dirty = bool(status) if status is not None else None
     return {
         "python": platform.python_version(),
