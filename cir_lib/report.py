@@ -399,12 +399,7 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    root = Path(__file__).resolve().parents[1]
-    commit, dirty = _git(root, "rev-parse", "HEAD"), None
-    if commit is not None:
-        # results/ is excluded: the run being recorded rewrites its own tables and notebooks there
-        status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
-        dirty = bool(status) if status is not None else None
+    commit, dirty = git_state(Path(__file__).resolve().parents[1])
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -415,6 +410,19 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def git_state(root: Path) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files outside results/ changed) of the checkout at `root`.
+
+    results/ is left out: the run being recorded rewrites its own tables and notebooks there.
+    (None, None) outside a git checkout or without git.
+    """
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is None:
+        return None, None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+    return commit, (bool(status) if status is not None else None)
 
 
 def _git(root: Path, *args: str) -> str | None:

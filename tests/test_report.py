@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -119,6 +121,27 @@ def test_environment_info_fields():
     env = report.environment_info("cpu")
     assert set(env) >= {"python", "platform", "packages", "git_commit", "device"}
     assert env["packages"]["pandas"] == pd.__version__
+
+
+def test_git_state_ignores_results_folder(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    repo, plain = tmp_path / "repo", tmp_path / "plain"
+    (repo / "results").mkdir(parents=True)
+    plain.mkdir()
+    run = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)
+    run("init", "-q")
+    (repo / "results" / "table.md").write_text("old")
+    (repo / "code.py").write_text("x = 1")
+    run("add", ".")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    commit, dirty = report.git_state(repo)
+    assert len(commit) == 40 and dirty is False
+    (repo / "results" / "table.md").write_text("new")
+    assert report.git_state(repo) == (commit, False)
+    (repo / "code.py").write_text("x = 2")
+    assert report.git_state(repo) == (commit, True)
+    assert report.git_state(plain) == (None, None)
 
 
 def _history(run_dir, epochs, with_score=True):
