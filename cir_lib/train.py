@@ -682,33 +682,46 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
         if _due(epoch, config) and dist_info.is_main:
             metrics = _validate_stage1(model, val_sets, dataset, backbone, preprocess, config, device,
                                        autocast, train_image, train_text)
-            row.update(metrics)
-            row["score"] = selection_score(dataset, metrics)
-        row["seconds"] = time.perf_counter() - t0
-        state["history"].append(row)
-        state["epoch"] = epoch
-        if metrics is not None and row["score"] > state["best_score"]:
-            state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
-            if dist_info.is_main:
-                save_backbone_checkpoint(backbone, run.best_path, extra={
-                    "kind": "finetune", "epoch": epoch, "score": row["score"], "metrics": metrics,
-                    "dataset": dataset, "encoders": config.encoders, "run_config": dataclasses.asdict(config)})
-        run.save_last({
-            "format": RUN_CHECKPOINT_FORMAT, "kind": "finetune", "config": dataclasses.asdict(config),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "rng": runs.rng_state(generator), **state})
-        run.write_history(state["history"])
-        if dist_info.is_main:
-            msg = f"epoch {epoch}/{config.epochs} loss {row['loss']:.4f}"
-            if metrics is not None:
-                msg += f" score {row['score']:.2f} ({_fmt_metrics(metrics)})"
-            logger.info("%s [%.1fs]", msg, row["seconds"])
-            epochs_bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{state['best_score']:.2f}")
+        _finish_epoch(
+            run, state, row, metrics, t0, dataset, config, epochs_bar, is_main=dist_info.is_main,
+            save_best=lambda extra: save_backbone_checkpoint(backbone, run.best_path, extra={
+                "kind": "finetune", **extra, "encoders": config.encoders}),
+            last={"kind": "finetune", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "scaler": scaler.state_dict() if scaler is not None else None,
+                  "rng": runs.rng_state(generator)})
         dist_info.barrier()
     epochs_bar.close()
     return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
                      state["history"], time.perf_counter() - t_start, config)
+
+
+def _finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float, dataset: str, config,
+                  epochs_bar, *, save_best, last: dict, is_main: bool = True) -> None:
+    """The end of an epoch, shared by both stages: score the row, record it, keep the best, checkpoint.
+
+    `save_best(extra)` writes best.pt (main process only) given the epoch's record; `last` is the
+    stage's part of last.pt (models, optimizer, RNG), to which the config and `state` are added.
+    """
+    epoch = row["epoch"]
+    if metrics is not None:
+        row.update(metrics)
+        row["score"] = selection_score(dataset, metrics)
+    row["seconds"] = time.perf_counter() - t0
+    state["history"].append(row)
+    state["epoch"] = epoch
+    if metrics is not None and row["score"] > state["best_score"]:
+        state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
+        if is_main:
+            save_best({"epoch": epoch, "score": row["score"], "metrics": metrics, "dataset": dataset,
+                       "run_config": dataclasses.asdict(config)})
+    run.save_last({"format": RUN_CHECKPOINT_FORMAT, "config": dataclasses.asdict(config), **last, **state})
+    run.write_history(state["history"])
+    if is_main:
+        msg = f"epoch {epoch}/{config.epochs} loss {row['loss']:.4f}"
+        if metrics is not None:
+            msg += f" score {row['score']:.2f} ({_fmt_metrics(metrics)})"
+        logger.info("%s [%.1fs]", msg, row["seconds"])
+        epochs_bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{state['best_score']:.2f}")
 
 
 def _check_last(last: dict, kind: str, run) -> None:
@@ -881,26 +894,12 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
                 metrics = _metrics_for(dataset, val_sets, combiner,
                                        {k: vs.index_features for k, vs in val_sets.items()},
                                        {k: vs.text_features for k, vs in val_sets.items()})
-            row.update(metrics)
-            row["score"] = selection_score(dataset, metrics)
-        row["seconds"] = time.perf_counter() - t0
-        state["history"].append(row)
-        state["epoch"] = epoch
-        if metrics is not None and row["score"] > state["best_score"]:
-            state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
-            save_combiner_checkpoint(combiner, run.best_path, extra={
-                "kind": "combiner", "epoch": epoch, "score": row["score"], "metrics": metrics,
-                "dataset": dataset, "clip": clip_record, "run_config": dataclasses.asdict(config)})
-        run.save_last({
-            "format": RUN_CHECKPOINT_FORMAT, "kind": "combiner", "config": dataclasses.asdict(config),
-            "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
-            "rng": runs.rng_state(generator), "clip": clip_record, **state})
-        run.write_history(state["history"])
-        msg = f"epoch {epoch}/{config.epochs} loss {row['loss']:.4f}"
-        if metrics is not None:
-            msg += f" score {row['score']:.2f} ({_fmt_metrics(metrics)})"
-        logger.info("%s [%.1fs]", msg, row["seconds"])
-        epochs_bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{state['best_score']:.2f}")
+        _finish_epoch(
+            run, state, row, metrics, t0, dataset, config, epochs_bar,
+            save_best=lambda extra: save_combiner_checkpoint(combiner, run.best_path, extra={
+                "kind": "combiner", **extra, "clip": clip_record}),
+            last={"kind": "combiner", "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
+                  "rng": runs.rng_state(generator), "clip": clip_record})
     epochs_bar.close()
     combiner.eval()
     return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
