@@ -177,14 +177,33 @@ class Explorer:
         own = (caption in (None, base["caption"])) and (reference in (None, base["reference"]))
         ref_name = reference or base["reference"]
         lam = ranked.pop("lambda", None)
+        target = base["target"] if own else None
         return {
             "reference": Path(rs.split.image_paths[rs.split.name_to_index[ref_name]]),
             "caption": caption if caption is not None else base["caption"],
             "group": group if self.dataset == "fashioniq" else None,
-            "target": base["target"] if own else None,
+            "target": target,
+            "target_path": Path(rs.split.image_paths[rs.split.name_to_index[target]]) if target else None,
+            "target_ranks": self.target_ranks(group, i) if target else None,
             "rankings": ranked,
             "lambda": lam,
         }
+
+    @torch.no_grad()
+    def target_ranks(self, group: str, i: int) -> dict:
+        """{method: rank of query i's target in the whole index} (1 = first), by the metrics' protocol."""
+        from cir_lib.metrics import target_ranks
+
+        rs = self._set(group)
+        target = self.query(group, i)["target"]
+        if target is None:
+            raise ConfigError(f"query {i} of {rs.split.label} has no target (test split)")
+        ref_idx = rs.reference_indices[i:i + 1]
+        exclude = ref_idx if self.dataset == "cirr" else None
+        tgt_idx = rs.split.indices([target])
+        composed = self._compose(group, ref_idx, rs.text_features[i:i + 1])
+        return {m: int(target_ranks(query, rs.index_features, tgt_idx, exclude)[0]) + 1
+                for m, (query, _) in composed.items()}
 
     def examples(self, n: int = 4, k: int = 5, seed: int = 0) -> list[dict]:
         """n queries drawn at random (seeded, spread over the groups), ready for the grid figure."""

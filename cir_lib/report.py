@@ -631,8 +631,10 @@ def plot_retrieval_grid(examples: Sequence[Mapping[str, Any]], *, title: str = "
         examples: one dict per query with keys `reference` (image path), `caption` (str),
             `target` (image name or None), and `rankings`: {method label: [(name, path), ...]}
             (top-k, best first), e.g. {"stage 1 sum": [...], "stage 1 + Combiner": [...]};
-            optionally `lambda` (the Combiner's lambda, printed under the caption) and `group`
-            (e.g. the FashionIQ category, printed over the reference).
+            optionally `lambda` (the Combiner's lambda, printed under the caption), `group`
+            (e.g. the FashionIQ category, printed over the reference), `target_path` (the target
+            image, drawn under the reference) and `target_ranks` ({method: the target's rank in the
+            whole index, 1 = first}, printed under each method's name).
             A retrieved image equal to the target gets a green frame.
         title: figure title.
         out_stem: when given, save `<out_stem>.png/.pdf`.
@@ -652,20 +654,32 @@ def plot_retrieval_grid(examples: Sequence[Mapping[str, Any]], *, title: str = "
     for i, ex in enumerate(examples):
         heights += [1.0] * len(ex["rankings"]) + ([gap] if i < len(examples) - 1 else [])
     with plt.rc_context(FIG_RC):
-        fig = plt.figure(figsize=(thumb_in * (k + 1) + 2.6, thumb_in * 1.15 * sum(heights) + 0.4))
-        grid = fig.add_gridspec(len(heights), k + 3, width_ratios=[1, 1.9, 1.05] + [1] * k,
-                                height_ratios=heights, wspace=0.06, hspace=0.28)
+        height = thumb_in * 1.15 * sum(heights) + 0.4
+        fig = plt.figure(figsize=(thumb_in * (k + 1) + 2.8, height))
+        grid = fig.add_gridspec(len(heights), k + 3, width_ratios=[1, 2.1, 1.05] + [1] * k,
+                                height_ratios=heights, wspace=0.06, hspace=0.28,
+                                top=1 - 0.35 / height, bottom=0.1 / height)
         row = 0
         for ex in examples:
             methods = list(ex["rankings"])
             span = slice(row, row + len(methods))
-            ax_ref = fig.add_subplot(grid[span, 0])
+            with_target = ex.get("target_path") is not None and len(methods) > 1
+            ax_ref = fig.add_subplot(grid[row, 0] if with_target else grid[span, 0])
             ax_ref.imshow(Image.open(ex["reference"]).convert("RGB"))
             ax_ref.set_title(f"reference ({ex['group']})" if ex.get("group") else "reference", fontsize=6.5, pad=2)
             ax_ref.axis("off")
+            if with_target:
+                ax_tgt = fig.add_subplot(grid[row + 1, 0])
+                ax_tgt.imshow(Image.open(ex["target_path"]).convert("RGB"))
+                ax_tgt.set_xticks([])
+                ax_tgt.set_yticks([])
+                for spine in ax_tgt.spines.values():
+                    spine.set_edgecolor("#2ca02c")
+                    spine.set_linewidth(2.5)
+                ax_tgt.set_title("target", fontsize=6.5, color="#2ca02c", pad=2)
             ax_txt = fig.add_subplot(grid[span, 1])
             ax_txt.axis("off")
-            text = _wrap(f"\u201c{ex['caption']}\u201d", 24)
+            text = _wrap(f"\u201c{ex['caption']}\u201d", 21)
             if ex.get("lambda") is not None:
                 text += f"\n\nCombiner \u03bb = {float(ex['lambda']):.2f}"
             ax_txt.text(0.04, 0.5, text, va="center", ha="left", fontsize=6.5, style="italic",
@@ -673,7 +687,10 @@ def plot_retrieval_grid(examples: Sequence[Mapping[str, Any]], *, title: str = "
             for m in methods:
                 ax_lab = fig.add_subplot(grid[row, 2])
                 ax_lab.axis("off")
-                ax_lab.text(0.95, 0.5, _wrap(m, 12), va="center", ha="right", fontsize=6.5, weight="bold",
+                label = _wrap(m, 12)
+                if (ex.get("target_ranks") or {}).get(m) is not None:
+                    label += f"\ntarget #{ex['target_ranks'][m]}"
+                ax_lab.text(0.95, 0.5, label, va="center", ha="right", fontsize=6.5, weight="bold",
                             color=METHOD_COLORS.get(m, "k"), transform=ax_lab.transAxes)
                 for j, (name, path) in enumerate(ex["rankings"][m][:k]):
                     ax = fig.add_subplot(grid[row, 3 + j])

@@ -294,13 +294,15 @@ display(fig)"""),
 
 **What this step does.** It shows, for validation queries, the reference image, the caption and the
 top-k images retrieved by the **stage-1 sum** and by the **stage-1 + Combiner** (same fine-tuned
-CLIP), with the target framed in green. The grids are written to `figures/retrieval_grid_<dataset>`.
+CLIP). The target is drawn under the reference and framed in green wherever it was retrieved;
+under each method's name, the target's rank in the whole index. The grids are written to
+`figures/retrieval_grid_<dataset>`.
 The queries are drawn at random (seeded), not picked for looking good.
 
 **Why.** Recall numbers say how often; the grids say how: which attribute of the caption a model
 ignores, when the reference image dominates, and what "near misses" look like.
 
-**What to look at.** Where the Combiner moves the target up compared with the sum, and the lambda
+**What to look at.** Where the Combiner moves the target up (or down) compared with the sum, and the lambda
 shown beside each caption. In JupyterLab, the explorer at the end lets you pick any query, or type
 your own caption over any reference image, and compare the two rankings side by side."""),
         ("params", PARAMETERS),

@@ -214,6 +214,16 @@ def _explorer_checks(data_root, out):
     typed = ex.example("cirr", 0, k=3, caption="add two red cars", reference=other)
     assert typed["target"] is None and typed["reference"].name.startswith(other)
     assert len(ex.lambdas()["cirr"]) == len(ex.sets["cirr"].split.queries)
+    k = 5
+    for i in range(len(ex.sets["cirr"].split.queries)):  # the printed target rank agrees with the top-k drawn
+        own_ex = ex.example("cirr", i, k=k)
+        assert own_ex["target_path"].name.startswith(own_ex["target"])
+        for method, ranking in own_ex["rankings"].items():
+            names = [name for name, _ in ranking]
+            r = own_ex["target_ranks"][method]
+            assert r >= 1 and ((r <= k) == (own_ex["target"] in names)), (i, method, r, names)
+            if r <= k:
+                assert names[r - 1] == own_ex["target"]
     tabs = explore.explorer_tabs({"cirr": ex}, k=3)
     widget = tabs.children[0]
     widget.children[0].children[1].value = 1  # choose query 1: the reference and caption follow

@@ -170,8 +170,14 @@ def test_figures_written_as_png_and_pdf(tmp_path):
         Image.new("RGB", (32, 40), (40 * i, 90, 200 - 30 * i)).save(path)
         images.append((f"img{i}", path))
     examples = [{"reference": images[0][1], "caption": "is red and has longer sleeves", "target": "img2",
-                 "rankings": {"stage 1 sum": images[1:4], "stage 1 + Combiner": [images[2], images[1], images[3]]}}]
-    report.plot_retrieval_grid(examples, out_stem=tmp_path / "figs" / "grid")
+                 "rankings": {"stage 1 sum": images[1:4], "stage 1 + Combiner": [images[2], images[1], images[3]]}},
+                {"reference": images[1][1], "caption": "is blue", "target": "img4", "target_path": images[4][1],
+                 "target_ranks": {"stage 1 sum": 17, "stage 1 + Combiner": 3}, "lambda": 0.7,
+                 "rankings": {"stage 1 sum": images[:3], "stage 1 + Combiner": [images[0], images[2], images[4]]}}]
+    fig = report.plot_retrieval_grid(examples, out_stem=tmp_path / "figs" / "grid")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts + [ax.title]]
+    assert any("target #17" in t for t in texts) and any("target #3" in t for t in texts)
+    assert sum(t == "target" for t in texts) == 4  # 3 hits in the rankings + the second query's target image
     for stem in ("bars", "curves", "lambda", "grid"):
         for ext in ("png", "pdf"):
             path = tmp_path / "figs" / f"{stem}.{ext}"
