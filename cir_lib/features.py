@@ -61,7 +61,9 @@ def _resolve_device(backbone, device) -> torch.device:
     device = torch.device(device)
     if device != torch.device(backbone.device):
         logger.info("moving backbone %s from %s to %s", backbone.name, backbone.device, device)
-        backbone.model.to(device)
+        from cir_lib.backbone import place_model
+
+        place_model(backbone.model, device)
         backbone.device = device
     return device
 
@@ -130,12 +132,11 @@ def _read_cache(file: Path, n: int, dim: int) -> Optional[torch.Tensor]:
 def encode_images(backbone, loader, device: torch.device, desc: str = "encode images") -> torch.Tensor:
     """Encode every batch of `loader` (image tensors) -> float32 [N, d] on the CPU (no cache).
 
-    On CUDA: channels_last inputs and bf16/fp16 autocast; on CPU plain fp32.
+    On CUDA: channels_last inputs (the model was made channels_last where it was placed, see
+    `backbone.place_model`) and bf16/fp16 autocast; on CPU plain fp32.
     """
     model = backbone.model
     cuda = device.type == "cuda"
-    if cuda:
-        model.to(memory_format=torch.channels_last)
     out = []
     with _autocast(device):
         for images in tqdm(loader, desc=desc, unit="batch", leave=False):

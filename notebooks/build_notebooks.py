@@ -95,7 +95,7 @@ A query is a reference image plus a relative caption; the answer is the target i
 captions describe a change of a garment; CIRR captions a change of a scene."""),
         ("code", """\
 for dataset in datasets:
-    train = load_split(data_root, dataset, "train")
+    train = load_split(data_root, dataset, "train", skip_missing=skip_missing)
     fig = report.plot_triplets(train, n=6, seed=0, title=f"{report.DATASET_NAMES[dataset]} train: reference, caption, target",
                                out_stem=paths.figures / f"triplets_{dataset}")
     display(fig)"""),

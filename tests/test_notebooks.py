@@ -228,3 +228,19 @@ def _explorer_checks(data_root, out):
     widget = tabs.children[0]
     widget.children[0].children[1].value = 1  # choose query 1: the reference and caption follow
     assert widget.children[2].value == ex.query("cirr", 1)["caption"]
+
+
+@pytest.mark.notebooks
+def test_data_prep_notebook_honours_skip_missing(tmp_path, smoke_root):
+    from cir_lib.data import load_split
+
+    data_root = tmp_path / "smoke"
+    shutil.copytree(smoke_root, data_root)
+    train = load_split(data_root, "fashioniq", "train")
+    missing = Path(train.image_paths[train.name_to_index[train.queries[0].reference]])
+    missing.unlink()
+    kwargs = dict(data_root=data_root, results_dir=tmp_path / "results", notebooks=["00_data_prep"], progress=False)
+    with pytest.raises(pipeline.PipelineError, match=missing.name):
+        pipeline.reproduce("smoke", **kwargs)
+    summary = pipeline.reproduce("smoke", parameters={"skip_missing": True}, **kwargs)
+    assert list(summary["executed"]) == ["00_data_prep"]
