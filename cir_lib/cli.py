@@ -19,7 +19,7 @@ COMMAND_MODULES = (
     "cir_lib.check",      # check-data
     "cir_lib.pretrain",   # pretrain-mini
     "cir_lib.evaluate",   # evaluate
-    "cir_lib.submit",     # submit-cirr
+    "cir_lib.submit",     # submit-cirr, validate-cirr
     "cir_lib.train",      # finetune, train-combiner
     "cir_lib.pipeline",   # reproduce
 )

@@ -60,7 +60,7 @@ def _check_features(image_features: torch.Tensor, text_features: torch.Tensor, d
 
 
 class ElementwiseSum(nn.Module):
-    """query = normalize(image_feature + text_feature), on raw CLIP features (RECIPE.md, stage 1)."""
+    """query = normalize(image_feature + text_feature), on raw CLIP features (CLIP4Cir stage 1)."""
 
     logit_scale = LOGIT_SCALE
 
@@ -81,7 +81,7 @@ class ElementwiseSum(nn.Module):
 
 
 class Combiner(nn.Module):
-    """The CLIP4Cir Combiner (RECIPE.md, stage 2).
+    """The CLIP4Cir Combiner (stage 2 of the paper).
 
     text / image branches: Linear(d, p) -> ReLU -> Dropout; concatenated (text, image) -> 2p;
     mixture: Linear(2p, h) -> ReLU -> Dropout -> Linear(h, d);

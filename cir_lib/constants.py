@@ -21,7 +21,7 @@ CIRR_SUBMISSION_MAX_BYTES = 5 * 1024 * 1024
 
 LOGIT_SCALE = 100.0  # logits = 100 * query @ target.T in both stages
 
-# Published numbers of the workshop poster (RECIPE.md). FashionIQ on val, CIRR on test1.
+# Published numbers of the workshop poster. FashionIQ on val, CIRR on test1.
 PAPER_RESULTS = {
     "fashioniq": {
         "RN50": {

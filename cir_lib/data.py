@@ -61,6 +61,10 @@ from cir_lib.errors import AnnotationError, ConfigError, ImageError
 
 logger = logging.getLogger(__name__)
 
+# How each entry point spells skip_missing (named in the errors about missing images).
+SKIP_MISSING_CLI = ("cir-lib evaluate: --skip-missing; finetune / train-combiner / reproduce: "
+                    "--set skip_missing=true; notebooks: the skip_missing parameter")
+
 CIRR_SET_SIZE = 6  # members of a CIRR img_set (reference and target among them)
 MAX_LISTED = 5  # names / problems quoted in one error message
 
@@ -314,7 +318,7 @@ def _read_json(path: Path, root: Path, kind: str):
         hint = ""
         if not path.parent.is_dir():
             hint = (f"; the data root must be the folder holding {FASHIONIQ_DIR}/ and {CIRR_DIR}/ "
-                    f"in the layout of RECIPE.md")
+                    f"in the layout of the README's *Data layout* section")
             if root.name in (FASHIONIQ_DIR, CIRR_DIR):
                 hint += f" (--data-root {root} looks like a dataset folder; pass its parent)"
         raise AnnotationError(f"{kind} file {path} is missing{hint}")
@@ -564,10 +568,10 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
         if missing and not skip_missing:
             listed = [_rel(paths[i], root) for i in missing]
             none_there = " None of them is there: check --data-root and that the images were " \
-                "downloaded into the layout of RECIPE.md." if len(missing) == len(paths) else ""
+                "downloaded into the layout of the README's *Data layout* section." if len(missing) == len(paths) else ""
             raise ImageError(
                 f"{ann.label}: {len(missing)} of {len(paths)} index image files are missing under "
-                f"data root {root} ({_listing(listed)}).{none_there} Pass skip_missing=True (CLI: --skip-missing) "
+                f"data root {root} ({_listing(listed)}).{none_there} Pass skip_missing=True ({SKIP_MISSING_CLI}) "
                 f"to drop them and the queries that use them (the counts are reported), or run "
                 f"`cir-lib check-data --data-root {root}` for a full report."
             )
@@ -687,12 +691,12 @@ def open_image(path, split_label: str = "") -> Image.Image:
     except FileNotFoundError:
         raise ImageError(
             f"image file {path}{where} is missing; restore it, or load the split with "
-            f"skip_missing=True (CLI: --skip-missing) to drop the queries that use it"
+            f"skip_missing=True ({SKIP_MISSING_CLI}) to drop the queries that use it"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(
             f"image file {path}{where} is unreadable ({err}); re-download it, or delete it and use "
-            f"skip_missing=True (CLI: --skip-missing)"
+            f"skip_missing=True ({SKIP_MISSING_CLI})"
         ) from None
 
 

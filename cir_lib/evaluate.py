@@ -1,7 +1,7 @@
 """Evaluation on the val splits: a backbone and a query composer (element-wise sum or Combiner) in,
 the paper's metrics out; plus the rankings behind them for qualitative inspection.
 
-The protocol (RECIPE.md): index features are the raw CLIP image features of every image of the
+The paper's protocol: index features are the raw CLIP image features of every image of the
 split (cached on disk when `cache_dir` is given); each query's reference feature is the index row of
 its reference (not encoded again); its text feature encodes the evaluation caption ("C1 and c2" on
 FashionIQ, the caption as it is on CIRR); the composer, in eval mode and without gradients, turns

@@ -1,6 +1,6 @@
 """Exact retrieval metrics of the two benchmarks, and the rankings the CIRR submission needs.
 
-Protocol (RECIPE.md):
+Protocol (the paper's, and the CIRR server's):
 - Ranking by descending cosine similarity; ties broken by the lower index position first.
 - FashionIQ: the whole index is ranked, the reference included (the paper's protocol).
 - CIRR: the reference is removed from the ranking, and recall_subset@K ranks only the img_set

@@ -1,6 +1,6 @@
 """CIRR test-server submissions: the two JSON files for test1, and a validator.
 
-Server format (RECIPE.md), one file per metric, at most 5 MB each, every test1 pairid present:
+Server format (CIRR's evaluation server), one file per metric, at most 5 MB each, every test1 pairid present:
 
     {"version": "rc2", "metric": "recall",        "<pairid>": [top-50 index image names], ...}
     {"version": "rc2", "metric": "recall_subset", "<pairid>": [top-3 img_set member names], ...}

@@ -14,7 +14,7 @@ encoded once per run; an epoch only runs the Combiner. Adam.
 
 Both write a run folder (`cir_lib.runs`): config.json, history.csv, best.pt, last.pt. Validation
 (every `validate_every` epochs and after the last) uses the benchmark's protocol on the val split;
-best.pt is chosen by RECIPE.md's score (FashionIQ: (mean R@10 + mean R@50) / 2; CIRR: mean of the
+best.pt is chosen by the paper's validation score (FashionIQ: (mean R@10 + mean R@50) / 2; CIRR: mean of the
 seven recalls). `resume=True` continues from last.pt and gives the numbers of an uninterrupted run.
 
 Under `torchrun` (WORLD_SIZE > 1), stage 1 uses DistributedDataParallel; each process encodes a
@@ -217,7 +217,7 @@ def contrastive_loss(query_features: torch.Tensor, target_features: torch.Tensor
 
 
 def selection_score(dataset: str, metrics: dict) -> float:
-    """RECIPE.md's model-selection number from flat validation metrics.
+    """The paper's model-selection number from flat validation metrics.
 
     FashionIQ: (average R@10 + average R@50) / 2 over the three categories; CIRR: the arithmetic
     mean of R@1, R@5, R@10, R@50, Rsubset@1, @2, @3.

@@ -1,4 +1,4 @@
-"""Readers: the real annotation files (exact counts of RECIPE.md), hand-built tiny trees, every bad
+"""Readers: the real annotation files (their exact published counts), hand-built tiny trees, every bad
 input, skip_missing accounting, the image dataset and the caption helpers."""
 
 from __future__ import annotations
