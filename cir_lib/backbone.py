@@ -14,8 +14,6 @@ import difflib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ import open_clip
 import torch
 
 from cir_lib.errors import ConfigError
+from cir_lib.runs import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -536,31 +535,6 @@ def checkpoint_config(path: Union[str, Path]) -> dict:
             f"load_backbone(NAME, {str(path)!r}) naming its open_clip model."
         )
     return {**ckpt["config"], "extra": ckpt.get("extra") or {}}
-
-
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_torch_save(obj: Any, path: Union[str, Path]) -> Path:
-    """torch.save to a temporary file in the same folder, then os.replace: never a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_backbone_checkpoint(backbone: Backbone, path: Union[str, Path], extra: Optional[dict] = None) -> Path:

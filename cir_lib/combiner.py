@@ -167,7 +167,7 @@ def save_combiner_checkpoint(combiner: nn.Module, path: Union[str, Path], extra:
     Example:
         >>> save_combiner_checkpoint(Combiner(128), "runs/comb/best.pt", extra={"epoch": 3})
     """
-    from cir_lib.backbone import atomic_torch_save
+    from cir_lib.runs import atomic_torch_save
 
     payload = {
         "format": CHECKPOINT_FORMAT,

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -30,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cir_lib.errors import ConfigError
+from cir_lib.runs import atomic_torch_save, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -98,21 +98,6 @@ def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[to
         "images": [[str(p)] + _file_stamp(p) for p in paths],
     }
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()[:40]
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        from cir_lib.backbone import _default_file_mode
-
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read_cache(file: Path, n: int, dim: int) -> Optional[torch.Tensor]:
@@ -228,7 +213,6 @@ def image_features(
     logger.info("encoded %d images of %s in %.1fs", n, label or "images", seconds)
 
     if file is not None:
-        from cir_lib.backbone import atomic_torch_save
 
         cache_dir.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(feats, file)
@@ -246,7 +230,7 @@ def image_features(
             "seconds": round(seconds, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        _atomic_write_text(meta_file, json.dumps(meta, indent=1))
+        atomic_write_text(meta_file, json.dumps(meta, indent=1))
     return feats
 
 

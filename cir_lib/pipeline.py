@@ -367,11 +367,12 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
 
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write `obj` as indented JSON (folders created; paths and numpy numbers converted)."""
-    from cir_lib.report import _atomic_write_text, _jsonable
+    from cir_lib.report import _jsonable
+    from cir_lib.runs import atomic_write_text
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
     return path
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 
 from cir_lib.constants import CIRR_KS, CIRR_SUBSET_KS, FASHIONIQ_CATEGORIES, FASHIONIQ_KS, PAPER_RESULTS
 from cir_lib.errors import ConfigError
+from cir_lib.runs import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -307,15 +308,15 @@ def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, *, t
     difference = difference_table(table)
     paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "tex": out / f"{name}.tex",
              "meta": out / f"{name}.meta.json"}
-    _atomic_write_text(paths["csv"], table.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.6g"))
+    atomic_write_text(paths["csv"], table.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.6g"))
     md = to_markdown(table, difference, title=title, notes=notes)
     if meta:
         md += "\n" + _meta_markdown(meta)
-    _atomic_write_text(paths["md"], md)
+    atomic_write_text(paths["md"], md)
     caption = ". ".join(t.strip().rstrip(".") for t in [title, *notes] if t.strip())
-    _atomic_write_text(paths["tex"], to_latex(table, difference, caption=caption + "." if caption else "",
+    atomic_write_text(paths["tex"], to_latex(table, difference, caption=caption + "." if caption else "",
                                               label=f"tab:{name}"))
-    _atomic_write_text(paths["meta"], json.dumps(_jsonable(dict(meta or {})), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(paths["meta"], json.dumps(_jsonable(dict(meta or {})), indent=2, sort_keys=True) + "\n")
     logger.info("wrote %s table to %s.{csv,md,tex}", name, out / name)
     return paths
 
@@ -366,12 +367,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- environment

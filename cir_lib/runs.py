@@ -56,7 +56,8 @@ def atomic_write(path, write: Callable[[Any], None], binary: bool = True) -> Pat
         binary: open the temp file in binary mode.
 
     Returns:
-        The final path. On any exception the temp file is removed and `path` is left untouched.
+        The final path, with the usual permissions (0666 less the umask; mkstemp makes 0600).
+        On any exception the temp file is removed and `path` is left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +67,7 @@ def atomic_write(path, write: Callable[[Any], None], binary: bool = True) -> Pat
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -74,6 +76,17 @@ def atomic_write(path, write: Callable[[Any], None], binary: bool = True) -> Pat
             pass
         raise
     return path
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically (see `atomic_write`)."""
+    return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def atomic_torch_save(obj: Any, path) -> Path:
@@ -194,7 +207,7 @@ class RunFolder:
                 _check_same_config(run.path, old.get("config", {}), dataclasses.asdict(config))
         if writer:
             run.path.mkdir(parents=True, exist_ok=True)
-            stale_files = list(run.path.glob(_TMP_PREFIX + "*")) + list(run.path.glob(".*.pt.*.tmp"))
+            stale_files = list(run.path.glob(_TMP_PREFIX + "*"))
             for stale in stale_files:
                 logger.warning("removing %s, left by an interrupted save", stale)
                 stale.unlink()

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -27,6 +25,7 @@ import torch
 
 from cir_lib.constants import CIRR_SUBMISSION_MAX_BYTES, CIRR_VERSION
 from cir_lib.errors import ConfigError, SubmissionError
+from cir_lib.runs import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +81,6 @@ def submission_dicts(split, top: torch.Tensor, subset: torch.Tensor) -> tuple[di
     return recall, recall_subset
 
 
-def _dump(obj: dict, path: Path) -> None:
-    """Compact JSON, written atomically (a temporary file, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def submission_paths(out_dir, tag: str) -> tuple[Path, Path]:
     """(out_dir/recall_submission_<tag>.json, out_dir/recall_subset_submission_<tag>.json)."""
     out_dir = Path(out_dir)
@@ -139,8 +124,8 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, *, preprocess=
     top, subset = rank_cirr_split(data, encoded.index_features, encoded.query_features)
     recall, recall_subset = submission_dicts(data, top, subset)
     recall_path, subset_path = submission_paths(out_dir, tag or default_tag(backbone))
-    _dump(recall, recall_path)
-    _dump(recall_subset, subset_path)
+    atomic_write_text(recall_path, json.dumps(recall, separators=(",", ":")))
+    atomic_write_text(subset_path, json.dumps(recall_subset, separators=(",", ":")))
     logger.info("wrote %s and %s (%d queries)", recall_path, subset_path, len(data.queries))
     if validate:
         problems = validate_cirr_submission(recall_path, subset_path, data_root, split=split)

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import socket
+import stat
 
 import pytest
 import torch
@@ -316,10 +317,10 @@ def test_an_interrupted_save_never_leaves_a_truncated_best(smoke_root, tmp_path,
     assert checkpoint_config(out / "best.pt")["extra"]["epoch"] == 1  # the old best, intact
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "history.csv", "last.pt"]
     # a crash that killed the process leaves a temp file: the next open removes it, and resume works
-    (out / ".best.pt.abc.tmp").write_bytes(b"junk")
+    (out / ".tmp-best.pt.abc").write_bytes(b"junk")
     result = train.finetune(smoke_root, _stage1(epochs=2), out, resume=True)
     assert [r["epoch"] for r in result.history] == [1, 2]
-    assert not list(out.glob(".*tmp*"))
+    assert not list(out.glob(".tmp-*"))
 
 
 def test_atomic_torch_save_keeps_the_old_file_when_serialization_fails(tmp_path):
@@ -333,6 +334,18 @@ def test_atomic_torch_save_keeps_the_old_file_when_serialization_fails(tmp_path)
         runs.atomic_torch_save({"w": torch.zeros(1000), "bad": Unpicklable()}, path)
     assert torch.load(path) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        runs.atomic_torch_save({"epoch": 1}, tmp_path / "last.pt")
+        runs.atomic_write_text(tmp_path / "sub" / "config.json", "{}")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "last.pt", tmp_path / "sub" / "config.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path  # not mkstemp's 0600
+    assert (tmp_path / "sub" / "config.json").read_text() == "{}"
 
 
 # ----------------------------------------------------------------------------- bad input
