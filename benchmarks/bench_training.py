@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cir_lib import train  # noqa: E402
+from cir_lib import features, train  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.combiner import Combiner  # noqa: E402
 
@@ -92,7 +92,7 @@ def bench_stage1(bb, batch, device, amp, warmup, repeats) -> list:
                 ref, tgt = feats[:batch], feats[batch:]
             else:
                 ref, tgt = ref_c, tgt_c
-            text = train.encode_text(model, tokens)
+            text = features.encode_text(model, tokens)
         loss = train.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -118,7 +118,7 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
     images, tokens = _inputs(bb, batch, device)
     with torch.no_grad(), autocast():
         feats = model.encode_image(images).float()
-        text_c = train.encode_text(model, tokens).float()
+        text_c = features.encode_text(model, tokens).float()
     ref_c, tgt_c = feats[:batch], feats[batch:]
     steps = max(1, n_triplets // batch)
 
@@ -133,7 +133,7 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
             if reencode:
                 with torch.no_grad(), autocast():
                     f = model.encode_image(images).float()
-                    t = train.encode_text(model, tokens).float()
+                    t = features.encode_text(model, tokens).float()
                 combiner_step(f[:batch], t, f[batch:])
             else:
                 combiner_step(ref_c, text_c, tgt_c)
@@ -160,7 +160,7 @@ def _memory_row(device, amp, batch, name, checkpointing: bool) -> dict:
     def step():
         with autocast():
             feats = model.encode_image(images)
-            text = train.encode_text(model, tokens)
+            text = features.encode_text(model, tokens)
         ref, tgt = feats[:batch].float(), feats[batch:].float()
         loss = train.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
         opt.zero_grad(set_to_none=True)

@@ -129,34 +129,6 @@ class Backbone:
             captions = [captions]
         return self.tokenizer(list(captions))
 
-    @torch.no_grad()
-    def encode_text(
-        self, captions: Union[Sequence[str], torch.Tensor], batch_size: int = 256
-    ) -> torch.Tensor:
-        """Raw (unnormalized) text features [N, embed_dim], float32 on the CPU.
-
-        Args:
-            captions: strings, or token ids already made by `tokenize` (LongTensor [N, L]).
-            batch_size: captions encoded at once.
-
-        Example:
-            >>> backbone.encode_text(["a red dress", "a blue shirt"]).shape
-            torch.Size([2, 128])
-        """
-        tokens = captions if isinstance(captions, torch.Tensor) else self.tokenize(captions)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            out = [
-                self.model.encode_text(tokens[i : i + batch_size].to(self.device)).float().cpu()
-                for i in range(0, len(tokens), batch_size)
-            ]
-        finally:
-            self.model.train(was_training)
-        if not out:
-            return torch.empty(0, self.embed_dim)
-        return torch.cat(out)
-
 
 def _named_tensors(model: torch.nn.Module):
     yield from model.named_parameters()

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from cir_lib import runs
 from cir_lib.constants import FASHIONIQ_CATEGORIES, LOGIT_SCALE
 from cir_lib.errors import ConfigError, TrainingError
+from cir_lib.features import encode_text
 from cir_lib.recipes import (
     CombinerTrainConfig,
     FinetuneConfig,
@@ -267,77 +268,19 @@ def _make_val_sets(splits: dict, backbone) -> dict:
     return out
 
 
-def _text_length(model, tokens: torch.Tensor) -> Optional[int]:
-    """Positions a batch needs: up to its last end-of-text token. None when trimming is not exact
-    for this model (only the causal-mask, end-of-text-pooled text tower of open_clip's CLIP)."""
-    import open_clip
+def _text_features(backbone, tokens: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """Frozen text features on `device`, through the same encoder (and precision) as evaluation."""
+    from cir_lib.features import text_features
 
-    if type(model) is not open_clip.CLIP or getattr(model, "attn_mask", None) is None:
-        return None
-    pool = getattr(model, "text_pool_type", None)
-    if pool == "argmax":  # the end-of-text token has the largest id
-        last = tokens.argmax(dim=-1)
-    elif pool == "eos" and getattr(model, "text_eos_id", None) is not None:
-        last = (tokens == model.text_eos_id).int().argmax(dim=-1)
-    else:
-        return None
-    return int(last.max()) + 1
-
-
-def _encode_trimmed(model, tokens: torch.Tensor, length: int) -> torch.Tensor:
-    from open_clip.transformer import text_global_pool
-
-    tokens = tokens[:, :length]
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = model.token_embedding(tokens).to(cast_dtype)
-    x = x + model.positional_embedding[:length].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)
-    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
-    if model.text_projection is not None:
-        x = model.text_projection(x) if isinstance(model.text_projection, nn.Linear) else x @ model.text_projection
-    return x
-
-
-def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """`model.encode_text(tokens)`, computed on the positions the batch uses only.
-
-    Exact: with CLIP's causal mask, the feature read at the end-of-text token depends on the
-    positions up to it alone, so the padding after the batch's longest caption is cut off (captions
-    of ~15-25 tokens in a 77-token context: about 3x less work). The first call per model checks
-    the result against open_clip's own encode_text and falls back to it for good if they differ
-    (another open_clip version, another text tower).
-    """
-    length = _text_length(model, tokens)
-    if length is None or length >= tokens.shape[1]:
-        return model.encode_text(tokens)
-    checked = getattr(model, "_cir_trim_checked", None)
-    if checked is None:
-        with torch.no_grad(), torch.autocast(tokens.device.type, enabled=False):
-            probe = tokens[:4]
-            ok = torch.allclose(_encode_trimmed(model, probe, length).float(), model.encode_text(probe).float(),
-                                rtol=1e-3, atol=1e-4)
-        model._cir_trim_checked = checked = bool(ok)
-        if not ok:
-            logger.warning("trimmed text encoding differs from open_clip's encode_text on this model; "
-                           "encoding full-length token sequences instead")
-    return _encode_trimmed(model, tokens, length) if checked else model.encode_text(tokens)
-
-
-@torch.no_grad()
-def _encode_tokens(model, tokens: torch.Tensor, device, batch_size: int, autocast) -> torch.Tensor:
-    out = []
-    for i in range(0, len(tokens), batch_size):
-        with autocast():
-            out.append(encode_text(model, tokens[i:i + batch_size].to(device)).float())
-    return torch.cat(out) if out else torch.empty(0)
+    return text_features(backbone, tokens, batch_size=batch_size, device=device)
 
 
 def _image_features(backbone, split, preprocess, cache_dir, batch_size, device, num_workers=0):
+    """Image features of a split on `device` (through the on-disk cache when `cache_dir` is set)."""
     from cir_lib.features import image_features
 
     return image_features(backbone, split, preprocess, cache_dir=cache_dir, batch_size=batch_size,
-                          device=device, split_label=split.label, num_workers=num_workers)
+                          device=device, split_label=split.label, num_workers=num_workers).to(device)
 
 
 def _metrics_for(dataset: str, val_sets: dict, compose, index_features: dict, text_features: dict) -> dict:
@@ -576,7 +519,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
     # Fixed features: images when the image encoder is frozen (exact: preprocessing is deterministic).
     def fixed_features(split):
         return _image_features(backbone, split, preprocess, config.cache_dir, config.encode_batch_size,
-                               device).to(device)
+                               device, config.num_workers)
 
     train_features = None
     if not train_image:
@@ -591,7 +534,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
             dist_info.barrier()
     if not train_text and dist_info.is_main:
         for vs in val_sets.values():
-            vs.text_features = _encode_tokens(model, vs.tokens, device, config.encode_batch_size, autocast)
+            vs.text_features = _text_features(backbone, vs.tokens, config.encode_batch_size, device)
 
     params = freeze_for_stage1(model, config.encoders)
     if config.grad_checkpointing:
@@ -680,8 +623,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
 
         metrics = None
         if _due(epoch, config) and dist_info.is_main:
-            metrics = _validate_stage1(model, val_sets, dataset, backbone, preprocess, config, device,
-                                       autocast, train_image, train_text)
+            metrics = _validate_stage1(val_sets, dataset, backbone, preprocess, config, device)
         _finish_epoch(
             run, state, row, metrics, t0, dataset, config, epochs_bar, is_main=dist_info.is_main,
             save_best=lambda extra: save_backbone_checkpoint(backbone, run.best_path, extra={
@@ -730,19 +672,15 @@ def _check_last(last: dict, kind: str, run) -> None:
 
 
 @torch.no_grad()
-def _validate_stage1(model, val_sets, dataset, backbone, preprocess, config, device, autocast,
-                     train_image, train_text) -> dict:
+def _validate_stage1(val_sets, dataset, backbone, preprocess, config, device) -> dict:
+    """Validation metrics of the sum; features of a frozen encoder were computed once (set on the
+    val sets), those of a training encoder are computed again (no on-disk cache of passing weights)."""
     index, text = {}, {}
     for label, vs in val_sets.items():
-        if vs.index_features is not None and not train_image:
-            index[label] = vs.index_features
-        else:  # the image encoder changed: encode the index again (no on-disk cache of passing weights)
-            index[label] = _image_features(backbone, vs.split, preprocess, None, config.encode_batch_size,
-                                           device).to(device)
-        if vs.text_features is not None and not train_text:
-            text[label] = vs.text_features
-        else:
-            text[label] = _encode_tokens(model, vs.tokens, device, config.encode_batch_size, autocast)
+        index[label] = vs.index_features if vs.index_features is not None else _image_features(
+            backbone, vs.split, preprocess, None, config.encode_batch_size, device, config.num_workers)
+        text[label] = vs.text_features if vs.text_features is not None else _text_features(
+            backbone, vs.tokens, config.encode_batch_size, device)
     return _metrics_for(dataset, val_sets, _sum_compose, index, text)
 
 
@@ -834,21 +772,20 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
                     **{k: s.skipped.to_dict() for k, s in val_splits.items()}}})
 
     preprocess = _preprocess(config, backbone)
-    nocast = contextlib.nullcontext
     # Every image and every caption variant is encoded once per run (the encoders are frozen).
     logger.info("encoding the training images and captions once (%s)", train_split.label)
     image_f = _image_features(backbone, train_split, preprocess, config.cache_dir, config.encode_batch_size,
-                              device).to(device)
+                              device)
     tokens = tokenize_variants(backbone, training_captions(train_split))
     q_count, n_var, ctx = tokens.shape
-    text_f = _encode_tokens(backbone.model, tokens.view(-1, ctx), device, config.encode_batch_size, nocast)
+    text_f = _text_features(backbone, tokens.view(-1, ctx), config.encode_batch_size, device)
     text_f = text_f.view(q_count, n_var, -1)
     reference, target = train_split.reference_indices.to(device), train_split.target_indices.to(device)
     val_sets = _make_val_sets(val_splits, backbone)
     for vs in val_sets.values():
         vs.index_features = _image_features(backbone, vs.split, preprocess, config.cache_dir,
-                                            config.encode_batch_size, device).to(device)
-        vs.text_features = _encode_tokens(backbone.model, vs.tokens, device, config.encode_batch_size, nocast)
+                                            config.encode_batch_size, device)
+        vs.text_features = _text_features(backbone, vs.tokens, config.encode_batch_size, device)
 
     dim = backbone.embed_dim
     torch.manual_seed(config.seed)

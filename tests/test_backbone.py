@@ -17,6 +17,7 @@ from cir_lib.backbone import (
     save_backbone_checkpoint,
 )
 from cir_lib.errors import ConfigError
+from cir_lib.features import text_features
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +53,19 @@ def test_tokenize_truncates_at_the_context_length(mini):
     assert open_clip.get_tokenizer("cir-mini").context_length == 32
 
 
-def test_encode_text_is_raw_batched_and_restores_mode(mini):
+def test_text_features_are_raw_batched_and_restore_mode(mini):
     captions = [f"caption number {i}" for i in range(7)]
     mini.model.train()
-    full = mini.encode_text(captions, batch_size=256)
+    full = text_features(mini, captions, batch_size=256)
     assert mini.model.training  # mode restored
     mini.model.eval()
-    batched = mini.encode_text(captions, batch_size=3)
+    batched = text_features(mini, captions, batch_size=3)
     assert full.shape == (7, 128) and full.dtype == torch.float32
     assert torch.allclose(full, batched, atol=1e-5)
     assert not torch.allclose(full.norm(dim=-1), torch.ones(7))  # raw, not normalized
-    assert torch.allclose(mini.encode_text(mini.tokenize(captions)), full, atol=1e-6)
+    assert torch.allclose(text_features(mini, mini.tokenize(captions)), full, atol=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(mini.model.encode_text(mini.tokenize(captions)), full, atol=1e-5)  # open_clip's own
 
 
 def test_weights_key_follows_the_weights(mini):
@@ -105,7 +108,7 @@ def test_checkpoint_of_an_unregistered_name_needs_only_the_file(tmp_path, mini):
     loaded = load_backbone_checkpoint(path)
     assert loaded.name == "my-clip" and loaded.embed_dim == 96 and _same_weights(loaded.model, model)
     assert loaded.tokenize(["word " * 50]).shape == (1, 32)
-    assert torch.allclose(loaded.encode_text(["a red dress"]), custom.encode_text(["a red dress"]), atol=1e-6)
+    assert torch.allclose(text_features(loaded, ["a red dress"]), text_features(custom, ["a red dress"]), atol=1e-6)
     assert load_backbone("cir-mini", "None").pretrained == "none"
 
 
@@ -142,7 +145,7 @@ def test_plain_state_dict(tmp_path, mini):
     assert _same_weights(loaded.model, mini.model)
     assert loaded.weights_key == mini.weights_key  # same config (GELU) and weights
     text = ["a blue shirt with stripes"]
-    assert torch.allclose(loaded.encode_text(text), mini.encode_text(text), atol=1e-6)
+    assert torch.allclose(text_features(loaded, text), text_features(mini, text), atol=1e-6)
 
 
 def test_checkpoint_of_another_backbone_is_refused(tmp_path, mini):

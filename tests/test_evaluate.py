@@ -59,14 +59,14 @@ def test_evaluate_cirr_keys_and_ranges(smoke_root, backbone, cache):
 def test_evaluation_follows_the_protocol(smoke_root, backbone, cache):
     """Same numbers as a hand-made pipeline: reference rows of the index, raw JSON captions joined
     as "C1 and c2", normalize(image + text), then the metrics."""
-    from cir_lib.features import image_features
+    from cir_lib.features import image_features, text_features
 
     preprocess = PreprocessConfig("targetpad", image_size=backbone.image_size)
     dress = load_split(smoke_root, "fashioniq", "val", "dress")
     raw = json.loads((smoke_root / FASHIONIQ_DIR / "captions" / "cap.dress.val.json").read_text())
     captions = [f"{e['captions'][0].strip('.?, ').capitalize()} and {e['captions'][1].strip('.?, ')}" for e in raw]
     index = image_features(backbone, dress, preprocess, cache_dir=cache)
-    query = F.normalize(index[dress.reference_indices] + backbone.encode_text(captions), dim=-1)
+    query = F.normalize(index[dress.reference_indices] + text_features(backbone, captions), dim=-1)
     want = fashioniq_recall(query, index, dress.target_indices)
     got = evaluate.evaluate_fashioniq(smoke_root, backbone, ElementwiseSum(), preprocess=preprocess,
                                       categories=["dress"], cache_dir=cache)
@@ -74,7 +74,7 @@ def test_evaluation_follows_the_protocol(smoke_root, backbone, cache):
 
     cirr = load_split(smoke_root, "cirr", "val")
     index = image_features(backbone, cirr, preprocess, cache_dir=cache)
-    query = F.normalize(index[cirr.reference_indices] + backbone.encode_text([q.captions[0] for q in cirr.queries]), dim=-1)
+    query = F.normalize(index[cirr.reference_indices] + text_features(backbone, [q.captions[0] for q in cirr.queries]), dim=-1)
     want = cirr_recall(query, index, cirr.reference_indices, cirr.target_indices, cirr.member_indices)
     assert evaluate.evaluate_cirr(smoke_root, backbone, ElementwiseSum(), preprocess=preprocess, cache_dir=cache) == want
 

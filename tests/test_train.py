@@ -12,7 +12,7 @@ import stat
 import pytest
 import torch
 
-from cir_lib import runs, train
+from cir_lib import features, runs, train
 from cir_lib.errors import CirError, ConfigError, TrainingError
 from cir_lib.recipes import get_recipe
 
@@ -127,9 +127,9 @@ def test_text_encoding_trimmed_to_the_longest_caption_equals_open_clips(monkeypa
     bb = load_backbone("cir-mini", "none")
     model = bb.model.eval()
     tokens = bb.tokenize(["red", "a red dress with long sleeves and a star", "has a logo", "blue"])
-    assert train._text_length(model, tokens) < tokens.shape[1]  # trimming happens
+    assert features._text_length(model, tokens) < tokens.shape[1]  # trimming happens
     train.freeze_for_stage1(model, "text")
-    trimmed = train.encode_text(model, tokens)
+    trimmed = features.encode_text(model, tokens)
     assert model._cir_trim_checked is True
     full = model.encode_text(tokens)
     assert torch.allclose(trimmed, full, atol=1e-5)
@@ -142,8 +142,8 @@ def test_text_encoding_trimmed_to_the_longest_caption_equals_open_clips(monkeypa
             assert torch.allclose(g_trim[n], p.grad, rtol=1e-4, atol=1e-5 * float(p.grad.abs().max())), n
     # a model whose trimmed result would differ falls back to open_clip's encode_text
     other = load_backbone("cir-mini", "none").model.eval()
-    monkeypatch.setattr(train, "_encode_trimmed", lambda m, t, n: torch.zeros(len(t), bb.embed_dim))
-    assert torch.allclose(train.encode_text(other, tokens), other.encode_text(tokens))
+    monkeypatch.setattr(features, "_encode_trimmed", lambda m, t, n: torch.zeros(len(t), bb.embed_dim))
+    assert torch.allclose(features.encode_text(other, tokens), other.encode_text(tokens))
     assert other._cir_trim_checked is False
 
 
@@ -408,7 +408,7 @@ def test_stage2_encodes_images_and_captions_once_per_run_not_per_epoch(smoke_roo
     import open_clip
 
     counts = {"image": 0, "text": 0}
-    real_image, real_text = open_clip.CLIP.encode_image, train.encode_text
+    real_image, real_text = open_clip.CLIP.encode_image, features.encode_text
 
     def count_image(self, *a, **kw):
         counts["image"] += 1
@@ -419,7 +419,7 @@ def test_stage2_encodes_images_and_captions_once_per_run_not_per_epoch(smoke_roo
         return real_text(*a, **kw)
 
     monkeypatch.setattr(open_clip.CLIP, "encode_image", count_image)
-    monkeypatch.setattr(train, "encode_text", count_text)
+    monkeypatch.setattr(features, "encode_text", count_text)
     seen = []
     for epochs in (1, 4):
         counts.update(image=0, text=0)
