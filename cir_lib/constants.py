@@ -13,6 +13,7 @@ FASHIONIQ_SPLITS = ("train", "val", "test")
 CIRR_SPLITS = ("train", "val", "test1")
 CIRR_VERSION = "rc2"
 MINI_POOL_DIR = "mini_pool"  # extra folder written by make-mini: images with absolute captions
+MINI_CHECKPOINT = "cir-mini.pt"  # pretrain-mini's output in a mini data root (recipes: "{data_root}/cir-mini.pt")
 
 FASHIONIQ_KS = (10, 50)
 CIRR_KS = (1, 5, 10, 50)

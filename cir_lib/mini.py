@@ -55,6 +55,7 @@ from cir_lib.constants import (
     FASHIONIQ_CATEGORIES,
     FASHIONIQ_DIR,
     FASHIONIQ_SPLITS,
+    MINI_CHECKPOINT,
     MINI_POOL_DIR,
 )
 from cir_lib.errors import ConfigError
@@ -1369,7 +1370,9 @@ def _make_pool(root: Path, preset: MiniPreset, seed: int, preset_name: str) -> d
 
 # ------------------------------------------------------------------------------------ entry point
 
-_OUTPUTS = (FASHIONIQ_DIR, CIRR_DIR, MINI_POOL_DIR, MANIFEST_NAME)
+# What make-mini writes, and what overwriting replaces: the cir-mini checkpoint pretrained on the
+# previous pool goes too (pretrain-mini writes it beside the data), or the recipes would reuse it.
+_OUTPUTS = (FASHIONIQ_DIR, CIRR_DIR, MINI_POOL_DIR, MANIFEST_NAME, MINI_CHECKPOINT)
 
 
 def _prepare_out(out: Path, overwrite: bool):

@@ -3,9 +3,10 @@
 A profile says which data, which weights and which recipes:
 
     smoke  the smoke mini benchmark (generated when absent), tiny epochs: checks the whole path
-           in a few minutes (CI, `make test`)
+           in about a minute after set-up (CI, `make test`)
     mini   the embedded mini benchmark (generated when absent) with `cir-mini` pretrained on it
-           (cached beside the data); `make reproduce`; ~10 minutes on 2 CPU cores
+           (cached beside the data); `make reproduce`; ~4 minutes of notebooks on 2 idle CPU cores
+           (~6 minutes from a fresh clone, set-up included)
     paper  a real data root (`--data-root`), OpenAI's weights and the paper's recipes (a GPU)
 
 Everything a run writes goes under `<results>/<profile>/`: the executed notebooks in `executed/`,
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
-from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR
+from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR, MINI_CHECKPOINT
 from cir_lib.errors import CirError, ConfigError
 from cir_lib.report import METHODS
 
@@ -41,7 +42,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = ("00_data_prep", "01_stage1_finetune", "02_combiner_training", "03_evaluation", "04_qualitative")
 KERNEL_NAME = "cir-lib-reproduce"  # written to a temporary folder for each reproduce() call
-MINI_CHECKPOINT = "cir-mini.pt"  # the pretrained cir-mini, cached in the data root (recipes "{data_root}/cir-mini.pt")
 
 
 class PipelineError(CirError):
@@ -61,10 +61,8 @@ class Profile:
     stage1_epochs: Optional[int] = None  # override of the recipes' stage-1 epochs; None = the recipe's
     combiner_epochs: Optional[int] = None  # override of the recipes' Combiner epochs; None = the recipe's
     pretrained: Optional[str] = None  # override of the recipes' starting weights; None = the recipe's
-    need_openai_weights: bool = False  # refuse unless OpenAI's weights are cached or downloadable
     n_examples: int = 4  # queries per retrieval grid
     top_k: int = 5  # images per ranking in the grids and the explorer
-    cell_timeout_s: Optional[int] = None  # per-cell papermill timeout; None = no limit
 
     def notebook_parameters(self, data_root: Path, results_dir: Path) -> dict:
         """The values injected into each notebook's `parameters` cell."""
@@ -102,7 +100,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "mini": Profile(
         name="mini",
-        description="embedded mini benchmark with cir-mini pretrained on it, CPU recipes (~10 min on 2 cores)",
+        description="embedded mini benchmark with cir-mini pretrained on it, CPU recipes (~4 min of notebooks on 2 idle cores)",
         mini_preset="mini",
         default_data_root="data/mini",
         recipes={"fashioniq": "mini", "cirr": "mini"},
@@ -116,7 +114,6 @@ PROFILES: dict[str, Profile] = {
         mini_preset=None,
         default_data_root=None,
         recipes={"fashioniq": "paper-rn50-fashioniq", "cirr": "paper-rn50-cirr"},
-        need_openai_weights=True,
         n_examples=4,
         top_k=5,
     ),
@@ -233,9 +230,6 @@ def ensure_mini(data_root: str | os.PathLike, preset: str, seed: int = 0) -> dic
                 f"{root} holds the {manifest.get('preset')!r} mini benchmark (seed {manifest.get('seed')}), not "
                 f"{preset!r} (seed {seed}); pass another data root, or delete {root} to regenerate it")
         logger.info("%s was made by an older generator: regenerating it", root)
-        stale = root / MINI_CHECKPOINT
-        if stale.exists():
-            stale.unlink()
         return mini.make_mini(root, preset=preset, seed=seed, overwrite=True)
     return mini.make_mini(root, preset=preset, seed=seed)
 
@@ -374,15 +368,6 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
     return path
-
-
-def load_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file written by an earlier notebook; a clear error naming the notebook when absent."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"{path} not found: run the earlier notebooks of the series first "
-                            "(results/README.md says which one writes it)")
-    return json.loads(path.read_text())
 
 
 def run_summary(results: Mapping[str, Any]) -> "Any":
@@ -568,14 +553,13 @@ def preflight(profile: Profile, data_root: Path, recipes: Mapping[str, str], pre
     if profile.mini_preset is not None:
         return
     problems = missing_real_data(data_root, list(recipes))
-    if profile.need_openai_weights:
-        needed = sorted({bb for bb, pre in recipe_backbones(recipes, pretrained).values() if pre == "openai"})
-        uncached = [bb for bb in needed if openai_weights_location(bb) is None]
-        if uncached and not _network_reachable():
-            for bb in uncached:
-                problems.append(f"OpenAI's {bb} weights: not in open_clip's cache (Hugging Face hub cache or "
-                                "~/.cache/clip) and the network is unreachable; connect once, or copy the cache "
-                                "from a machine that has it")
+    needed = sorted({bb for bb, pre in recipe_backbones(recipes, pretrained).values() if pre == "openai"})
+    uncached = [bb for bb in needed if openai_weights_location(bb) is None]
+    if uncached and not _network_reachable():
+        for bb in uncached:
+            problems.append(f"OpenAI's {bb} weights: not in open_clip's cache (Hugging Face hub cache or "
+                            "~/.cache/clip) and the network is unreachable; connect once, or copy the cache "
+                            "from a machine that has it")
     if problems:
         listing = "\n  - ".join(problems)
         raise PipelineError(
@@ -732,7 +716,7 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
         for name in [n for n in NOTEBOOKS if n in notebooks]:
             target = out / "executed" / f"{name}.ipynb"
             logger.info("running %s (profile %s)", name, prof.name)
-            seconds[name] = run_notebook(name, target, params, kernel_name=kernel, cell_timeout_s=prof.cell_timeout_s,
+            seconds[name] = run_notebook(name, target, params, kernel_name=kernel,
                                          log_output=log_output, progress=progress)
             executed[name] = target
             logger.info("%s done in %.1f s", name, seconds[name])

@@ -24,12 +24,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from cir_lib.backbone import MINI_NAME, load_backbone, save_backbone_checkpoint
-from cir_lib.constants import CLIP_MEAN, CLIP_STD, MINI_POOL_DIR
+from cir_lib.constants import CLIP_MEAN, CLIP_STD, MINI_CHECKPOINT, MINI_POOL_DIR
 from cir_lib.errors import AnnotationError, ConfigError, TrainingError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT_NAME = "cir-mini.pt"  # written in the data root unless `out` is given
+DEFAULT_CHECKPOINT_NAME = MINI_CHECKPOINT  # written in the data root unless `out` is given
 
 
 @dataclass

@@ -367,11 +367,12 @@ def test_make_mini_command_refuses_existing_output_then_overwrites_and_has_help(
         args.func(args)
     (out / "mini_pool" / "captions.json").write_text("[]")
     (out / "fashionIQ_dataset" / "stale.txt").write_text("left over")
+    (out / "cir-mini.pt").write_bytes(b"pretrained on the previous pool")  # must not survive the new data
     args = parser.parse_args(["make-mini", "--out", str(out), "--preset", "smoke", "--seed", "0", "--overwrite"])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "FashionIQ dress" in printed and "wrote" in printed and " s" in printed
-    assert _tree_hashes(out) == _tree_hashes(smoke_root)
+    assert _tree_hashes(out) == _tree_hashes(smoke_root) and not (out / "cir-mini.pt").exists()
     with pytest.raises(SystemExit) as exit_info:
         parser.parse_args(["make-mini", "--help"])
     assert exit_info.value.code == 0
