@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -180,7 +179,6 @@ def pretrain_mini(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    random.seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
     start = time.perf_counter()

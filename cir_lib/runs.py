@@ -223,11 +223,6 @@ class RunFolder:
         if self.writer:
             atomic_torch_save(payload, self.last_path)
 
-    def save_best(self, payload: dict) -> None:
-        """Write best.pt atomically (rank 0 only)."""
-        if self.writer:
-            atomic_torch_save(payload, self.best_path)
-
     def write_history(self, rows: list) -> None:
         """Rewrite history.csv from all rows so far (atomically; rank 0 only)."""
         if self.writer:

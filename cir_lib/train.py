@@ -316,15 +316,15 @@ def _autocast_factory(device: torch.device, amp: str):
     return contextlib.nullcontext
 
 
-def _check_finite(loss: torch.Tensor, epoch: int, step: int, run, last_epoch: int) -> None:
-    if torch.isfinite(loss).item():
+def _check_finite(loss: float, epoch: int, step: int, run, last_epoch: int) -> None:
+    if math.isfinite(loss):
         return
     if last_epoch > 0:
         kept = f"the last good checkpoint {run.last_path} (epoch {last_epoch}) stays"
     else:
         kept = "no checkpoint was written yet"
     raise TrainingError(
-        f"the training loss became {loss.item()} at epoch {epoch}, step {step} (run {run.path}); "
+        f"the training loss became {loss} at epoch {epoch}, step {step} (run {run.path}); "
         f"training stopped and {kept}. Lower the learning rate (--set lr=...), or on CUDA try "
         f"--set amp=bf16 / amp=none")
 
@@ -603,7 +603,8 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
             query = _gather(F.normalize(ref_f.float() + text_f.float(), dim=-1), dist_info)
             tgt_all = _gather(tgt_f.float(), dist_info)
             loss = contrastive_loss(query, tgt_all)
-            _check_finite(loss, epoch, step, run, state["epoch"])
+            value = loss.item()  # the step's one host sync: checked before any weight changes
+            _check_finite(value, epoch, step, run, state["epoch"])
             optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over processes; each holds the gradient of the full-batch loss
             # through its own rows only, so scaling by world_size makes the sum exact.
@@ -615,9 +616,9 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
             else:
                 scaled.backward()
                 optimizer.step()
-            total += loss.item()
+            total += value
             steps += 1
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
         bar.close()
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
 
@@ -625,7 +626,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
         if _due(epoch, config) and dist_info.is_main:
             metrics = _validate_stage1(val_sets, dataset, backbone, preprocess, config, device)
         _finish_epoch(
-            run, state, row, metrics, t0, dataset, config, epochs_bar, is_main=dist_info.is_main,
+            run, state, row, metrics, t0, dataset, config, epochs_bar,
             save_best=lambda extra: save_backbone_checkpoint(backbone, run.best_path, extra={
                 "kind": "finetune", **extra, "encoders": config.encoders}),
             last={"kind": "finetune", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -638,10 +639,10 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
 
 
 def _finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float, dataset: str, config,
-                  epochs_bar, *, save_best, last: dict, is_main: bool = True) -> None:
+                  epochs_bar, *, save_best, last: dict) -> None:
     """The end of an epoch, shared by both stages: score the row, record it, keep the best, checkpoint.
 
-    `save_best(extra)` writes best.pt (main process only) given the epoch's record; `last` is the
+    `save_best(extra)` writes best.pt (the writing process only) given the epoch's record; `last` is the
     stage's part of last.pt (models, optimizer, RNG), to which the config and `state` are added.
     """
     epoch = row["epoch"]
@@ -653,12 +654,12 @@ def _finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: floa
     state["epoch"] = epoch
     if metrics is not None and row["score"] > state["best_score"]:
         state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
-        if is_main:
+        if run.writer:
             save_best({"epoch": epoch, "score": row["score"], "metrics": metrics, "dataset": dataset,
                        "run_config": dataclasses.asdict(config)})
     run.save_last({"format": RUN_CHECKPOINT_FORMAT, "config": dataclasses.asdict(config), **last, **state})
     run.write_history(state["history"])
-    if is_main:
+    if run.writer:
         msg = f"epoch {epoch}/{config.epochs} loss {row['loss']:.4f}"
         if metrics is not None:
             msg += f" score {row['score']:.2f} ({_fmt_metrics(metrics)})"
@@ -815,13 +816,14 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
             q_idx, v_idx = q_idx.to(device), v_idx.to(device)
             query = combiner(image_f[reference[q_idx]], text_f[q_idx, v_idx])
             loss = contrastive_loss(query, image_f[target[q_idx]])
-            _check_finite(loss, epoch, step, run, state["epoch"])
+            value = loss.item()  # the step's one host sync: checked before any weight changes
+            _check_finite(value, epoch, step, run, state["epoch"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item()
+            total += value
             steps += 1
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
         bar.close()
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
         metrics = None
