@@ -12,6 +12,7 @@ FASHIONIQ_CATEGORIES = ("dress", "shirt", "toptee")
 FASHIONIQ_SPLITS = ("train", "val", "test")
 CIRR_SPLITS = ("train", "val", "test1")
 CIRR_VERSION = "rc2"
+CIRR_SET_SIZE = 6  # members of a CIRR img_set (reference and target among them)
 MINI_POOL_DIR = "mini_pool"  # extra folder written by make-mini: images with absolute captions
 MINI_CHECKPOINT = "cir-mini.pt"  # pretrain-mini's output in a mini data root (recipes: "{data_root}/cir-mini.pt")
 

@@ -50,6 +50,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cir_lib.constants import (
     CIRR_DIR,
+    CIRR_SET_SIZE,
     CIRR_SPLITS,
     CIRR_VERSION,
     DATASETS,
@@ -65,7 +66,6 @@ logger = logging.getLogger(__name__)
 SKIP_MISSING_CLI = ("cir-lib evaluate: --skip-missing; finetune / train-combiner / reproduce: "
                     "--set skip_missing=true; notebooks: the skip_missing parameter")
 
-CIRR_SET_SIZE = 6  # members of a CIRR img_set (reference and target among them)
 MAX_LISTED = 5  # names / problems quoted in one error message
 
 

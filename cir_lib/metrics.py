@@ -28,10 +28,11 @@ similarity product.
 
 Memory: besides the inputs, one normalized copy of the queries and of the index
 ((Q + N) * d * 4 bytes in float32) and one block of about 6 bytes * rows * N (similarities,
-a boolean scratch buffer, slack), where rows = clamp(max_block_bytes // (6 * N), 64, Q); both
-buffers are allocated once and reused by every block. With the default
+a boolean scratch buffer, slack) of rows to 2 * rows - 1 rows, where
+rows = clamp(max_block_bytes // 2 // (6 * N), 64, Q) (half the budget: a block may hold up to twice
+that); both buffers are allocated once and reused by every block. With the default
 256 MiB budget, 100,000 queries x 1,000,000 index images at d = 640 need the 2.56 GB index copy
-plus blocks of 64 rows (about 384 MB), whatever the number of queries.
+plus blocks of 64-65 rows (about 390 MB), whatever the number of queries.
 
 Features may live on any device; the work happens there. Half-precision features are upcast to
 float32.
@@ -40,13 +41,12 @@ float32.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from cir_lib.constants import CIRR_KS, CIRR_SUBSET_KS, FASHIONIQ_KS
+from cir_lib.constants import CIRR_KS, CIRR_SET_SIZE, CIRR_SUBSET_KS, FASHIONIQ_KS
 from cir_lib.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -177,22 +177,28 @@ def block_rows(num_queries: int, num_index: int, max_block_bytes: int = DEFAULT_
     Args:
         num_queries: number of query rows (Q).
         num_index: number of index images (N).
-        max_block_bytes: the budget; never fewer than 64 rows per block (or Q when smaller).
+        max_block_bytes: the budget; never fewer than 64 rows per block (or Q when smaller). A block
+            holds `rows` to 2 * rows - 1 rows (see `_blocks`), so `rows` is sized from half of it.
     Returns:
         The number of rows per block.
     Example:
         >>> block_rows(100_000, 1_000_000)
         64
     """
-    rows = max_block_bytes // (_BYTES_PER_BLOCK_ENTRY * max(num_index, 1))
+    rows = max_block_bytes // 2 // (_BYTES_PER_BLOCK_ENTRY * max(num_index, 1))
     return int(max(1, min(num_queries, max(MIN_BLOCK_ROWS, rows))))
 
 
 def _blocks(num_queries: int, rows: int) -> list[tuple[int, int]]:
-    """Balanced [start, end) blocks of at most `rows` rows (no tiny last block)."""
-    count = math.ceil(num_queries / rows)
-    size = math.ceil(num_queries / count)
-    return [(s, min(s + size, num_queries)) for s in range(0, num_queries, size)]
+    """Balanced [start, end) blocks of `rows` to 2 * rows - 1 rows (one block when Q <= rows).
+
+    Never smaller than `rows`: below 64 rows BLAS changes kernels and rounding (module docstring)."""
+    count = max(1, num_queries // rows)
+    base, extra = divmod(num_queries, count)  # the first `extra` blocks get one row more
+    bounds = [0]
+    for i in range(count):
+        bounds.append(bounds[-1] + base + (i < extra))
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def _similarity_blocks(q: torch.Tensor, x: torch.Tensor, chunk_size: int | None,
@@ -404,9 +410,9 @@ def cirr_ranks(query_features, index_features, reference_indices, target_indices
 
 def _as_indices_2d(name: str, value, nq: int, n: int, device) -> torch.Tensor:
     """[Q, M] integer positions (the CIRR img_sets)."""
-    value = _to_tensor(name, value, f"({nq}, 6)")
+    value = _to_tensor(name, value, f"({nq}, {CIRR_SET_SIZE})")
     if value.ndim != 2:
-        raise InputError(f"{name} must be an integer tensor of shape ({nq}, 6) (the img_set of each "
+        raise InputError(f"{name} must be an integer tensor of shape ({nq}, {CIRR_SET_SIZE}) (the img_set of each "
                          f"query, reference included); got shape {tuple(value.shape)}")
     return _as_indices(name, value, (nq, value.shape[1]), n, device)
 

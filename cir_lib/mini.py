@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from cir_lib import __version__
 from cir_lib.constants import (
     CIRR_DIR,
+    CIRR_SET_SIZE,
     CIRR_SPLITS,
     CIRR_VERSION,
     FASHIONIQ_CATEGORIES,
@@ -66,7 +67,6 @@ MINI_GENERATOR_VERSION = 1  # bump when the generated content changes for a give
 MANIFEST_NAME = "MINI_BENCHMARK.json"
 JPEG_QUALITY = 90  # fixed so that output is byte-identical
 PNG_COMPRESS_LEVEL = 6
-CIRR_SET_SIZE = 6
 CIRR_SPLIT_DIRS = {"train": "train", "val": "dev", "test1": "test1"}  # image folder and name prefix
 
 

@@ -128,7 +128,7 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, *, preprocess=
     atomic_write_text(subset_path, json.dumps(recall_subset, separators=(",", ":")))
     logger.info("wrote %s and %s (%d queries)", recall_path, subset_path, len(data.queries))
     if validate:
-        problems = validate_cirr_submission(recall_path, subset_path, data_root, split=split)
+        problems = validate_cirr_submission(recall_path, subset_path, data_root, split=split, loaded=data)
         if problems:
             raise SubmissionError(_problem_text(problems, recall_path, subset_path))
     return recall_path, subset_path
