@@ -28,14 +28,14 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from cir_lib.constants import CIRR_KS, CIRR_SUBSET_KS, FASHIONIQ_CATEGORIES, FASHIONIQ_KS, PAPER_RESULTS
 from cir_lib.errors import ConfigError
-from cir_lib.runs import atomic_write_text
+from cir_lib.runs import atomic_write_text, read_history
 
 logger = logging.getLogger(__name__)
 
@@ -515,34 +515,14 @@ def plot_recall_bars(table: pd.DataFrame, *, title: str = "", out_stem: str | os
     return _finish(fig, out_stem)
 
 
-def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """A run's per-epoch `history.csv` as a DataFrame (raises ConfigError when absent)."""
-    path = Path(run_dir) / "history.csv"
-    if not path.is_file():
-        raise ConfigError(f"{path} not found: pass the folder of a finished training run "
-                          "(cir_lib.train writes history.csv there)")
-    return pd.read_csv(path)
-
-
-LOSS_COLUMNS = ("train_loss", "loss")
-SCORE_COLUMNS = ("val_score", "score")
-
-
-def _first_column(frame: pd.DataFrame, candidates: Iterable[str]) -> str | None:
-    for c in candidates:
-        if c in frame.columns and frame[c].notna().any():
-            return c
-    return None
-
-
 def plot_training_curves(runs: Mapping[str, Mapping[str, str | os.PathLike]], *, title: str = "",
                          out_stem: str | os.PathLike | None = None):
     """Training loss and validation score per epoch for both stages, one line per dataset.
 
     Args:
         runs: {stage label: {dataset: run_dir}}, e.g. {"stage 1": {"fashioniq": d1, "cirr": d2},
-            "Combiner": {...}}; each run_dir holds a history.csv with an `epoch` column, a loss
-            column (`train_loss` or `loss`) and optionally a validation score (`val_score` / `score`).
+            "Combiner": {...}}; each run_dir holds the history.csv cir_lib.train writes (`epoch`,
+            `loss`, and `score` on the validated epochs).
         title: figure title.
         out_stem: when given, save `<out_stem>.png/.pdf`.
 
@@ -559,14 +539,10 @@ def plot_training_curves(runs: Mapping[str, Mapping[str, str | os.PathLike]], *,
             ax_loss, ax_score = axes[r]
             for dataset, run_dir in runs[stage].items():
                 hist = read_history(run_dir)
-                epoch = hist["epoch"] if "epoch" in hist.columns else pd.Series(np.arange(1, len(hist) + 1))
-                loss = _first_column(hist, LOSS_COLUMNS)
-                if loss is not None:
-                    ax_loss.plot(epoch, hist[loss], marker="o", ms=2.5, label=dataset)
-                score = _first_column(hist, SCORE_COLUMNS)
-                if score is not None:
-                    ok = hist[score].notna()
-                    ax_score.plot(epoch[ok], hist[score][ok], marker="o", ms=2.5, label=dataset)
+                ax_loss.plot(hist["epoch"], hist["loss"], marker="o", ms=2.5, label=dataset)
+                if "score" in hist.columns and hist["score"].notna().any():
+                    ok = hist["score"].notna()
+                    ax_score.plot(hist["epoch"][ok], hist["score"][ok], marker="o", ms=2.5, label=dataset)
             ax_loss.set_title(f"{stage}: training loss")
             ax_score.set_title(f"{stage}: validation score (%)")
             for ax in (ax_loss, ax_score):

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cir_lib import report
+from cir_lib import report, runs
 from cir_lib.constants import PAPER_RESULTS
 from cir_lib.errors import ConfigError
 
@@ -146,9 +146,9 @@ def test_git_state_ignores_results_folder(tmp_path):
 
 def _history(run_dir, epochs, with_score=True):
     run_dir.mkdir(parents=True)
-    frame = pd.DataFrame({"epoch": range(1, epochs + 1), "train_loss": np.linspace(3, 1, epochs)})
-    if with_score:
-        frame["val_score"] = np.linspace(20, 60, epochs)
+    frame = pd.DataFrame({"epoch": range(1, epochs + 1), "loss": np.linspace(3, 1, epochs)})
+    if with_score:  # as cir_lib.train writes it: a score on the validated epochs only
+        frame["score"] = np.where(np.arange(epochs) % 2 == 1, np.linspace(20, 60, epochs), np.nan)
     frame.to_csv(run_dir / "history.csv", index=False)
     return run_dir
 
@@ -186,7 +186,7 @@ def test_figures_written_as_png_and_pdf(tmp_path):
 
 def test_history_missing_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="history.csv"):
-        report.read_history(tmp_path)
+        runs.read_history(tmp_path)
 
 
 def test_triplets_figure(tmp_path):
