@@ -417,17 +417,20 @@ def table_notes(profile: str, dataset: str, split: str = "val", rows: Optional[M
 
 def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str | os.PathLike,
                split: str = "val") -> dict:
-    """The record written beside a table: run configs (config.json of each run) and the environment."""
+    """The record written beside a table: each run's config and environment (its config.json) and
+    the environment that evaluated them."""
     from cir_lib import runs as run_files
-    from cir_lib.report import environment_info
+    from cir_lib.runs import environment_info
 
     records = {}
     for stage in STAGES:
         folder = paths.run(dataset, stage)
         if (folder / "config.json").is_file():
             info = run_files.read_run_config(folder)
+            # the run's own environment (the commit and machine that trained it) beside its config
             records[f"{dataset}-{stage}"] = {"path": str(folder), **info.get("config", {}),
-                                             **{k: info[k] for k in ("clip", "skipped") if k in info}}
+                                             **{k: info[k] for k in ("clip", "skipped", "environment")
+                                                if k in info}}
     device = next((r.get("device") for r in records.values() if r.get("device") not in (None, "auto")), None)
     return {"profile": profile, "dataset": dataset, "split": split, "data_root": str(Path(data_root).resolve()),
             "runs": records, "environment": environment_info(device)}

@@ -19,13 +19,10 @@ Example:
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import json
 import logging
 import math
 import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -369,77 +366,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-# --------------------------------------------------------------------------- environment
-
-PACKAGES = ("torch", "torchvision", "open_clip_torch", "numpy", "pandas", "matplotlib", "seaborn",
-            "papermill", "pillow", "cir_lib")
-
-
-def environment_info(device: str | None = None) -> dict[str, Any]:
-    """Python, platform, package versions, git commit and the compute device, for the record.
-
-    Args:
-        device: the device the runs used ("cpu", "cuda"); when None, CUDA's first GPU if any.
-
-    Returns:
-        {"python", "platform", "packages": {name: version}, "git_commit", "git_dirty" (tracked files
-         changed outside results/), "device",
-         "cpu_count", "created"}.
-    """
-    from importlib import metadata
-
-    packages = {}
-    for name in PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    commit, dirty = git_state(Path(__file__).resolve().parents[1])
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": packages,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "device": _device_name(device),
-        "cpu_count": os.cpu_count(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def git_state(root: Path) -> tuple[str | None, bool | None]:
-    """(HEAD commit, whether tracked files outside results/ changed) of the checkout at `root`.
-
-    results/ is left out: the run being recorded rewrites its own tables and notebooks there.
-    (None, None) outside a git checkout or without git.
-    """
-    commit = _git(root, "rev-parse", "HEAD")
-    if commit is None:
-        return None, None
-    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
-    return commit, (bool(status) if status is not None else None)
-
-
-def _git(root: Path, *args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-def _device_name(device: str | None) -> str:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return device or "unknown"
-    if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name(0)}"
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-
-
 # --------------------------------------------------------------------------- figures
-
 
 def _pyplot():
     import matplotlib

@@ -23,7 +23,6 @@ import logging
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -112,39 +111,70 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 # ----------------------------------------------------------------------------- environment
 
+# Packages whose versions go into every record.
+PACKAGES = ("torch", "torchvision", "open_clip_torch", "numpy", "pandas", "matplotlib", "seaborn",
+            "papermill", "pillow", "cir_lib")
+
+
 def environment_info(device: Optional[str] = None) -> dict:
-    """Versions, git commit and device: stored in config.json so a run says what produced it."""
-    import cir_lib
+    """What produced a result: Python, platform, package versions, git state, device, threads.
 
-    info = {
-        "python": sys.version.split()[0],
+    Stored in each run's config.json and beside each table (`.meta.json`).
+
+    Args:
+        device: the device the work used ("cpu", "cuda"); when None, CUDA's first GPU if any.
+
+    Returns:
+        {"python", "platform", "packages": {name: version}, "git_commit", "git_dirty" (tracked files
+         changed outside results/), "device", "cpu_count", "cpu_threads" (torch's), "created"}.
+    """
+    from importlib import metadata
+
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    commit, dirty = git_state(Path(__file__).resolve().parents[1])
+    return {
+        "python": platform.python_version(),
         "platform": platform.platform(),
-        "torch": torch.__version__,
-        "cir_lib": getattr(cir_lib, "__version__", None),
-        "git_commit": _git_commit(),
-        "device": device,
+        "packages": packages,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "device": _device_name(device),
+        "cpu_count": os.cpu_count(),
         "cpu_threads": torch.get_num_threads(),
-        "started": _dt.datetime.now().isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def git_state(root: Path) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files outside results/ changed) of the checkout at `root`.
+
+    results/ is left out: the run being recorded rewrites its own tables and notebooks there.
+    (None, None) outside a git checkout or without git.
+    """
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is None:
+        return None, None
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")
+    return commit, (bool(status) if status is not None else None)
+
+
+def _git(root: Path, *args: str) -> str | None:
     try:
-        import open_clip
-
-        info["open_clip"] = open_clip.__version__
-    except Exception:  # noqa: BLE001 - versions are informative only
-        info["open_clip"] = None
-    if device and str(device).startswith("cuda") and torch.cuda.is_available():
-        info["cuda_device"] = torch.cuda.get_device_name(torch.device(device))
-        info["cuda"] = torch.version.cuda
-    return info
-
-
-def _git_commit() -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _device_name(device: str | None) -> str:
+    if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(torch.device(device or 'cuda'))}"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
 # ----------------------------------------------------------------------------- run folder

@@ -98,7 +98,7 @@ def test_write_table_round_trips_and_writes_every_file(tmp_path):
     rows = _fashioniq_rows()
     table = report.fashioniq_table(rows)
     meta = {"profile": "test", "runs": {"fashioniq stage 1": {"recipe": "smoke", "epochs": 1}},
-            "environment": report.environment_info("cpu")}
+            "environment": runs.environment_info("cpu")}
     paths = report.write_table(table, tmp_path / "tables", "fashioniq", title="FashionIQ val",
                                notes=["not the paper's data"], meta=meta)
     assert {p.name for p in paths.values()} == {"fashioniq.csv", "fashioniq.md", "fashioniq.tex", "fashioniq.meta.json"}
@@ -118,7 +118,7 @@ def test_write_table_round_trips_and_writes_every_file(tmp_path):
 
 
 def test_environment_info_fields():
-    env = report.environment_info("cpu")
+    env = runs.environment_info("cpu")
     assert set(env) >= {"python", "platform", "packages", "git_commit", "device"}
     assert env["packages"]["pandas"] == pd.__version__
 
@@ -135,13 +135,13 @@ def test_git_state_ignores_results_folder(tmp_path):
     (repo / "code.py").write_text("x = 1")
     run("add", ".")
     run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    commit, dirty = report.git_state(repo)
+    commit, dirty = runs.git_state(repo)
     assert len(commit) == 40 and dirty is False
     (repo / "results" / "table.md").write_text("new")
-    assert report.git_state(repo) == (commit, False)
+    assert runs.git_state(repo) == (commit, False)
     (repo / "code.py").write_text("x = 2")
-    assert report.git_state(repo) == (commit, True)
-    assert report.git_state(plain) == (None, None)
+    assert runs.git_state(repo) == (commit, True)
+    assert runs.git_state(plain) == (None, None)
 
 
 def _history(run_dir, epochs, with_score=True):

@@ -217,7 +217,9 @@ def test_stage1_writes_a_complete_run_folder(stage1_run):
         assert (out / name).is_file(), name
     info = json.loads((out / "config.json").read_text())
     assert info["kind"] == "finetune" and info["config"]["encoders"] == "text"
-    assert {"torch", "open_clip", "git_commit", "device"} <= set(info["environment"])
+    env = info["environment"]
+    assert {"packages", "git_commit", "git_dirty", "device", "cpu_threads"} <= set(env)
+    assert torch.__version__.startswith(env["packages"]["torch"]) and env["packages"]["open_clip_torch"]
     hist = runs.read_history(out)
     assert list(hist["epoch"]) == [1, 2]
     assert {"loss", "score", "seconds", "average_recall@10", "dress_recall@50"} <= set(hist.columns)
