@@ -76,8 +76,7 @@ class Explorer:
         from cir_lib.combiner import ElementwiseSum
         from cir_lib.data import eval_captions, load_split
         from cir_lib.features import image_features, text_features
-        from cir_lib.train import load_run
-        from cir_lib.transform import PreprocessConfig
+        from cir_lib.train import load_run, preprocess_for
 
         if dataset not in ("fashioniq", "cirr"):
             raise ConfigError(f"unknown dataset {dataset!r}; choose 'fashioniq' or 'cirr'")
@@ -91,8 +90,7 @@ class Explorer:
         self.backbone = backbone
         # Features come back on the CPU; the (small) Combiner ranks there too.
         self.methods = {SUM: ElementwiseSum(backbone.embed_dim), COMBINER: combiner.to("cpu").eval()}
-        preprocess = PreprocessConfig(kind=config.preprocess, image_size=backbone.image_size,
-                                      ratio=config.preprocess_ratio)
+        preprocess = preprocess_for(config, backbone)
         self.sets: dict[str, RankingSet] = {}
         groups = list(FASHIONIQ_CATEGORIES) if dataset == "fashioniq" else [None]
         for category in groups:

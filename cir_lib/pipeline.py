@@ -333,15 +333,14 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     from cir_lib.backbone import load_backbone
     from cir_lib.combiner import ElementwiseSum
     from cir_lib.recipes import resolve_pretrained
-    from cir_lib.train import load_run
-    from cir_lib.transform import PreprocessConfig
+    from cir_lib.train import load_run, preprocess_for, run_config
 
     device = device or default_device()
     stage1, combiner_run = paths.run(dataset, "stage1"), paths.run(dataset, "combiner")
     out = {}
     for method in methods:
-        if method == "zero-shot sum":
-            _, _, config = load_run(stage1, device=device)
+        if method == "zero-shot sum":  # the stage-1 run's starting weights: its config is enough
+            config = run_config(stage1)
             backbone = load_backbone(config.backbone, resolve_pretrained(config.pretrained, data_root), device=device)
             composer = ElementwiseSum(backbone.embed_dim)
         elif method == "stage 1 sum":
@@ -350,8 +349,7 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
             backbone, composer, config = load_run(combiner_run, device=device)
         else:
             raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-        preprocess = PreprocessConfig(kind=config.preprocess, image_size=backbone.image_size,
-                                      ratio=config.preprocess_ratio)
+        preprocess = preprocess_for(config, backbone)
         fn = evaluate.evaluate_fashioniq if dataset == "fashioniq" else evaluate.evaluate_cirr
         logger.info("evaluating %s on %s %s", method, dataset, split)
         out[method] = fn(data_root, backbone, composer, preprocess=preprocess, split=split,

@@ -140,7 +140,8 @@ def _load_backbone(name: str, pretrained: str, data_root, device):
     return load_backbone(name, pretrained, device=device)
 
 
-def _preprocess(config, backbone):
+def preprocess_for(config, backbone):
+    """The image preprocessing a run config trains (and is evaluated) with, for this backbone."""
     from cir_lib.transform import PreprocessConfig
 
     return PreprocessConfig(kind=config.preprocess, image_size=backbone.image_size, ratio=config.preprocess_ratio)
@@ -492,7 +493,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
     backbone = _load_backbone(config.backbone, config.pretrained, data_root, device)
     model = backbone.model
     model.eval()  # BatchNorm statistics stay frozen; no dropout in CLIP
-    preprocess = _preprocess(config, backbone)
+    preprocess = preprocess_for(config, backbone)
     train_image = config.encoders in ("image", "both")
     train_text = config.encoders in ("text", "both")
     use_cache = not train_image and config.cache_image_features
@@ -772,7 +773,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
         "skipped": {"train": train_split.skipped.to_dict(),
                     **{k: s.skipped.to_dict() for k, s in val_splits.items()}}})
 
-    preprocess = _preprocess(config, backbone)
+    preprocess = preprocess_for(config, backbone)
     # Every image and every caption variant is encoded once per run (the encoders are frozen).
     logger.info("encoding the training images and captions once (%s)", train_split.label)
     image_f = _image_features(backbone, train_split, preprocess, config.cache_dir, config.encode_batch_size,
@@ -847,6 +848,16 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
 
 # ============================================================================ loading runs
 
+def run_config(run_dir, info: Optional[dict] = None):
+    """A run's FinetuneConfig / CombinerTrainConfig, from its config.json alone (no weights loaded)."""
+    info = info if info is not None else runs.read_run_config(run_dir)
+    classes = {"finetune": FinetuneConfig, "combiner": CombinerTrainConfig}
+    if info.get("kind") not in classes:
+        raise ConfigError(f"{Path(run_dir) / runs.CONFIG_FILE} is not a finetune or combiner run "
+                          f"(kind {info.get('kind')!r})")
+    return config_from_dict(classes[info["kind"]], info["config"])
+
+
 def load_run(run_dir, device="cpu", which: str = "best"):
     """Rebuild a run's models from its folder alone.
 
@@ -871,8 +882,8 @@ def load_run(run_dir, device="cpu", which: str = "best"):
     kind = info.get("kind")
     if which not in ("best", "last"):
         raise ConfigError(f"which must be 'best' or 'last', got {which!r}")
+    config = run_config(run_dir, info)
     if kind == "finetune":
-        config = config_from_dict(FinetuneConfig, info["config"])
         if which == "best":
             path = run_dir / runs.BEST_FILE
             if not path.is_file():
@@ -884,34 +895,31 @@ def load_run(run_dir, device="cpu", which: str = "best"):
             backbone.model.load_state_dict(last["model"])
         backbone.model.eval()
         return backbone, ElementwiseSum(backbone.embed_dim), config
-    if kind == "combiner":
-        config = config_from_dict(CombinerTrainConfig, info["config"])
-        clip = info["clip"]
-        if clip["run"] == ZERO_SHOT:
-            backbone = load_backbone(clip["backbone"], clip["pretrained"], device=device)
-        else:
-            clip_dir = Path(clip["run"])
-            if not (clip_dir / runs.CONFIG_FILE).is_file():
-                raise ConfigError(f"Combiner run {run_dir} was trained on stage-1 run {clip_dir}, which is "
-                                  "no longer there; restore it (the Combiner needs its encoders)")
-            backbone, _, _ = load_run(clip_dir, device=device)
-        if backbone.name != clip["backbone"] or backbone.weights_key != clip["weights_key"]:
-            raise ConfigError(
-                f"Combiner run {run_dir} was trained on {clip['backbone']} weights {clip['weights_key']} "
-                f"from {clip['run']}, but that now gives {backbone.name} weights {backbone.weights_key} "
-                "(was the stage-1 run continued or replaced?); retrain the Combiner on it")
-        if which == "best":
-            combiner = load_combiner_checkpoint(run_dir / runs.BEST_FILE, dim=backbone.embed_dim,
-                                                map_location=device)
-        else:
-            from cir_lib.combiner import Combiner
+    clip = info["clip"]  # a combiner run (run_config accepts no other kind)
+    if clip["run"] == ZERO_SHOT:
+        backbone = load_backbone(clip["backbone"], clip["pretrained"], device=device)
+    else:
+        clip_dir = Path(clip["run"])
+        if not (clip_dir / runs.CONFIG_FILE).is_file():
+            raise ConfigError(f"Combiner run {run_dir} was trained on stage-1 run {clip_dir}, which is "
+                              "no longer there; restore it (the Combiner needs its encoders)")
+        backbone, _, _ = load_run(clip_dir, device=device)
+    if backbone.name != clip["backbone"] or backbone.weights_key != clip["weights_key"]:
+        raise ConfigError(
+            f"Combiner run {run_dir} was trained on {clip['backbone']} weights {clip['weights_key']} "
+            f"from {clip['run']}, but that now gives {backbone.name} weights {backbone.weights_key} "
+            "(was the stage-1 run continued or replaced?); retrain the Combiner on it")
+    if which == "best":
+        combiner = load_combiner_checkpoint(run_dir / runs.BEST_FILE, dim=backbone.embed_dim,
+                                            map_location=device)
+    else:
+        from cir_lib.combiner import Combiner
 
-            last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
-            d = backbone.embed_dim
-            combiner = Combiner(d, config.proj_multiplier * d, config.hidden_multiplier * d, config.dropout)
-            combiner.load_state_dict(last["combiner"])
-        return backbone, combiner.to(device).eval(), config
-    raise ConfigError(f"{run_dir}: unknown run kind {kind!r} in {runs.CONFIG_FILE}")
+        last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
+        d = backbone.embed_dim
+        combiner = Combiner(d, config.proj_multiplier * d, config.hidden_multiplier * d, config.dropout)
+        combiner.load_state_dict(last["combiner"])
+    return backbone, combiner.to(device).eval(), config
 
 
 # ============================================================================ evaluate / submit-cirr hooks
@@ -983,13 +991,13 @@ def run_preprocess(args, backbone):
     run = getattr(args, "run", None)
     if not run:
         return None
-    cfg = runs.read_run_config(run)["config"]
+    cfg = run_config(run)
     chosen = getattr(args, "preprocess", None)
-    if chosen and chosen != cfg["preprocess"]:
+    if chosen and chosen != cfg.preprocess:
         logger.warning("run %s was trained with %s preprocessing; evaluating with %s as asked",
-                       run, cfg["preprocess"], chosen)
+                       run, cfg.preprocess, chosen)
         return PreprocessConfig(chosen, image_size=backbone.image_size)
-    return PreprocessConfig(cfg["preprocess"], image_size=backbone.image_size, ratio=cfg["preprocess_ratio"])
+    return preprocess_for(cfg, backbone)
 
 
 # ============================================================================ CLI
