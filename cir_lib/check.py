@@ -26,7 +26,8 @@ from cir_lib.constants import (
     FASHIONIQ_DIR,
     FASHIONIQ_SPLITS,
 )
-from cir_lib.data import annotation_files, read_annotations
+from cir_lib.data import _listing as data_listing
+from cir_lib.data import _rel, annotation_files, read_annotations
 from cir_lib.errors import ConfigError
 
 MAX_MISSING_LISTED = 20  # missing images named per split; the count is always exact
@@ -67,7 +68,7 @@ def _image_status(paths: list, verify: bool, workers: int | None, progress: bool
     if verify and present:
         workers = workers or min(8, 2 * (os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(verify_image, present, chunksize=64)
+            results = pool.map(verify_image, present)
             for p, res in tqdm(zip(present, results), total=len(present), desc="verifying images",
                                unit="img", disable=not progress):
                 status[p] = res
@@ -75,8 +76,7 @@ def _image_status(paths: list, verify: bool, workers: int | None, progress: bool
 
 
 def _listing(paths: list, limit: int, root: Path) -> str:
-    shown = ", ".join(str(Path(p).relative_to(root)) for p in paths[:limit])
-    return shown + (f"; ... and {len(paths) - limit} more" if len(paths) > limit else "")
+    return data_listing([_rel(p, root) for p in paths], limit)
 
 
 def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: bool = True, *,
@@ -163,7 +163,7 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
                 f"{_listing(missing, limit, root)}"
             )
         for p, reason in broken:
-            problems.append(f"{ann.label}: unreadable image {Path(p).relative_to(root)} ({reason})")
+            problems.append(f"{ann.label}: unreadable image {_rel(p, root)} ({reason})")
     report["problems"] = problems
     return report
 

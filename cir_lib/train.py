@@ -551,7 +551,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
 
     images = None
     if not use_cache:
-        images = _TripletImages(ImageDataset(train_split.image_paths, make_transform(preprocess), train_split.label),
+        images = _TripletImages(ImageDataset.from_split(train_split, make_transform(preprocess)),
                                 reference, target)
 
     generator = torch.Generator().manual_seed(config.seed)

@@ -4,7 +4,10 @@ Every pipeline ends the way CLIP's own does: bicubic resize of the short side to
 size, center crop, RGB, ToTensor, normalize with the CLIP mean / std. "squarepad" first pads the
 image to a square; "targetpad" pads only images whose long side / short side is at least `ratio`,
 and only up to that ratio (zeros, centered). The padding arithmetic (integer truncation, the same
-amount on both sides) follows the original code, so features match it pixel for pixel.
+amount on both sides) follows the original code, so for RGB and greyscale files the pixels match it
+exactly. The kit's readers convert every image to RGB before the
+pipeline (`data.open_image`), where the original pads first: for palette, transparent or CMYK files
+the padding colour and resampling can differ from the original.
 """
 
 from __future__ import annotations
