@@ -398,7 +398,7 @@ def _backbone_from_tag(name: str, tag: str, cfg: dict, device, precision: str) -
 
 
 def load_backbone(
-    name: str,
+    name: Optional[str],
     pretrained: Optional[str] = "none",
     device: Union[str, torch.device] = "cpu",
     precision: str = "fp32",
@@ -406,7 +406,8 @@ def load_backbone(
     """Build an open_clip CLIP model with its tokenizer.
 
     Args:
-        name: any open_clip model name (`open_clip.list_models()`), e.g. "RN50", "RN50x4", "cir-mini".
+        name: any open_clip model name (`open_clip.list_models()`), e.g. "RN50", "RN50x4", "cir-mini";
+            None for a file written by `save_backbone_checkpoint`, which names its model itself.
         pretrained: "none" (random init), an open_clip tag such as "openai" (downloaded or taken from
             open_clip's cache), or a local checkpoint path: a file written by `save_backbone_checkpoint`
             (rebuilt from the config it carries), an open_clip / OpenAI state dict, or the original
@@ -433,7 +434,7 @@ def load_backbone(
         # the kit's own format: rebuilt from the config inside, whatever open_clip's registry holds
         file_cfg = ckpt["config"]
         file_name = file_cfg["name"]
-        if file_name != name:
+        if name is not None and file_name != name:
             raise ConfigError(
                 f"checkpoint {path} carries a {file_name!r} backbone (embed_dim "
                 f"{file_cfg['open_clip_config'].get('embed_dim')}), not {name!r}: pass "
@@ -444,6 +445,10 @@ def load_backbone(
         )
         return _make_backbone(file_name, str(path), model, file_cfg["open_clip_config"], device)
 
+    if name is None:
+        raise ConfigError(f"{pretrained_str} is not a checkpoint written by this kit, so it does not say which "
+                          "model it holds: give the backbone name (--backbone; RN50 or RN50x4 for the "
+                          "original code's checkpoints)")
     cfg = _model_config(name)  # raises ConfigError for unknown names
     if random_init:
         with _quiet_open_clip():
@@ -492,7 +497,7 @@ def load_backbone_checkpoint(
     Example:
         >>> bb = load_backbone_checkpoint("data/cir-mini.pt")
     """
-    return load_backbone(checkpoint_config(path)["name"], str(path), device=device, precision=precision)
+    return load_backbone(None, str(path), device=device, precision=precision)
 
 
 def checkpoint_config(path: Union[str, Path]) -> dict:

@@ -944,7 +944,7 @@ def add_trained_model_arguments(parser) -> None:
 def resolve_trained_models(args):
     """(backbone, combiner) from --run / --clip-checkpoint / --combiner-checkpoint, or None when
     none of them is given (the caller then uses --backbone / --pretrained)."""
-    from cir_lib.backbone import checkpoint_config, load_backbone
+    from cir_lib.backbone import load_backbone
     from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
 
     run = getattr(args, "run", None)
@@ -964,15 +964,7 @@ def resolve_trained_models(args):
     if clip:
         if args.pretrained:
             raise ConfigError("give either --pretrained or --clip-checkpoint, not both")
-        name = args.backbone
-        if not name:
-            try:
-                name = checkpoint_config(clip)["name"]
-            except ConfigError:
-                raise ConfigError(
-                    f"{clip} does not say which model it holds: give --backbone (RN50 or RN50x4 for the "
-                    "original code's checkpoints)") from None
-        backbone = load_backbone(name, clip, device=device)
+        backbone = load_backbone(args.backbone or None, clip, device=device)  # kit files name their model
     else:
         if not args.backbone or args.pretrained is None:
             raise ConfigError("--combiner-checkpoint needs the CLIP it was trained on: give --clip-checkpoint "

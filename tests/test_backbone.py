@@ -141,6 +141,8 @@ def test_clip4cir_original_format(tmp_path, mini):
 
 def test_plain_state_dict(tmp_path, mini):
     torch.save(mini.model.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ConfigError, match="does not say which model"):
+        load_backbone(None, str(tmp_path / "plain.pt"))  # only the kit's own files name their model
     loaded = load_backbone("cir-mini", str(tmp_path / "plain.pt"))
     assert _same_weights(loaded.model, mini.model)
     assert loaded.weights_key == mini.weights_key  # same config (GELU) and weights
