@@ -438,10 +438,10 @@ def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     """Each method's selection score (FashionIQ: mean of average R@10 and R@50; CIRR: mean of the
     seven recalls) and whether zero-shot sum < stage 1 sum < stage 1 + Combiner holds."""
     from cir_lib.report import cirr_table, fashioniq_table
+    from cir_lib.train import selection_score  # the rule that picks best.pt, on the table's flat rows
 
     table = (fashioniq_table if dataset == "fashioniq" else cirr_table)(rows, include_paper=False)
-    cols = ["average_recall@10", "average_recall@50"] if dataset == "fashioniq" else list(table.columns[2:])
-    scores = {m: float(table[table["method"] == m][cols].mean(axis=1).iloc[0]) for m in table["method"]}
+    scores = {r["method"]: float(selection_score(dataset, r)) for r in table.to_dict("records")}
     values = [scores[m] for m in METHODS if m in scores]
     return {"scores": scores, "ascending": all(a < b for a, b in zip(values, values[1:]))}
 

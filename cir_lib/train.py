@@ -301,10 +301,6 @@ def _metrics_for(dataset: str, val_sets: dict, compose, index_features: dict, te
     return dict(per["cirr"])
 
 
-def _sum_compose(image_features, text_features):
-    return F.normalize(image_features + text_features, dim=-1)
-
-
 def _fmt_metrics(metrics: dict) -> str:
     keys = [k for k in metrics if k.startswith("average_") or k in ("recall@1", "recall@10", "recall_subset@1")]
     return ", ".join(f"{k} {metrics[k]:.2f}" for k in keys)
@@ -683,7 +679,9 @@ def _validate_stage1(val_sets, dataset, backbone, preprocess, config, device) ->
             backbone, vs.split, preprocess, None, config.encode_batch_size, device, config.num_workers)
         text[label] = vs.text_features if vs.text_features is not None else _text_features(
             backbone, vs.tokens, config.encode_batch_size, device)
-    return _metrics_for(dataset, val_sets, _sum_compose, index, text)
+    from cir_lib.combiner import ElementwiseSum
+
+    return _metrics_for(dataset, val_sets, ElementwiseSum(backbone.embed_dim), index, text)
 
 
 # ============================================================================ stage 2
