@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cir_lib.constants import LOGIT_SCALE
 from cir_lib.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -62,8 +61,6 @@ def _check_features(image_features: torch.Tensor, text_features: torch.Tensor, d
 class ElementwiseSum(nn.Module):
     """query = normalize(image_feature + text_feature), on raw CLIP features (CLIP4Cir stage 1)."""
 
-    logit_scale = LOGIT_SCALE
-
     def __init__(self, dim: Optional[int] = None):
         super().__init__()
         self.dim = dim
@@ -75,9 +72,6 @@ class ElementwiseSum(nn.Module):
         query = F.normalize(image_features + text_features, dim=-1)
         return (query, None) if return_lambda else query
 
-    def logits(self, image_features, text_features, target_features) -> torch.Tensor:
-        """100 * query @ normalize(target).T (the contrastive logits of both stages)."""
-        return self.logit_scale * self(image_features, text_features) @ F.normalize(target_features, dim=-1).T
 
 
 class Combiner(nn.Module):
@@ -92,8 +86,6 @@ class Combiner(nn.Module):
         >>> comb = Combiner(640)                       # p = 2560, h = 5120
         >>> q, lam = comb(img, txt, return_lambda=True)  # [N, 640], [N]
     """
-
-    logit_scale = LOGIT_SCALE
 
     def __init__(self, dim: int, proj_dim: Optional[int] = None, hidden_dim: Optional[int] = None,
                  dropout: float = 0.5):
@@ -124,9 +116,6 @@ class Combiner(nn.Module):
         query = F.normalize(output, dim=-1)
         return (query, lam.squeeze(-1)) if return_lambda else query
 
-    def logits(self, image_features, text_features, target_features) -> torch.Tensor:
-        """100 * query @ normalize(target).T, as the original Combiner.forward."""
-        return self.logit_scale * self(image_features, text_features) @ F.normalize(target_features, dim=-1).T
 
 
 def build_combiner(kind: str, dim: int, **kw: Any) -> nn.Module:
