@@ -101,27 +101,26 @@ class Backbone:
     @property
     def weights_key(self) -> str:
         """Hex digest identifying the config and the current weights (for feature caches)."""
-        fingerprint = tuple(
-            (n, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for n, t in _named_tensors(self.model)
-        )
-        if self._key_cache[0] != fingerprint:
-            self._key_cache = (fingerprint, _hash_weights(self.model, self.open_clip_config))
-        return self._key_cache[1]
+        return self._cached_hash("_key_cache", self.model, self.open_clip_config)
 
     @property
     def image_weights_key(self) -> str:
         """Hex digest of the image tower alone (its config and weights): image features depend on
         nothing else, so a text-only fine-tune keeps the zero-shot image-feature cache valid."""
-        visual = self.model.visual
+        config = {k: self.open_clip_config.get(k) for k in ("embed_dim", "vision_cfg", "quick_gelu")}
+        return self._cached_hash("_image_key_cache", self.model.visual, config)
+
+    def _cached_hash(self, slot: str, module: torch.nn.Module, config: dict) -> str:
+        """`_hash_weights`, recomputed only when a tensor of `module` changed (storage, version,
+        shape or dtype), so asking for a key between training steps costs no hashing."""
         fingerprint = tuple(
-            (n, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for n, t in _named_tensors(visual)
+            (n, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for n, t in _named_tensors(module)
         )
-        if self._image_key_cache[0] != fingerprint:
-            config = {"embed_dim": self.open_clip_config.get("embed_dim"),
-                      "vision_cfg": self.open_clip_config.get("vision_cfg"),
-                      "quick_gelu": self.open_clip_config.get("quick_gelu")}
-            self._image_key_cache = (fingerprint, _hash_weights(visual, config))
-        return self._image_key_cache[1]
+        cached = getattr(self, slot)
+        if cached[0] != fingerprint:
+            cached = (fingerprint, _hash_weights(module, config))
+            setattr(self, slot, cached)
+        return cached[1]
 
     def tokenize(self, captions: Union[str, Sequence[str]]) -> torch.Tensor:
         """Token ids [N, context_length] (LongTensor); captions longer than the context are truncated."""
@@ -140,7 +139,7 @@ def _hash_weights(model: torch.nn.Module, config: dict) -> str:
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.view(torch.uint8).numpy() if t.numel() else b"")
     return digest.hexdigest()[:32]
 
 
