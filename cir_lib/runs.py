@@ -205,7 +205,7 @@ class RunFolder:
 
     @classmethod
     def open(cls, path, kind: str, config, resume: bool, extra: Optional[dict] = None,
-             device: Optional[str] = None, writer: bool = True) -> "RunFolder":
+             device: Optional[str] = None, writer: bool = True, must_match: Optional[dict] = None) -> "RunFolder":
         """Create a run folder, or reopen one to resume.
 
         Args:
@@ -217,6 +217,9 @@ class RunFolder:
             extra: more JSON-able facts for config.json (data root, clip run, ...).
             device: the device, for the environment record.
             writer: whether this process writes (rank 0).
+            must_match: {record key: {field: value}} that a resumed run's config.json must hold besides
+                its config, e.g. {"clip": {"weights_key": ...}}: a Combiner resumes only on the same
+                stage-1 weights.
 
         Returns:
             The RunFolder. Stale temp files of interrupted saves are removed.
@@ -235,6 +238,7 @@ class RunFolder:
                 raise ConfigError(f"run folder {run.path} holds a {old.get('kind')!r} run, not a {kind!r} run")
             if resume and has_ckpt:
                 _check_same_config(run.path, old.get("config", {}), dataclasses.asdict(config))
+                _check_same_inputs(run.path, old, must_match or {})
         if writer:
             run.path.mkdir(parents=True, exist_ok=True)
             stale_files = list(run.path.glob(_TMP_PREFIX + "*"))
@@ -271,6 +275,16 @@ def _check_same_config(path: Path, old: dict, new: dict) -> None:
         raise ConfigError(
             f"cannot resume {path}: the config differs from the one it was started with ({detail}); "
             "resume with the same settings or start a new run folder")
+
+
+def _check_same_inputs(path: Path, old: dict, must_match: dict) -> None:
+    diffs = [f"{key}.{field}: {(old.get(key) or {}).get(field)!r} -> {value!r}"
+             for key, fields in must_match.items() for field, value in fields.items()
+             if (old.get(key) or {}).get(field) != value]
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {path}: it was started on other inputs ({', '.join(diffs)}); resume with the "
+            "same inputs (for a Combiner: the same --clip-run) or start a new run folder")
 
 
 def _jsonable(value):

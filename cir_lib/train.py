@@ -759,14 +759,8 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
         raise ConfigError(f"{train_split.label} has {len(train_split.queries)} usable triplets; need at least 2")
     backbone, clip_record = _clip_for_combiner(clip_run, config, data_root, device)
 
-    if resume and (Path(out_dir) / runs.CONFIG_FILE).is_file():
-        old = runs.read_run_config(out_dir).get("clip", {})
-        if old and (old.get("backbone") != clip_record["backbone"] or old.get("weights_key") != clip_record["weights_key"]):
-            raise ConfigError(
-                f"cannot resume {out_dir}: it was trained on {old.get('backbone')} weights "
-                f"{old.get('weights_key')} ({old.get('run')}), but --clip-run now gives "
-                f"{clip_record['backbone']} weights {clip_record['weights_key']}; pass the same --clip-run")
-    run = runs.RunFolder.open(out_dir, "combiner", config, resume, device=str(device), extra={
+    same_clip = {"clip": {k: clip_record[k] for k in ("backbone", "weights_key")}}
+    run = runs.RunFolder.open(out_dir, "combiner", config, resume, device=str(device), must_match=same_clip, extra={
         "data_root": str(Path(data_root).resolve()), "dataset": dataset, "clip": clip_record,
         "skipped": {"train": train_split.skipped.to_dict(),
                     **{k: s.skipped.to_dict() for k, s in val_splits.items()}}})

@@ -404,6 +404,9 @@ def test_combiner_resume_equals_an_uninterrupted_run(stage1_run, smoke_root, tmp
     a = runs.load_checkpoint(tmp_path / "a" / "last.pt")["combiner"]
     b = runs.load_checkpoint(tmp_path / "b" / "last.pt")["combiner"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # resuming on other stage-1 weights is refused, naming the mismatch
+    with pytest.raises(ConfigError, match=r"clip\.weights_key.*--clip-run"):
+        train.train_combiner(smoke_root, _stage2(epochs=4), train.ZERO_SHOT, tmp_path / "b", resume=True)
 
 
 def test_stage2_encodes_images_and_captions_once_per_run_not_per_epoch(smoke_root, tmp_path, monkeypatch):
