@@ -1,7 +1,9 @@
 """The notebook series and the papermill pipeline (`cir-lib reproduce`).
 
-Static checks (fast): each notebook has exactly one `parameters` cell whose names match what the
-pipeline injects, no def/class, no stored outputs, and the files are in step with their generator.
+Static checks (fast): the .ipynb files are the source: each is normalized (tools/normalize_notebooks.py,
+`make notebooks`), opens with a markdown cell saying so, has exactly one `parameters` cell whose names
+match what the pipeline injects, and no def/class. The normalizer strips outputs, execution counts,
+widget state and foreign metadata, and keeps every edit to the cells.
 Pipeline checks (fast): unknown profiles and the paper profile without data are refused, naming what
 is missing. Marked `notebooks` (a Jupyter kernel each): a failing notebook is named with its cell
 and error; the smoke profile runs all five notebooks and writes tables that hold numbers.
@@ -10,6 +12,7 @@ and error; the smoke profile runs all five notebooks and writes tables that hold
 from __future__ import annotations
 
 import ast
+import copy
 import importlib.util
 import json
 import shutil
@@ -27,53 +30,135 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 
 
-def _read(name: str) -> nbformat.NotebookNode:
-    return nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+def _load_normalizer():
+    spec = importlib.util.spec_from_file_location("normalize_notebooks", ROOT / "tools" / "normalize_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+normalizer = _load_normalizer()
+
+
+def _read(name: str) -> dict:
+    """The notebook file as stored (plain JSON, the source a student edits)."""
+    return json.loads((NOTEBOOK_DIR / f"{name}.ipynb").read_text(encoding="utf-8"))
+
+
+def _text(cell: dict) -> str:
+    return "".join(cell["source"])
 
 
 def _parameters_cells(nb):
-    return [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def test_the_series_is_the_notebooks_folder():
+    assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(pipeline.NOTEBOOKS)
+    assert not list(NOTEBOOK_DIR.glob("*.py")), "the .ipynb files are the source: no generator script"
 
 
 @pytest.mark.parametrize("name", pipeline.NOTEBOOKS)
 def test_notebook_shape(name):
     nb = _read(name)
-    nbformat.validate(nb)
+    nbformat.validate(nbformat.from_dict(nb))
     params = _parameters_cells(nb)
     assert len(params) == 1, f"{name}: {len(params)} parameters cells"
-    assert params[0].cell_type == "code"
-    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    for cell in nb.cells:
-        if cell.cell_type != "code":
+    assert params[0]["cell_type"] == "code"
+    first = nb["cells"][0]
+    assert first["cell_type"] == "markdown" and _text(first).startswith("# ")
+    assert "notebook is the source" in _text(first) and "make notebooks" in _text(first)
+    assert nb["metadata"]["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                            "name": "python3"}
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
             continue
-        assert not cell.get("outputs") and cell.get("execution_count") is None, f"{name}: stored outputs"
-        tree = ast.parse(cell.source)
+        assert not cell["outputs"] and cell["execution_count"] is None, f"{name}: stored outputs"
+        tree = ast.parse(_text(cell))
         defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
         assert not defs, f"{name}: defines {[d.name for d in defs]} (notebooks stay thin over cir_lib)"
+
+
+def test_notebooks_are_normalized():
+    bad = normalizer.unclean(sorted(NOTEBOOK_DIR.glob("*.ipynb")))
+    assert not bad, f"{[p.name for p in bad]} not normalized: run `make notebooks` (python tools/normalize_notebooks.py)"
+
+
+def test_language_info_is_what_the_kernel_reports():
+    from ipykernel.ipkernel import IPythonKernel
+
+    reported = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+    for name in pipeline.NOTEBOOKS:
+        stored = dict(_read(name)["metadata"]["language_info"])
+        assert stored.pop("version") and stored == reported, name
+
+
+def _dirty(nb: dict) -> dict:
+    """A notebook as JupyterLab and papermill leave it after a run and a few edits."""
+    nb = copy.deepcopy(nb)
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"x": {}}, "version_major": 2}}
+    nb["metadata"]["papermill"] = {"duration": 3.0}
+    del nb["metadata"]["language_info"]["codemirror_mode"]
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
+    code["source"] = _text(code) + "\nprint('my edit')"
+    code["execution_count"] = 7
+    code["outputs"] = [{"output_type": "stream", "name": "stderr", "text": "50%|#####     | 1/2\r"},
+                       {"output_type": "display_data", "metadata": {},
+                        "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "x", "version_major": 2,
+                                                                               "version_minor": 0},
+                                 "text/plain": "HBox()"}}]
+    code["metadata"].update({"execution": {"iopub.status.busy": "2026-12-01"}, "scrolled": True,
+                             "papermill": {"status": "completed"}})
+    params = _parameters_cells(nb)[0]
+    params["metadata"]["tags"].append("mine")
+    new = {"cell_type": "markdown", "id": "b2c1f3e0-0000-4000-8000-000000000000", "metadata": {}, "source": "## my note"}
+    nb["cells"].insert(2, new)
+    nb["cells"][3]["id"] = nb["cells"][1]["id"]  # a duplicate id (copy-pasted cell)
+    return nb
+
+
+def test_normalizer_strips_outputs_and_keeps_edits(tmp_path):
+    path = tmp_path / "03_evaluation.ipynb"
+    dirty = _dirty(_read("03_evaluation"))
+    path.write_text(json.dumps(dirty, indent=2))
+    assert normalizer.main(["--check", str(path)]) == 1
+    assert normalizer.unclean([path]) == [path]
+    assert normalizer.main([str(path)]) == 0
+    clean = json.loads(path.read_text())
+    assert normalizer.unclean([path]) == []  # idempotent
+    assert [_text(c) for c in clean["cells"]] == [_text(c) for c in dirty["cells"]]  # every edit kept
+    assert "print('my edit')" in "".join(_text(c) for c in clean["cells"])
+    assert set(clean["metadata"]) == {"kernelspec", "language_info"}  # no widget state, no papermill record
+    assert clean["metadata"]["language_info"] == _read("03_evaluation")["metadata"]["language_info"]
+    for cell in clean["cells"]:
+        assert set(cell["metadata"]) <= {"tags"}
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+    assert _parameters_cells(clean)[0]["metadata"]["tags"] == ["parameters", "mine"]
+    ids = [c["id"] for c in clean["cells"]]
+    assert len(set(ids)) == len(ids) and ids[2] == "b2c1f3e0-0000-4000-8000-000000000000"  # kept
+    assert ids[1] == _read("03_evaluation")["cells"][1]["id"]  # the first of the duplicates keeps its id
+    assert path.read_text().endswith("}\n") and '\n "cells": [\n  {\n' in path.read_text()  # Jupyter's layout
+
+
+def test_normalizer_check_names_the_command(tmp_path, capsys):
+    path = tmp_path / "01_stage1_finetune.ipynb"
+    path.write_text(json.dumps(_dirty(_read("01_stage1_finetune"))))
+    assert normalizer.main(["--check", str(path)]) == 1
+    message = capsys.readouterr().err
+    assert "01_stage1_finetune.ipynb" in message and "make notebooks" in message
 
 
 def test_parameters_match_what_the_pipeline_injects(tmp_path):
     injected = set(pipeline.PROFILES["mini"].notebook_parameters(tmp_path, tmp_path))
     for name in pipeline.NOTEBOOKS:
         cell = _parameters_cells(_read(name))[0]
-        tree = ast.parse(cell.source)
+        tree = ast.parse(_text(cell))
         assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
         assert all(isinstance(node, ast.Assign) for node in tree.body), f"{name}: parameters must be plain assignments"
         assert assigned == injected, f"{name}: {assigned ^ injected}"
         for node in tree.body:  # plain literals only, so papermill can override them
             ast.literal_eval(node.value)
-
-
-def test_notebooks_in_step_with_their_generator(tmp_path):
-    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOK_DIR / "build_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(tmp_path)
-    for name in pipeline.NOTEBOOKS:
-        fresh = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
-        stored = _read(name)
-        assert [c.source for c in fresh.cells] == [c.source for c in stored.cells], \
-            f"{name}.ipynb is stale: run python notebooks/build_notebooks.py"
 
 
 def test_results_readme_names_every_notebook():
@@ -226,8 +311,20 @@ def _explorer_checks(data_root, out):
                 assert names[r - 1] == own_ex["target"]
     tabs = explore.explorer_tabs({"cirr": ex}, k=3)
     widget = tabs.children[0]
-    widget.children[0].children[1].value = 1  # choose query 1: the reference and caption follow
-    assert widget.children[2].value == ex.query("cirr", 1)["caption"]
+    (_, index, top), reference, caption, go, message, ranked = widget.children[0].children, *widget.children[1:6]
+    index.value = 1  # choose query 1: the reference and caption follow, the ranking is shown at once
+    assert caption.value == ex.query("cirr", 1)["caption"]
+    assert ranked.value.count("<br>") == 1 and ranked.value.count(",") == 2 * (3 - 1)  # two methods, top-3
+    top.value = 2  # applied at once, without the retrieve button
+    assert ranked.value.count(",") == 2 * (2 - 1)
+    listed = ranked.value
+    reference.value = "no-such-image"
+    go.click()
+    assert "unknown reference image" in message.value and "no-such-image" in message.value
+    assert ranked.value == listed  # nothing retrieved for it
+    reference.value = ex.query("cirr", 1)["reference"]
+    go.click()
+    assert message.value == ""
 
 
 @pytest.mark.notebooks
