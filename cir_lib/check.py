@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Sequence
 
 from PIL import Image
-from tqdm.auto import tqdm
 
 from cir_lib.constants import (
     CIRR_DIR,
@@ -29,6 +28,7 @@ from cir_lib.constants import (
 from cir_lib.data import _listing as data_listing
 from cir_lib.data import _rel, annotation_files, read_annotations
 from cir_lib.errors import ConfigError
+from cir_lib.progress import progress_bar
 
 MAX_MISSING_LISTED = 20  # missing images named per split; the count is always exact
 DATASET_DIRS = {"fashioniq": FASHIONIQ_DIR, "cirr": CIRR_DIR}
@@ -69,8 +69,8 @@ def _image_status(paths: list, verify: bool, workers: int | None, progress: bool
         workers = workers or min(8, 2 * (os.cpu_count() or 1))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = pool.map(verify_image, present)
-            for p, res in tqdm(zip(present, results), total=len(present), desc="verifying images",
-                               unit="img", disable=not progress):
+            for p, res in progress_bar(zip(present, results), total=len(present), desc="verifying images",
+                                   unit="img", disable=not progress):
                 status[p] = res
     return status
 

@@ -27,10 +27,10 @@ from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from cir_lib.errors import ConfigError
 from cir_lib.runs import atomic_torch_save, atomic_write_text
+from cir_lib.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def encode_images(backbone, loader, device: torch.device, desc: str = "encode im
     cuda = device.type == "cuda"
     out = []
     with _autocast(device):
-        for images in tqdm(loader, desc=desc, unit="batch", leave=False):
+        for images in progress_bar(loader, desc=desc, unit="batch", leave=False):
             images = images.to(device, non_blocking=cuda)
             if cuda:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -322,7 +322,7 @@ def text_features(
     out = []
     try:
         with torch.autocast(device.type, enabled=False):
-            for i in tqdm(range(0, len(tokens), batch_size), desc="encode captions", unit="batch", leave=False):
+            for i in progress_bar(range(0, len(tokens), batch_size), desc="encode captions", unit="batch", leave=False):
                 out.append(encode_text(model, tokens[i : i + batch_size].to(device)).float().cpu())
     finally:
         model.train(was_training)

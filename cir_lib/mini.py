@@ -45,7 +45,6 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm.auto import tqdm
 
 from cir_lib import __version__
 from cir_lib.constants import (
@@ -60,6 +59,7 @@ from cir_lib.constants import (
     MINI_POOL_DIR,
 )
 from cir_lib.errors import ConfigError
+from cir_lib.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -1214,7 +1214,7 @@ def _make_fashioniq(root: Path, preset: MiniPreset, seed: int) -> dict:
     total = len(FASHIONIQ_CATEGORIES) * sum(getattr(preset, f"fashioniq_{s}_images") for s in FASHIONIQ_SPLITS)
     taken: set = set()
     counts: dict = {}
-    with tqdm(total=total, desc="FashionIQ images", unit="img", disable=None, leave=False) as progress:
+    with progress_bar(total=total, desc="FashionIQ images", unit="img", disable=None, leave=False) as progress:
         for category in FASHIONIQ_CATEGORIES:
             counts[category] = {}
             for split in FASHIONIQ_SPLITS:
@@ -1285,7 +1285,7 @@ def _make_cirr(root: Path, preset: MiniPreset, seed: int) -> dict:
     counts = {}
     total = sum(len(images) for images, _ in plans.values())
     offset = 0
-    with tqdm(total=total, desc="CIRR images", unit="img", disable=None, leave=False) as progress:
+    with progress_bar(total=total, desc="CIRR images", unit="img", disable=None, leave=False) as progress:
         for split in CIRR_SPLITS:
             images, pairs = plans[split]
             split_map = {}
@@ -1341,7 +1341,7 @@ def _make_pool(root: Path, preset: MiniPreset, seed: int, preset_name: str) -> d
     (pool / "images").mkdir(parents=True, exist_ok=True)
     entries = []
     total = preset.pool_fashion_images + preset.pool_scene_images
-    with tqdm(total=total, desc="pool images", unit="img", disable=None, leave=False) as progress:
+    with progress_bar(total=total, desc="pool images", unit="img", disable=None, leave=False) as progress:
         for i in range(preset.pool_fashion_images):
             rng = _rng(seed, "pool", "fashion", i)
             g = random_garment(_pick(rng, FASHIONIQ_CATEGORIES), rng)

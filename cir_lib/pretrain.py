@@ -20,11 +20,11 @@ from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from cir_lib.backbone import MINI_NAME, load_backbone, save_backbone_checkpoint
 from cir_lib.constants import CLIP_MEAN, CLIP_STD, MINI_CHECKPOINT, MINI_POOL_DIR
 from cir_lib.errors import AnnotationError, ConfigError, TrainingError
+from cir_lib.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _preload_images(paths: list, kind: str, image_size: int) -> torch.Tensor:
     mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
     std = torch.tensor(CLIP_STD).view(3, 1, 1)
     out = torch.empty(len(paths), 3, image_size, image_size, dtype=torch.uint8)
-    for i, path in enumerate(tqdm(paths, desc="load pool images", unit="img", leave=False)):
+    for i, path in enumerate(progress_bar(paths, desc="load pool images", unit="img", leave=False)):
         pixels = transform(open_image(path, "mini_pool")) * std + mean
         out[i] = (pixels * 255).round().clamp(0, 255).to(torch.uint8)
     return out
@@ -202,7 +202,7 @@ def pretrain_mini(
         t0 = time.perf_counter()
         order = torch.randperm(n, generator=generator)
         running, seen = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"pretrain {epoch + 1}/{config.epochs}", unit="step", leave=False)
+        bar = progress_bar(range(steps_per_epoch), desc=f"pretrain {epoch + 1}/{config.epochs}", unit="step", leave=False)
         for i in bar:
             idx = order[i * batch_size : (i + 1) * batch_size]
             batch = _normalize(_shift(images[idx], config.max_shift, generator))
