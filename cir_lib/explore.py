@@ -234,9 +234,16 @@ class Explorer:
     def widget(self, k: int = 5):
         """An ipywidgets explorer: pick a group and a query (or a reference and a new caption).
 
+        Choosing a group, a query or a top-k shows the retrieval at once; an edited caption or
+        reference is retrieved with the *retrieve* button. A reference name that is not in the
+        group's index is reported in the widget (nothing is retrieved for it). Above the figure, one
+        line per method lists the retrieved image names.
+
         Returns:
             An `ipywidgets.VBox`; display it in JupyterLab.
         """
+        import html
+
         import ipywidgets as w
         from IPython.display import display
 
@@ -245,12 +252,17 @@ class Explorer:
         group = w.Dropdown(options=self.groups, description="group")
         index = w.BoundedIntText(value=0, min=0, max=len(self.sets[self.groups[0]].split.queries) - 1,
                                  description="query")
+        # ensure_option=False: an unknown name reaches `show`, which says so instead of ignoring it
         reference = w.Combobox(options=list(self.sets[self.groups[0]].split.image_names), description="reference",
-                               ensure_option=True)
+                               ensure_option=False)
         caption = w.Textarea(description="caption", layout=w.Layout(width="60%"))
         top = w.IntSlider(value=k, min=1, max=10, description="top-k")
         go = w.Button(description="retrieve", button_style="primary")
+        message = w.HTML(value="")
+        ranked = w.HTML(value="")
         output = w.Output()
+        message.add_class("cir-explorer-message")
+        ranked.add_class("cir-explorer-ranking")
 
         def fill(_=None):
             rs = self.sets[group.value]
@@ -261,21 +273,32 @@ class Explorer:
             show()
 
         def show(_=None):
+            rs = self.sets[group.value]
+            name = reference.value.strip() or None
+            if name is not None and name not in rs.split.name_to_index:
+                message.value = (f"<b>unknown reference image</b> {html.escape(name)!r}: it is not in the index "
+                                 f"of {html.escape(rs.split.label)} ({len(rs.split.image_names)} images); "
+                                 "pick a name from the list")
+                return
+            try:
+                ex = self.example(group.value, int(index.value), int(top.value), caption=caption.value,
+                                  reference=name)
+            except Exception as err:  # shown to the user in the widget, not swallowed
+                message.value = f"<b>error</b>: {html.escape(str(err))}"
+                return
+            message.value = ""
+            ranked.value = "<br>".join(f"<b>{html.escape(m)}</b>: {html.escape(', '.join(n for n, _ in r))}"
+                                       for m, r in ex["rankings"].items())
             with output:
                 output.clear_output(wait=True)
-                try:
-                    ex = self.example(group.value, int(index.value), int(top.value), caption=caption.value,
-                                      reference=reference.value or None)
-                except Exception as err:  # shown to the user in the widget, not swallowed
-                    print(f"error: {err}")
-                    return
                 display(plot_retrieval_grid([ex]))
 
         group.observe(fill, names="value")
         index.observe(fill, names="value")
+        top.observe(show, names="value")
         go.on_click(show)
         fill()
-        return w.VBox([w.HBox([group, index, top]), reference, caption, go, output])
+        return w.VBox([w.HBox([group, index, top]), reference, caption, go, message, ranked, output])
 
 
 def explorer_tabs(explorers: dict, k: int = 5):
