@@ -341,3 +341,16 @@ def test_data_prep_notebook_honours_skip_missing(tmp_path, smoke_root):
         pipeline.reproduce("smoke", **kwargs)
     summary = pipeline.reproduce("smoke", parameters={"skip_missing": True}, **kwargs)
     assert list(summary["executed"]) == ["00_data_prep"]
+
+
+def test_make_lab_opens_the_series_in_order():
+    spec = importlib.util.spec_from_file_location("lab", ROOT / "tools" / "lab.py")
+    lab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lab)
+    paths = lab.notebooks()
+    assert paths == [f"notebooks/{name}.ipynb" for name in pipeline.NOTEBOOKS]
+    layout = lab.workspace(paths)["data"]["layout-restorer:data"]["main"]
+    assert layout["dock"]["widgets"] == [f"notebook:{p}" for p in paths] and layout["current"] == f"notebook:{paths[0]}"
+    command = lab.command(["--port", "8890"])
+    assert f"--ServerApp.root_dir={ROOT}" in command and command[-2:] == ["--port", "8890"]
+    assert "lab:" in (ROOT / "Makefile").read_text() and "make lab" in (ROOT / "README.md").read_text()
