@@ -16,7 +16,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 
 PARAMETERS = '''\
-profile = "mini"                                  # smoke | mini | paper (cir_lib.pipeline.PROFILES)
+profile = "mini"                                  # smoke | mini | paper (cir_lib.notebook.PROFILES)
 data_root = "../data/mini"                        # folder holding fashionIQ_dataset/ and cirr_dataset/
 results_dir = "../results/mini"                   # everything the series writes goes here
 datasets = ["fashioniq", "cirr"]                  # the benchmarks to run
@@ -57,12 +57,12 @@ from pathlib import Path
 
 from IPython.display import display
 
-from cir_lib import pipeline, report
+from cir_lib import notebook, report
 from cir_lib.check import check_data, format_report
 from cir_lib.data import load_split
 
-pipeline.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
-paths = pipeline.result_paths(results_dir)"""),
+notebook.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
+paths = notebook.result_paths(results_dir)"""),
         ("md", """\
 ## The data root
 
@@ -71,7 +71,7 @@ on later runs. For real data, see the README for where to get FashionIQ and CIRR
 out."""),
         ("code", """\
 if mini_preset is not None:
-    manifest = pipeline.ensure_mini(data_root, mini_preset, seed=0)
+    manifest = notebook.ensure_mini(data_root, mini_preset, seed=0)
     print(f"mini benchmark '{manifest['preset']}' (seed {manifest['seed']}): "
           f"{manifest['counts']['images_total']} images under {Path(data_root).resolve()}")
 else:
@@ -87,7 +87,7 @@ how many (the protocol changes, so the tables' notes and `.meta.json` say so).""
         ("code", """\
 data_report = check_data(data_root, datasets, verify_images=True, progress=False)
 print(format_report(data_report))
-pipeline.save_json(data_report, paths.data / "check_data.json")"""),
+notebook.save_json(data_report, paths.data / "check_data.json")"""),
         ("md", """\
 ## What a query looks like
 
@@ -109,10 +109,10 @@ is one model for everything). It is cached beside the data as `cir-mini.pt`. The
 this cell: open_clip downloads (or finds in its cache) OpenAI's weights."""),
         ("code", """\
 if mini_preset is not None:
-    checkpoint = pipeline.ensure_mini_backbone(data_root, epochs=pretrain_epochs)
+    checkpoint = notebook.ensure_mini_backbone(data_root, epochs=pretrain_epochs)
     print(f"pretrained cir-mini: {checkpoint}")
 else:
-    print("paper profile: (backbone, weights) per dataset:", pipeline.recipe_backbones(recipes, pretrained))"""),
+    print("paper profile: (backbone, weights) per dataset:", notebook.recipe_backbones(recipes, pretrained))"""),
     ],
     "01_stage1_finetune": [
         ("md", """\
@@ -136,25 +136,25 @@ cache at every step."""),
         ("code", """\
 from IPython.display import display
 
-from cir_lib import pipeline, report
-from cir_lib.train import finetune
+from cir_lib import notebook, report
+from cir_lib.finetune import finetune
 
-pipeline.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
-paths = pipeline.result_paths(results_dir)"""),
+notebook.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
+paths = notebook.result_paths(results_dir)"""),
         ("md", """\
 ## Training
 
-Each run folder (`runs/<dataset>-stage1/`) receives `config.json` (the resolved recipe and the
+Each run folder (`runs/<dataset>-finetune/`) receives `config.json` (the resolved recipe and the
 environment), `history.csv` (one row per epoch), `best.pt` and `last.pt`. Running this notebook
 again starts the runs afresh."""),
         ("code", """\
 stage1 = {}
 for dataset in datasets:
-    config = pipeline.stage_config(recipes[dataset], "stage1", dataset, epochs=stage1_epochs,
+    config = notebook.stage_config(recipes[dataset], "finetune", dataset, epochs=stage1_epochs,
                                    pretrained=pretrained, cache_dir=paths.cache, skip_missing=skip_missing)
     print(f"{dataset}: {config}")
-    stage1[dataset] = finetune(data_root, config, pipeline.fresh_run_dir(paths.run(dataset, "stage1")))
-pipeline.run_summary(stage1)"""),
+    stage1[dataset] = finetune(data_root, config, notebook.fresh_run_dir(paths.run(dataset, "finetune")))
+notebook.run_summary(stage1)"""),
         ("md", """\
 ## Curves
 
@@ -183,11 +183,11 @@ the Combiner with the plain sum on the same stage-1 features."""),
         ("code", """\
 from IPython.display import display
 
-from cir_lib import pipeline, report
-from cir_lib.train import train_combiner
+from cir_lib import notebook, report
+from cir_lib.train_combiner import train_combiner
 
-pipeline.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
-paths = pipeline.result_paths(results_dir)"""),
+notebook.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
+paths = notebook.result_paths(results_dir)"""),
         ("md", """\
 ## Training
 
@@ -196,12 +196,12 @@ on, so it can always be re-attached to the right encoders."""),
         ("code", """\
 combiners = {}
 for dataset in datasets:
-    config = pipeline.stage_config(recipes[dataset], "combiner", dataset, epochs=combiner_epochs,
+    config = notebook.stage_config(recipes[dataset], "combiner", dataset, epochs=combiner_epochs,
                                    pretrained=pretrained, cache_dir=paths.cache, skip_missing=skip_missing)
     print(f"{dataset}: {config}")
-    combiners[dataset] = train_combiner(data_root, config, paths.run(dataset, "stage1"),
-                                        pipeline.fresh_run_dir(paths.run(dataset, "combiner")))
-pipeline.run_summary(combiners)"""),
+    combiners[dataset] = train_combiner(data_root, config, paths.run(dataset, "finetune"),
+                                        notebook.fresh_run_dir(paths.run(dataset, "combiner")))
+notebook.run_summary(combiners)"""),
         ("code", """\
 fig = report.plot_training_curves({"Combiner": {d: r.run_dir for d, r in combiners.items()}},
                                   title="Stage 2: Combiner on frozen stage-1 features")
@@ -235,17 +235,19 @@ Combiner leans on the caption, near 0 on the reference image."""),
         ("code", """\
 from IPython.display import Markdown, display
 
-from cir_lib import explore, pipeline, report
+from cir_lib import explore, notebook, report
 
-pipeline.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
-paths = pipeline.result_paths(results_dir)"""),
+notebook.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
+paths = notebook.result_paths(results_dir)"""),
         ("md", "## Evaluating the three rows"),
         ("code", """\
-rows = {dataset: pipeline.evaluate_methods(data_root, dataset, paths, split="val", skip_missing=skip_missing)
+eval_config = notebook.eval_config(paths, skip_missing=skip_missing)  # split val, the shared feature cache
+encoded = {dataset: {} for dataset in datasets}  # features and lambdas, reused below
+rows = {dataset: notebook.evaluate_methods(data_root, dataset, paths, eval_config, encoded=encoded[dataset])
         for dataset in datasets}
-pipeline.save_json(rows, paths.metrics / "val_metrics.json")
+notebook.save_json(rows, paths.metrics / "val_metrics.json")
 for dataset in datasets:
-    check = pipeline.ordering(rows[dataset], dataset)
+    check = notebook.ordering(rows[dataset], dataset)
     scores = ", ".join(f"{m} {s:.2f}" for m, s in check["scores"].items())
     print(f"{dataset}: {scores} -> {'ascending' if check['ascending'] else 'NOT ascending'}")"""),
         ("md", """\
@@ -260,8 +262,8 @@ for dataset in datasets:
     tables[dataset] = build(rows[dataset])
     title = "FashionIQ val: Recall@K" if dataset == "fashioniq" else "CIRR val: Recall@K and Recall_subset@K"
     files = report.write_table(tables[dataset], paths.tables, dataset, title=f"{title} (profile {profile})",
-                               notes=pipeline.table_notes(profile, dataset, rows=rows[dataset]),
-                               meta=pipeline.table_meta(paths, dataset, profile=profile, data_root=data_root))
+                               notes=notebook.table_notes(profile, dataset, rows=rows[dataset]),
+                               meta=notebook.table_meta(paths, dataset, profile=profile, data_root=data_root))
     display(Markdown(files["md"].read_text()))"""),
         ("md", "## Recall bars of the three rows"),
         ("code", """\
@@ -271,7 +273,7 @@ for dataset in datasets:
     display(fig)"""),
         ("md", "## Training curves of both stages"),
         ("code", """\
-fig = report.plot_training_curves(pipeline.run_dirs(paths, datasets), title=f"Training (profile {profile})",
+fig = report.plot_training_curves(notebook.run_dirs(paths, datasets), title=f"Training (profile {profile})",
                                   out_stem=paths.figures / "training_curves")
 display(fig)"""),
         ("md", """\
@@ -279,10 +281,8 @@ display(fig)"""),
 
 lambda is the weight of the caption's feature in the Combiner's convex combination, per query."""),
         ("code", """\
-lambdas = {dataset: explore.combiner_lambdas(data_root, dataset, paths.run(dataset, "combiner"), cache_dir=paths.cache,
-                                             skip_missing=skip_missing)
-           for dataset in datasets}
-pipeline.save_json({d: {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)} for d, v in lambdas.items()},
+lambdas = {dataset: explore.combiner_lambdas(encoded[dataset]["stage 1 + Combiner"]) for dataset in datasets}
+notebook.save_json({d: {"mean": float(v.mean()), "std": float(v.std()), "n": int(v.size)} for d, v in lambdas.items()},
                    paths.metrics / "lambda_summary.json")
 fig = report.plot_lambda_distribution(lambdas, title="Combiner lambda on the validation queries",
                                       out_stem=paths.figures / "lambda_distribution")
@@ -309,12 +309,12 @@ your own caption over any reference image, and compare the two rankings side by 
         ("code", """\
 from IPython.display import display
 
-from cir_lib import explore, pipeline, report
+from cir_lib import explore, notebook, report
 
-pipeline.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
-paths = pipeline.result_paths(results_dir)
-explorers = {dataset: explore.Explorer(data_root, dataset, paths.run(dataset, "combiner"), cache_dir=paths.cache,
-                                       skip_missing=skip_missing)
+notebook.notebook_logging()  # the kit's log lines (epochs, scores, cache hits) appear below the cells
+paths = notebook.result_paths(results_dir)
+eval_config = notebook.eval_config(paths, skip_missing=skip_missing)  # split val, the shared feature cache
+explorers = {dataset: explore.Explorer(data_root, dataset, paths.run(dataset, "combiner"), eval_config)
              for dataset in datasets}"""),
         ("md", "## Retrieval grids"),
         ("code", """\
