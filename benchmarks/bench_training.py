@@ -31,7 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cir_lib import features, train  # noqa: E402
+from cir_lib import features, losses, training  # noqa: E402
+from cir_lib.finetune import freeze_for_stage1  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.combiner import Combiner  # noqa: E402
 
@@ -57,7 +58,7 @@ def _timeit(fn, device, warmup: int, repeats: int) -> float:
 
 
 def _autocast(device, amp):
-    return train._autocast_factory(device, amp)
+    return training.autocast_factory(device, amp)
 
 
 _WORDS = ("is", "has", "more", "less", "red", "blue", "darker", "longer", "sleeves", "and", "a", "logo",
@@ -76,8 +77,8 @@ def _inputs(bb, batch, device, seed=0):
 
 def bench_stage1(bb, batch, device, amp, warmup, repeats) -> list:
     model = bb.model.eval()
-    params = train.freeze_for_stage1(model, "text")
-    opt = train._optimizer(torch.optim.AdamW, params, lr=2e-6, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.01)
+    params = freeze_for_stage1(model, "text")
+    opt = training.make_optimizer(torch.optim.AdamW, params, lr=2e-6, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.01)
     autocast = _autocast(device, amp)
     images, tokens = _inputs(bb, batch, device)
     with torch.no_grad(), autocast():
@@ -93,7 +94,7 @@ def bench_stage1(bb, batch, device, amp, warmup, repeats) -> list:
             else:
                 ref, tgt = ref_c, tgt_c
             text = features.encode_text(model, tokens)
-        loss = train.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
+        loss = losses.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -113,7 +114,7 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
     d = bb.embed_dim
     torch.manual_seed(0)
     comb = Combiner(d).to(device).train()
-    opt = train._optimizer(torch.optim.Adam, comb.parameters(), lr=2e-5)
+    opt = training.make_optimizer(torch.optim.Adam, comb.parameters(), lr=2e-5)
     autocast = _autocast(device, amp)
     images, tokens = _inputs(bb, batch, device)
     with torch.no_grad(), autocast():
@@ -123,7 +124,7 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
     steps = max(1, n_triplets // batch)
 
     def combiner_step(ref, text, tgt):
-        loss = train.contrastive_loss(comb(ref, text), tgt)
+        loss = losses.contrastive_loss(comb(ref, text), tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -150,10 +151,10 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
 def _memory_row(device, amp, batch, name, checkpointing: bool) -> dict:
     bb = load_backbone(name, "none", device=device)
     model = bb.model.eval()
-    params = train.freeze_for_stage1(model, "both")
+    params = freeze_for_stage1(model, "both")
     if checkpointing:
         train.enable_grad_checkpointing(model)
-    opt = train._optimizer(torch.optim.AdamW, params, lr=2e-6, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.01)
+    opt = training.make_optimizer(torch.optim.AdamW, params, lr=2e-6, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.01)
     images, tokens = _inputs(bb, batch, device)
     autocast = _autocast(device, amp)
 
@@ -162,7 +163,7 @@ def _memory_row(device, amp, batch, name, checkpointing: bool) -> dict:
             feats = model.encode_image(images)
             text = features.encode_text(model, tokens)
         ref, tgt = feats[:batch].float(), feats[batch:].float()
-        loss = train.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
+        loss = losses.contrastive_loss(torch.nn.functional.normalize(ref + text.float(), dim=-1), tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -23,12 +23,12 @@ from typing import Any, Optional, Sequence, Union
 import open_clip
 import torch
 
+from cir_lib.constants import MINI_NAME
 from cir_lib.errors import ConfigError
 from cir_lib.runs import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
-MINI_NAME = "cir-mini"
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 CHECKPOINT_FORMAT = "cir_lib.backbone/1"  # marks files written by save_backbone_checkpoint
 NO_WEIGHTS = ("none", "")  # values of `pretrained` (any case) meaning random initialization

@@ -192,32 +192,3 @@ def format_report(report: dict) -> str:
     else:
         lines.append("clean: every query and every image accounted for")
     return "\n".join(lines)
-
-
-def _run(args) -> int:
-    datasets = [args.dataset] if args.dataset else None
-    report = check_data(args.data_root, datasets, verify_images=not args.no_verify_images,
-                        workers=args.workers)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(report))
-    return 0 if not report["problems"] else 1
-
-
-def add_commands(subparsers) -> None:
-    """Add `check-data` to the cir-lib command line."""
-    p = subparsers.add_parser(
-        "check-data",
-        help="count queries and images per split, report missing/unreadable images and annotation problems",
-        description="Validate a data root (the folder holding fashionIQ_dataset/ and cirr_dataset/): "
-        "queries, index images, missing or unreadable images per split and category, and every "
-        "annotation problem. Works on annotation files alone. Exit status 0 only when clean.",
-    )
-    p.add_argument("--data-root", required=True, type=Path, help="folder holding fashionIQ_dataset/ and cirr_dataset/")
-    p.add_argument("--dataset", choices=DATASETS, help="check only this dataset (then its absence is a problem)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--no-verify-images", action="store_true",
-                   help="only check that image files exist, do not decode them")
-    p.add_argument("--workers", type=int, default=None, help="threads decoding images (default min(8, 2 x cores))")
-    p.set_defaults(func=_run)

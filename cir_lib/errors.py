@@ -28,3 +28,7 @@ class TrainingError(CirError):
 
 class SubmissionError(CirError):
     """A CIRR test-server submission file that the server would reject."""
+
+
+class PipelineError(CirError):
+    """A notebook of the series failed, or a profile's inputs are missing."""

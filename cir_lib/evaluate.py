@@ -7,13 +7,12 @@ its reference (not encoded again); its text feature encodes the evaluation capti
 FashionIQ, the caption as it is on CIRR); the composer, in eval mode and without gradients, turns
 the two into the query feature; `cir_lib.metrics` ranks the index.
 
-Command: `cir-lib evaluate --data-root DIR --dataset fashioniq|cirr --backbone NAME --pretrained P`
-(element-wise sum) prints a table, or with `--json` {"fashioniq": {...}} / {"cirr": {...}}.
+Evaluation options are one `EvalConfig` (split, cache, skip_missing, batch sizes, device), shared with
+`cir_lib.submit`, `cir_lib.explore` and the notebooks. Command: `cir-lib evaluate` (cir_lib.cli).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -21,12 +20,12 @@ from typing import Optional, Sequence
 import torch
 
 from cir_lib.constants import FASHIONIQ_CATEGORIES
+from cir_lib.devices import pick_device
 from cir_lib.errors import ConfigError
+from cir_lib.recipes import EvalConfig
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMAGE_BATCH = 64  # images per forward pass
-DEFAULT_TEXT_BATCH = 256  # captions per forward pass
 COMPOSE_BATCH = 4096  # queries per composer forward pass
 
 
@@ -98,9 +97,8 @@ def _default_preprocess(preprocess, backbone):
     return preprocess
 
 
-def encode_split(split, backbone, combiner, *, preprocess=None, cache_dir=None,
-                 batch_size: int = DEFAULT_IMAGE_BATCH, text_batch_size: int = DEFAULT_TEXT_BATCH,
-                 device=None, num_workers: int = 0) -> EncodedSplit:
+def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None, *,
+                 preprocess=None) -> EncodedSplit:
     """Index and query features of a loaded split (test splits too: nothing needs targets).
 
     Args:
@@ -109,24 +107,23 @@ def encode_split(split, backbone, combiner, *, preprocess=None, cache_dir=None,
         combiner: `ElementwiseSum` or `Combiner`.
         preprocess: a `PreprocessConfig`, a kind name ("targetpad", ...), or None for targetpad at
             the backbone's input size.
-        cache_dir: image-feature cache folder (None: no cache).
-        batch_size / text_batch_size: images / captions per forward pass.
-        device: where to encode (None: the backbone's device).
-        num_workers: DataLoader workers decoding images.
+        config: an `EvalConfig` (cache, batch sizes, device, workers; its split is `split`'s).
     Returns:
         EncodedSplit.
     Example:
-        >>> enc = encode_split(load_split(root, "cirr", "val"), bb, ElementwiseSum(), cache_dir="cache")
+        >>> enc = encode_split(load_split(root, "cirr", "val"), bb, ElementwiseSum(), EvalConfig(cache_dir="cache"))
     """
     from cir_lib.data import eval_captions
     from cir_lib.features import image_features, query_features
 
     if not split.queries:
         raise ConfigError(f"{split.label} has no queries to evaluate")
+    config = config or EvalConfig()
     preprocess = _default_preprocess(preprocess, backbone)
-    index = image_features(backbone, split, preprocess, cache_dir=cache_dir, batch_size=batch_size,
-                           device=device, split_label=split.label, num_workers=num_workers)
-    reference, text = query_features(backbone, split, index, eval_captions(split), batch_size=text_batch_size)
+    device = None if config.device is None else pick_device(config.device)
+    index = image_features(backbone, split, preprocess, cache_dir=config.cache_dir, batch_size=config.batch_size,
+                           device=device, split_label=split.label, num_workers=config.num_workers)
+    reference, text = query_features(backbone, split, index, eval_captions(split), batch_size=config.text_batch_size)
     query, lambdas = compose_queries(combiner, reference, text)
     return EncodedSplit(split, index, reference, text, query, lambdas)
 
@@ -156,10 +153,8 @@ def _check_split_has_targets(dataset: str, split: str) -> None:
         raise ConfigError(f"{dataset} {split} has no public targets: evaluate on val ({hint})")
 
 
-def evaluate_fashioniq(data_root, backbone, combiner, *, preprocess=None, split: str = "val",
-                       categories: Sequence[str] = FASHIONIQ_CATEGORIES, cache_dir=None,
-                       skip_missing: bool = False, batch_size: int = DEFAULT_IMAGE_BATCH,
-                       text_batch_size: int = DEFAULT_TEXT_BATCH, device=None, num_workers: int = 0) -> dict:
+def evaluate_fashioniq(data_root, backbone, combiner, config: Optional[EvalConfig] = None, *, preprocess=None,
+                       categories: Sequence[str] = FASHIONIQ_CATEGORIES, encoded: Optional[dict] = None) -> dict:
     """FashionIQ Recall@10/50 per category (each ranks its own index, reference kept) and averages.
 
     Args:
@@ -167,22 +162,24 @@ def evaluate_fashioniq(data_root, backbone, combiner, *, preprocess=None, split:
         backbone: a `cir_lib.backbone.Backbone`.
         combiner: `ElementwiseSum` or `Combiner` (put in eval mode; its mode is restored after).
         preprocess: `PreprocessConfig`, a kind name, or None (targetpad at the backbone's size).
-        split: "val" (test has no public targets).
+        config: an `EvalConfig`: split ("val": test has no public targets), cache, skip_missing (drop
+            missing images and the queries using them, reported under "skipped"; otherwise a missing
+            image raises ImageError), encoding controls.
         categories: subset of dress / shirt / toptee.
-        cache_dir: image-feature cache folder.
-        skip_missing: drop missing images and the queries using them, reported under "skipped";
-            otherwise a missing image raises ImageError.
-        batch_size / text_batch_size / device / num_workers: encoding controls.
+        encoded: a dict that receives {category: EncodedSplit} (features, queries and lambdas), for
+            reuse by the explorer, the lambda figure and the intervals.
     Returns:
         {"dress": {"recall@10": .., "recall@50": ..}, "shirt": {..}, "toptee": {..},
          "average": {mean over the categories of each key}} plus "skipped": SkipReport.to_dict()
         when skip_missing removed anything.
     Example:
         >>> evaluate_fashioniq("data/mini", load_backbone("RN50", "openai"), ElementwiseSum(),
-        ...                    cache_dir="cache")["average"]["recall@10"]
+        ...                    EvalConfig(cache_dir="cache"))["average"]["recall@10"]
     """
     from cir_lib.data import SkipReport, load_split
 
+    config = config or EvalConfig()
+    split = config.split
     categories = list(categories)
     unknown = [c for c in categories if c not in FASHIONIQ_CATEGORIES]
     if not categories or unknown:
@@ -190,12 +187,12 @@ def evaluate_fashioniq(data_root, backbone, combiner, *, preprocess=None, split:
     _check_split_has_targets("fashioniq", split)
     out, reports = {}, []
     for category in categories:
-        data = load_split(data_root, "fashioniq", split, category, skip_missing=skip_missing)
+        data = load_split(data_root, "fashioniq", split, category, skip_missing=config.skip_missing)
         reports.append(data.skipped)
-        encoded = encode_split(data, backbone, combiner, preprocess=preprocess, cache_dir=cache_dir,
-                               batch_size=batch_size, text_batch_size=text_batch_size, device=device,
-                               num_workers=num_workers)
-        out[category] = split_metrics(encoded)
+        enc = encode_split(data, backbone, combiner, config, preprocess=preprocess)
+        if encoded is not None:
+            encoded[category] = enc
+        out[category] = split_metrics(enc)
         logger.info("fashioniq %s %s: %s", category, split, _format_inline(out[category]))
     keys = out[categories[0]].keys()
     out["average"] = {k: sum(out[c][k] for c in categories) / len(categories) for k in keys}
@@ -205,30 +202,31 @@ def evaluate_fashioniq(data_root, backbone, combiner, *, preprocess=None, split:
     return out
 
 
-def evaluate_cirr(data_root, backbone, combiner, *, preprocess=None, split: str = "val", cache_dir=None,
-                  skip_missing: bool = False, batch_size: int = DEFAULT_IMAGE_BATCH,
-                  text_batch_size: int = DEFAULT_TEXT_BATCH, device=None, num_workers: int = 0) -> dict:
+def evaluate_cirr(data_root, backbone, combiner, config: Optional[EvalConfig] = None, *, preprocess=None,
+                  encoded: Optional[dict] = None) -> dict:
     """CIRR Recall@1/5/10/50 (reference removed) and Recall_subset@1/2/3 on a split with targets.
 
     Args:
         data_root: folder holding cirr_dataset/.
-        backbone, combiner, preprocess, cache_dir, skip_missing, batch sizes, device, num_workers:
-            as in `evaluate_fashioniq`.
-        split: "val" (test1 has no public targets: use `cir_lib.submit.write_cirr_submission`).
+        backbone, combiner, config, preprocess: as in `evaluate_fashioniq` (config.split "val":
+            test1 has no public targets, use `cir_lib.submit.write_cirr_submission`).
+        encoded: a dict that receives {"cirr": EncodedSplit}.
     Returns:
         {"recall@1": .., "recall@5": .., "recall@10": .., "recall@50": .., "recall_subset@1": ..,
          "recall_subset@2": .., "recall_subset@3": ..} plus "skipped" when skip_missing removed anything.
     Example:
-        >>> evaluate_cirr("data/mini", backbone, ElementwiseSum(), cache_dir="cache")["recall@1"]
+        >>> evaluate_cirr("data/mini", backbone, ElementwiseSum(), EvalConfig(cache_dir="cache"))["recall@1"]
     """
     from cir_lib.data import load_split
 
+    config = config or EvalConfig()
+    split = config.split
     _check_split_has_targets("cirr", split)
-    data = load_split(data_root, "cirr", split, skip_missing=skip_missing)
-    encoded = encode_split(data, backbone, combiner, preprocess=preprocess, cache_dir=cache_dir,
-                           batch_size=batch_size, text_batch_size=text_batch_size, device=device,
-                           num_workers=num_workers)
-    out = split_metrics(encoded)
+    data = load_split(data_root, "cirr", split, skip_missing=config.skip_missing)
+    enc = encode_split(data, backbone, combiner, config, preprocess=preprocess)
+    if encoded is not None:
+        encoded["cirr"] = enc
+    out = split_metrics(enc)
     logger.info("cirr %s: %s", split, _format_inline(out))
     if not data.skipped.is_empty:
         out["skipped"] = data.skipped.to_dict()
@@ -259,12 +257,6 @@ def predict(split, index_features: torch.Tensor, query_features: torch.Tensor, k
     return top_k(query_features, index_features, k, exclude_indices=exclude)
 
 
-def predicted_names(split, top: torch.Tensor) -> list:
-    """Image names of a ranking from `predict`: a list (one per query) of lists of names."""
-    names = split.image_names
-    return [[names[j] for j in row] for row in top.tolist()]
-
-
 def _check_rows(split, index_features: torch.Tensor, query_features: torch.Tensor) -> None:
     if index_features.shape[0] != len(split.image_names):
         raise ConfigError(f"index features have {index_features.shape[0]} rows but {split.label} has "
@@ -274,7 +266,7 @@ def _check_rows(split, index_features: torch.Tensor, query_features: torch.Tenso
                           f"{len(split.queries)} queries")
 
 
-# --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- formatting
 
 
 def _format_inline(metrics: dict) -> str:
@@ -299,80 +291,3 @@ def format_table(dataset: str, result: dict) -> str:
         lines.append(f"skipped (missing images): {skipped['queries']} queries, {skipped['images']} index images")
         lines.extend(f"  {d}" for d in skipped.get("details", []))
     return "\n".join(lines)
-
-
-def add_model_arguments(parser) -> None:
-    """The options `_resolve_models` reads (shared by evaluate and submit-cirr)."""
-    parser.add_argument("--backbone", metavar="NAME", help="open_clip model name (RN50, RN50x4, cir-mini, ...)")
-    parser.add_argument("--pretrained", metavar="P",
-                        help="weights: 'none' (random), an open_clip tag such as 'openai', or a checkpoint file")
-    parser.add_argument("--preprocess", default=None, choices=("targetpad", "squarepad", "clip"),
-                        help="image preprocessing (default targetpad, ratio 1.25; with --run: the run's)")
-    parser.add_argument("--device", default="cpu", help="torch device for encoding (default cpu)")
-    from cir_lib.train import add_trained_model_arguments  # --run, --clip-checkpoint, --combiner-checkpoint
-
-    add_trained_model_arguments(parser)
-
-
-def _resolve_models(args):
-    """(backbone, combiner) named by the command line: `--backbone` / `--pretrained` with the
-    element-wise sum. (Trained runs extend this function.)"""
-    from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum
-    from cir_lib.train import resolve_trained_models  # --run / --clip-checkpoint / --combiner-checkpoint
-
-    trained = resolve_trained_models(args)
-    if trained is not None:
-        return trained
-    if not args.backbone:
-        raise ConfigError("give --backbone NAME (an open_clip model name such as RN50 or cir-mini) "
-                          "and --pretrained (none, openai, or a checkpoint file)")
-    if args.pretrained is None:
-        raise ConfigError(f"give --pretrained for {args.backbone}: 'openai' for OpenAI's weights, a "
-                          "checkpoint file, or 'none' for random weights")
-    backbone = load_backbone(args.backbone, args.pretrained, device=args.device)
-    return backbone, ElementwiseSum(backbone.embed_dim)
-
-
-def _resolve_preprocess(args, backbone):
-    from cir_lib.train import run_preprocess  # a --run is evaluated with its own preprocessing
-    from cir_lib.transform import PreprocessConfig
-
-    from_run = run_preprocess(args, backbone)
-    if from_run is not None:
-        return from_run
-    return PreprocessConfig(args.preprocess or "targetpad", image_size=backbone.image_size)
-
-
-def _cmd_evaluate(args) -> int:
-    backbone, combiner = _resolve_models(args)
-    preprocess = _resolve_preprocess(args, backbone)
-    common = dict(preprocess=preprocess, split=args.split, cache_dir=args.cache_dir,
-                  skip_missing=args.skip_missing, batch_size=args.batch_size, device=args.device)
-    if args.dataset == "fashioniq":
-        result = evaluate_fashioniq(args.data_root, backbone, combiner, **common)
-    else:
-        result = evaluate_cirr(args.data_root, backbone, combiner, **common)
-    if args.json:
-        print(json.dumps({args.dataset: result}, indent=2))
-    else:
-        print(f"{args.dataset} {args.split} ({backbone.name}, pretrained {backbone.pretrained}, "
-              f"{type(combiner).__name__}, {preprocess.key()})")
-        print(format_table(args.dataset, result))
-    return 0
-
-
-def add_commands(subparsers) -> None:
-    """Add `evaluate`."""
-    p = subparsers.add_parser("evaluate", help="recall on a val split (FashionIQ per category, or CIRR)",
-                              description="Evaluate a backbone with the element-wise sum on a val split.")
-    p.add_argument("--data-root", required=True, metavar="DIR", help="folder holding fashionIQ_dataset/ and cirr_dataset/")
-    p.add_argument("--dataset", required=True, choices=("fashioniq", "cirr"))
-    add_model_arguments(p)
-    p.add_argument("--split", default="val", help="split with targets (default val)")
-    p.add_argument("--cache-dir", metavar="DIR", help="image-feature cache folder (default: no cache)")
-    p.add_argument("--skip-missing", action="store_true",
-                   help="drop missing images and the queries using them (counts reported)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_IMAGE_BATCH, help="images per forward pass")
-    p.add_argument("--json", action="store_true", help='print {"<dataset>": {...}} as JSON')
-    p.set_defaults(func=_cmd_evaluate)

@@ -15,13 +15,14 @@ its own index, reference kept in the ranking as the protocol says); CIRR has one
 whose rankings never include the reference image.
 
 Example:
-    >>> ex = Explorer("data/mini", "cirr", "results/mini/runs/cirr-combiner", cache_dir="results/mini/cache")
+    >>> ex = Explorer("data/mini", "cirr", "results/mini/runs/cirr-combiner", EvalConfig(cache_dir="results/mini/cache"))
     >>> ex.rank("cirr", 0, k=5)["stage 1 + Combiner"][:2]
     [('dev-12-0-img1', PosixPath('...')), ...]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ import numpy as np
 import torch
 
 from cir_lib.constants import FASHIONIQ_CATEGORIES
+from cir_lib.devices import pick_device
 from cir_lib.errors import ConfigError
+from cir_lib.recipes import EvalConfig
 
 logger = logging.getLogger(__name__)
 
@@ -64,43 +67,54 @@ class Explorer:
         dataset: "fashioniq" or "cirr".
         combiner_run: a Combiner run folder (`cir_lib.train.train_combiner`); its stage-1 run
             gives the backbone.
-        split: the split to explore ("val": it has targets).
-        cache_dir: feature cache folder (shared with training and evaluation).
-        device: where the models run (default: CUDA when available, else the CPU).
-        skip_missing: leave out queries and index images whose files are missing (as evaluation does).
+        config: an `EvalConfig` (split, cache shared with training and evaluation, skip_missing,
+            device: default CUDA when available).
+        encoded: {group: EncodedSplit} of this Combiner run from `evaluate_fashioniq` /
+            `evaluate_cirr` (their `encoded` argument): reused instead of encoding again.
     """
 
-    def __init__(self, data_root, dataset: str, combiner_run, *, split: str = "val",
-                 cache_dir: Optional[str | os.PathLike] = None, device: Optional[str] = None,
-                 skip_missing: bool = False):
+    def __init__(self, data_root, dataset: str, combiner_run, config: Optional[EvalConfig] = None, *,
+                 encoded: Optional[dict] = None):
         from cir_lib.combiner import ElementwiseSum
         from cir_lib.data import eval_captions, load_split
-        from cir_lib.features import image_features, text_features
-        from cir_lib.train import load_run, preprocess_for
+        from cir_lib.evaluate import encode_split
+        from cir_lib.loading import load_run, preprocess_for
 
         if dataset not in ("fashioniq", "cirr"):
             raise ConfigError(f"unknown dataset {dataset!r}; choose 'fashioniq' or 'cirr'")
+        config = config or EvalConfig()
         self.dataset = dataset
         self.data_root = Path(data_root)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        backbone, combiner, config = load_run(combiner_run, device=device)
+        device = pick_device(config.device)
+        backbone, combiner, run_cfg = load_run(combiner_run, device=device)
         if not hasattr(combiner, "dynamic_scalar"):
             raise ConfigError(f"{combiner_run} is not a Combiner run (it holds a {type(combiner).__name__}); "
                               "pass the folder written by train_combiner")
         self.backbone = backbone
         # Features come back on the CPU; the (small) Combiner ranks there too.
         self.methods = {SUM: ElementwiseSum(backbone.embed_dim), COMBINER: combiner.to("cpu").eval()}
-        preprocess = preprocess_for(config, backbone)
+        preprocess = preprocess_for(run_cfg, backbone)
         self.sets: dict[str, RankingSet] = {}
-        groups = list(FASHIONIQ_CATEGORIES) if dataset == "fashioniq" else [None]
-        for category in groups:
-            sp = load_split(self.data_root, dataset, split, category, skip_missing=skip_missing)
-            captions = eval_captions(sp)
-            index = image_features(backbone, sp, preprocess, cache_dir=cache_dir, batch_size=128,
-                                   device=device, split_label=sp.label)
-            text = text_features(backbone, captions, device=device)
-            group = category or "cirr"
-            self.sets[group] = RankingSet(dataset, group, sp, captions, index, text)
+        self._lambdas: dict[str, np.ndarray] = {}
+        groups = list(FASHIONIQ_CATEGORIES) if dataset == "fashioniq" else ["cirr"]
+        for group in groups:
+            enc = (encoded or {}).get(group)
+            if enc is None:  # not handed over by the evaluation: encode (image features via the cache)
+                sp = load_split(self.data_root, dataset, config.split, None if group == "cirr" else group,
+                                skip_missing=config.skip_missing)
+                enc = encode_split(sp, backbone, combiner, dataclasses.replace(config, device=str(device)),
+                                   preprocess=preprocess)
+            if enc.lambdas is not None:
+                self._lambdas[group] = enc.lambdas.cpu().numpy()
+            self.sets[group] = RankingSet(dataset, group, enc.split, eval_captions(enc.split),
+                                          enc.index_features.cpu(), enc.text_features.cpu())
+
+    @classmethod
+    def from_evaluation(cls, data_root, dataset: str, combiner_run, encoded: dict,
+                        config: Optional[EvalConfig] = None) -> "Explorer":
+        """An explorer over the features and lambdas that `evaluate_fashioniq` / `evaluate_cirr`
+        already computed for the Combiner run (their `encoded` dict): nothing is encoded again."""
+        return cls(data_root, dataset, combiner_run, config, encoded=encoded)
 
     # ------------------------------------------------------------------ queries and rankings
 
@@ -213,15 +227,10 @@ class Explorer:
             picks.append((group, int(rng.integers(len(self.sets[group].split.queries)))))
         return [self.example(g, i, k) for g, i in picks]
 
-    @torch.no_grad()
     def lambdas(self) -> dict[str, np.ndarray]:
-        """{group: the Combiner's lambda on each validation query} (weight of the text feature)."""
-        combiner = self.methods[COMBINER]
-        out = {}
-        for group, rs in self.sets.items():
-            _, lam = combiner(rs.index_features[rs.reference_indices], rs.text_features, return_lambda=True)
-            out[group] = lam.cpu().numpy()
-        return out
+        """{group: the Combiner's lambda on each validation query} (weight of the text feature), as the
+        evaluation computed them."""
+        return dict(self._lambdas)
 
     # ------------------------------------------------------------------ display
 
@@ -319,17 +328,18 @@ def explorer_tabs(explorers: dict, k: int = 5):
     return tabs
 
 
-def combiner_lambdas(data_root, dataset: str, combiner_run, *, split: str = "val",
-                     cache_dir: Optional[str | os.PathLike] = None, device: Optional[str] = None,
-                     skip_missing: bool = False) -> np.ndarray:
-    """The Combiner's lambda on every query of a split (all FashionIQ categories concatenated).
+def combiner_lambdas(encoded: dict) -> np.ndarray:
+    """The Combiner's lambda on every query (all FashionIQ categories concatenated), from the
+    `encoded` dict an evaluation of the Combiner filled ({group: EncodedSplit}).
 
     Example:
-        >>> lam = combiner_lambdas("data/mini", "cirr", "results/mini/runs/cirr-combiner")
+        >>> enc = {}; evaluate_cirr(root, backbone, combiner, encoded=enc); lam = combiner_lambdas(enc)
     """
-    explorer = Explorer(data_root, dataset, combiner_run, split=split, cache_dir=cache_dir, device=device,
-                        skip_missing=skip_missing)
-    return np.concatenate(list(explorer.lambdas().values()))
+    missing = [g for g, e in encoded.items() if e.lambdas is None]
+    if missing or not encoded:
+        raise ConfigError(f"no Combiner lambdas for {missing or 'any group'}: pass the evaluation of a Combiner "
+                          "(the element-wise sum has no lambda)")
+    return np.concatenate([e.lambdas.cpu().numpy() for e in encoded.values()])
 
 
 def can_show_widgets() -> bool:

@@ -531,3 +531,20 @@ def cirr_rankings(query_features, index_features, reference_indices, member_indi
         if top is not None:
             top[start:end] = _block_top_k(sims, k, ref, scratch)  # modifies sims: do it last
     return top, subset
+
+
+def fashioniq_flat(per_category: dict) -> dict:
+    """Flat FashionIQ metrics: "<category>_recall@K" for each category and "average_recall@K", the
+    mean over the categories (the paper's averages).
+
+    Args:
+        per_category: {category: {"recall@10": .., "recall@50": ..}}.
+    """
+    out = {}
+    for cat, m in per_category.items():
+        for k, v in m.items():
+            out[f"{cat}_{k}"] = v
+    for k in next(iter(per_category.values())):
+        out[f"average_{k}"] = sum(m[k] for m in per_category.values()) / len(per_category)
+    return out
+

@@ -21,30 +21,16 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
-from cir_lib.backbone import MINI_NAME, load_backbone, save_backbone_checkpoint
+from cir_lib.backbone import load_backbone, save_backbone_checkpoint
 from cir_lib.constants import CLIP_MEAN, CLIP_STD, MINI_CHECKPOINT, MINI_POOL_DIR
 from cir_lib.errors import AnnotationError, ConfigError, TrainingError
+from cir_lib.losses import clip_loss
 from cir_lib.progress import progress_bar
+from cir_lib.recipes import PretrainConfig
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHECKPOINT_NAME = MINI_CHECKPOINT  # written in the data root unless `out` is given
-
-
-@dataclass
-class PretrainConfig:
-    """Hyperparameters of `pretrain_mini` (stored in the checkpoint it writes)."""
-
-    model: str = MINI_NAME  # open_clip model name to train from scratch
-    epochs: int = 6  # passes over the pool
-    batch_size: int = 128  # image-caption pairs per step (in-batch negatives)
-    lr: float = 2e-3  # AdamW peak learning rate
-    weight_decay: float = 0.1  # AdamW weight decay (not on gains, biases, logit scale)
-    warmup_steps: int = 50  # linear warmup, then cosine decay to 0
-    preprocess: str = "targetpad"  # cir_lib.transform kind used to prepare pool images
-    max_shift: int = 0  # augmentation: random translation of up to this many pixels (0: none)
-    seed: int = 0  # seeds init, shuffling and augmentation
-    threads: Optional[int] = None  # torch CPU threads (None: leave torch's setting)
 
 
 def _read_pool(data_root: Path) -> tuple:
@@ -141,14 +127,6 @@ def _recalibrate_batchnorm(model: torch.nn.Module, images_u8: torch.Tensor, batc
         m.momentum = momentum
 
 
-def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor,
-              logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric cross-entropy of CLIP over normalized features (open_clip's ClipLoss, one process)."""
-    logits = logit_scale * image_features @ text_features.T
-    labels = torch.arange(len(logits), device=logits.device)
-    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-
-
 def pretrain_mini(
     data_root: Union[str, Path], out: Union[str, Path, None] = None, config: Optional[PretrainConfig] = None
 ) -> Path:
@@ -243,34 +221,3 @@ def pretrain_mini(
     save_backbone_checkpoint(backbone, out, extra=extra)
     logger.info("saved %s (%.0fs in all)", out, extra["seconds"])
     return out
-
-
-# ------------------------------------------------------------------------------------------- CLI
-
-
-def _run(args) -> int:
-    overrides = {f.name: getattr(args, f.name) for f in fields(PretrainConfig) if getattr(args, f.name, None)
-                 is not None}
-    path = pretrain_mini(args.data_root, args.out, PretrainConfig(**overrides))
-    print(path)
-    return 0
-
-
-def add_commands(subparsers) -> None:
-    """Add `pretrain-mini` to the `cir-lib` command line."""
-    p = subparsers.add_parser(
-        "pretrain-mini",
-        help="pretrain the tiny cir-mini CLIP on the mini pool (CPU, minutes)",
-        description="Pretrain cir-mini from scratch with the CLIP contrastive loss on DATA_ROOT/mini_pool "
-                    "and save a checkpoint carrying its config (default DATA_ROOT/cir-mini.pt).",
-    )
-    p.add_argument("--data-root", required=True, type=Path, help="folder holding mini_pool/ (cir-lib make-mini)")
-    p.add_argument("--out", type=Path, default=None, help="checkpoint file (default DATA_ROOT/cir-mini.pt)")
-    defaults = PretrainConfig()
-    p.add_argument("--epochs", type=int, default=None, help=f"passes over the pool (default {defaults.epochs})")
-    p.add_argument("--seed", type=int, default=None, help=f"random seed (default {defaults.seed})")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
-                   help=f"pairs per step (default {defaults.batch_size})")
-    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {defaults.lr})")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.set_defaults(func=_run)

@@ -12,16 +12,16 @@ line (`--set key=value`, parsed by the field's type):
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Union
 
-from cir_lib.constants import DATASETS, PREPROCESS_KINDS, TARGETPAD_RATIO
+from cir_lib.constants import DATASETS, EVAL_IMAGE_BATCH, EVAL_TEXT_BATCH, MINI_NAME, PREPROCESS_KINDS, STAGES, TARGETPAD_RATIO
 from cir_lib.errors import ConfigError
 
 ENCODER_CHOICES = ("text", "image", "both")
 AMP_CHOICES = ("bf16", "fp16", "none")
-STAGES = ("finetune", "combiner")
 DATA_ROOT_PLACEHOLDER = "{data_root}"  # in `pretrained`: replaced by the data root at run time
 
 
@@ -77,6 +77,39 @@ class CombinerTrainConfig:
     skip_missing: bool = False  # skip queries whose images are missing (reported), else fail
     device: str = "auto"  # "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
     threads: Optional[int] = None  # torch CPU threads for the process (None: torch's choice)
+
+
+@dataclass
+class PretrainConfig:
+    """Hyperparameters of `pretrain_mini` (stored in the checkpoint it writes)."""
+
+    model: str = MINI_NAME  # open_clip model name to train from scratch
+    epochs: int = 6  # passes over the pool
+    batch_size: int = 128  # image-caption pairs per step (in-batch negatives)
+    lr: float = 2e-3  # AdamW peak learning rate
+    weight_decay: float = 0.1  # AdamW weight decay (not on gains, biases, logit scale)
+    warmup_steps: int = 50  # linear warmup, then cosine decay to 0
+    preprocess: str = "targetpad"  # cir_lib.transform kind used to prepare pool images
+    max_shift: int = 0  # augmentation: random translation of up to this many pixels (0: none)
+    seed: int = 0  # seeds init, shuffling and augmentation
+    threads: Optional[int] = None  # torch CPU threads (None: leave torch's setting)
+
+
+@dataclass
+class EvalConfig:
+    """How to evaluate (`cir-lib evaluate`, `submit-cirr`, the explorer and the notebooks).
+
+    The preprocessing is not here: it belongs to the model (a run's own, or targetpad at the
+    backbone's input size) and is passed beside this config.
+    """
+
+    split: str = "val"  # the split to encode ("val" for metrics; "test1" for CIRR submissions)
+    cache_dir: Optional[str] = None  # image-feature cache folder (None: no cache)
+    skip_missing: bool = False  # drop missing or unreadable images and the queries using them (counted)
+    batch_size: int = EVAL_IMAGE_BATCH  # images per forward pass
+    text_batch_size: int = EVAL_TEXT_BATCH  # captions per forward pass
+    device: Optional[str] = None  # where to encode: None = the backbone's device; "auto" | "cpu" | "cuda"
+    num_workers: int = 0  # DataLoader workers decoding images
 
 
 @dataclass(frozen=True)
@@ -167,8 +200,14 @@ def get_recipe(name: str, stage: str = "finetune", **overrides: Any):
     return config
 
 
-def parse_overrides(items: Optional[Iterable[str]]) -> dict:
-    """Turn ["key=value", ...] (the CLI's repeated `--set`) into a dict of raw strings.
+def parse_overrides(items: Optional[Iterable[str]], json_values: bool = False) -> dict:
+    """Turn ["key=value", ...] (every command's repeated `--set`) into a dict.
+
+    Args:
+        items: the `--set` values.
+        json_values: parse each value as JSON where it is JSON (`reproduce`, whose notebook
+            parameters include lists and dicts); otherwise values stay raw strings, parsed later by
+            the config field's type.
 
     Example:
         >>> parse_overrides(["lr=1e-5", "encoders=both"])
@@ -179,7 +218,13 @@ def parse_overrides(items: Optional[Iterable[str]]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = value.strip()
+        value = value.strip()
+        if json_values:
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        out[key.strip()] = value
     return out
 
 

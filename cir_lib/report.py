@@ -32,7 +32,7 @@ import pandas as pd
 
 from cir_lib.constants import CIRR_KS, CIRR_SUBSET_KS, FASHIONIQ_CATEGORIES, FASHIONIQ_KS, PAPER_RESULTS
 from cir_lib.errors import ConfigError
-from cir_lib.runs import atomic_write_text, read_history
+from cir_lib.runs import atomic_write_text, jsonable, read_history
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, *, t
     caption = ". ".join(t.strip().rstrip(".") for t in [title, *notes] if t.strip())
     atomic_write_text(paths["tex"], to_latex(table, difference, caption=caption + "." if caption else "",
                                               label=f"tab:{name}"))
-    atomic_write_text(paths["meta"], json.dumps(_jsonable(dict(meta or {})), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(paths["meta"], json.dumps(jsonable(dict(meta or {})), indent=2, sort_keys=True) + "\n")
     logger.info("wrote %s table to %s.{csv,md,tex}", name, out / name)
     return paths
 
@@ -347,23 +347,6 @@ def _short_config(config: Any) -> dict[str, Any]:
             "lr", "seed", "best_epoch", "run_dir", "path")
     flat = {k: config[k] for k in keep if k in config and not isinstance(config[k], (dict, list))}
     return flat or {k: v for k, v in list(config.items())[:6] if not isinstance(v, (dict, list))}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-        return _jsonable(dataclasses.asdict(value))
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 # --------------------------------------------------------------------------- figures

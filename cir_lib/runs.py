@@ -25,7 +25,7 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 
@@ -269,7 +269,7 @@ class RunFolder:
 
 def _check_same_config(path: Path, old: dict, new: dict) -> None:
     diffs = [k for k in sorted(set(old) | set(new))
-             if k not in RESUMABLE_CHANGES and _jsonable(old.get(k)) != _jsonable(new.get(k))]
+             if k not in RESUMABLE_CHANGES and jsonable(old.get(k)) != jsonable(new.get(k))]
     if diffs:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs)
         raise ConfigError(
@@ -287,8 +287,22 @@ def _check_same_inputs(path: Path, old: dict, must_match: dict) -> None:
             "same inputs (for a Combiner: the same --clip-run) or start a new run folder")
 
 
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=str))
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON types: mappings, sequences, paths, numpy numbers and dataclasses
+    converted; anything else by str()."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+        return value.item()  # numpy / torch scalars
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
 
 
 def read_run_config(run_dir) -> dict:

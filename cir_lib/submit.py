@@ -25,6 +25,7 @@ import torch
 
 from cir_lib.constants import CIRR_SUBMISSION_MAX_BYTES, CIRR_VERSION
 from cir_lib.errors import ConfigError, SubmissionError
+from cir_lib.recipes import EvalConfig
 from cir_lib.runs import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -94,10 +95,8 @@ def default_tag(backbone) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{backbone.name}-{weights}")
 
 
-def write_cirr_submission(data_root, backbone, combiner, out_dir, *, preprocess=None, split: str = "test1",
-                          tag: Optional[str] = None, cache_dir=None, batch_size: int = 64,
-                          text_batch_size: int = 256, device=None, num_workers: int = 0,
-                          validate: bool = True) -> tuple[Path, Path]:
+def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Optional[EvalConfig] = None, *,
+                          preprocess=None, tag: Optional[str] = None, validate: bool = True) -> tuple[Path, Path]:
     """Encode CIRR test1, rank, and write the two server files (then validate them).
 
     Args:
@@ -105,9 +104,9 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, *, preprocess=
         backbone: a `cir_lib.backbone.Backbone`; combiner: `ElementwiseSum` or `Combiner`.
         out_dir: folder for the two files (created).
         preprocess: `PreprocessConfig`, a kind name, or None (targetpad at the backbone's size).
-        split: "test1" for the server ("val" writes the same format, useful for checks).
+        config: an `EvalConfig` (default: split "test1", for the server; "val" writes the same
+            format, useful for checks); skip_missing is refused: the server needs every pairid.
         tag: file-name tag (default from the backbone, see `default_tag`).
-        cache_dir / batch_size / text_batch_size / device / num_workers: encoding controls.
         validate: run `validate_cirr_submission` and raise SubmissionError on any problem.
     Returns:
         (recall file, recall_subset file).
@@ -117,10 +116,13 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, *, preprocess=
     from cir_lib.data import load_split
     from cir_lib.evaluate import encode_split
 
+    config = config or EvalConfig(split="test1")
+    split = config.split
+    if config.skip_missing:
+        raise ConfigError("a CIRR submission cannot skip images: the server needs every test pairid; restore "
+                          "the missing images (cir-lib check-data lists them)")
     data = load_split(data_root, "cirr", split)  # every image must be there: the server needs every pairid
-    encoded = encode_split(data, backbone, combiner, preprocess=preprocess, cache_dir=cache_dir,
-                           batch_size=batch_size, text_batch_size=text_batch_size, device=device,
-                           num_workers=num_workers)
+    encoded = encode_split(data, backbone, combiner, config, preprocess=preprocess)
     top, subset = rank_cirr_split(data, encoded.index_features, encoded.query_features)
     recall, recall_subset = submission_dicts(data, top, subset)
     recall_path, subset_path = submission_paths(out_dir, tag or default_tag(backbone))
@@ -130,14 +132,14 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, *, preprocess=
     if validate:
         problems = validate_cirr_submission(recall_path, subset_path, data_root, split=split, loaded=data)
         if problems:
-            raise SubmissionError(_problem_text(problems, recall_path, subset_path))
+            raise SubmissionError(format_problems(problems, recall_path, subset_path))
     return recall_path, subset_path
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _problem_text(problems: list, recall_path, subset_path) -> str:
+def format_problems(problems: list, recall_path, subset_path) -> str:
     shown = "\n  - ".join(problems[:MAX_REPORTED])
     more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
     return (f"the submission {recall_path} / {subset_path} would be rejected ({len(problems)} problem(s)):"
@@ -239,53 +241,3 @@ def validate_cirr_submission(recall_path, subset_path, data_root, *, split: str 
         if content is not None:
             _check_file(path, content, metric, length, queries, index_names, problems)
     return problems
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _cmd_submit(args) -> int:
-    from cir_lib.evaluate import _resolve_models, _resolve_preprocess
-
-    backbone, combiner = _resolve_models(args)
-    preprocess = _resolve_preprocess(args, backbone)
-    recall_path, subset_path = write_cirr_submission(
-        args.data_root, backbone, combiner, args.out, preprocess=preprocess, tag=args.tag,
-        cache_dir=args.cache_dir, batch_size=args.batch_size, device=args.device)
-    print(f"wrote {recall_path}")
-    print(f"wrote {subset_path}")
-    print("validated against the test1 annotations: every pairid, version, metric, lengths, membership, size")
-    return 0
-
-
-def _cmd_validate(args) -> int:
-    problems = validate_cirr_submission(args.recall, args.subset, args.data_root, split=args.split)
-    if problems:
-        raise SubmissionError(_problem_text(problems, args.recall, args.subset))
-    print(f"valid: {args.recall} and {args.subset}")
-    return 0
-
-
-def add_commands(subparsers) -> None:
-    """Add `submit-cirr` and `validate-cirr`."""
-    from cir_lib.evaluate import DEFAULT_IMAGE_BATCH, add_model_arguments
-
-    p = subparsers.add_parser("submit-cirr", help="write the CIRR test1 files for the evaluation server",
-                              description="Rank CIRR test1 with the element-wise sum and write the two server "
-                                          "files (recall: top 50; recall_subset: top 3), then validate them.")
-    p.add_argument("--data-root", required=True, metavar="DIR", help="folder holding cirr_dataset/")
-    add_model_arguments(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the two JSON files")
-    p.add_argument("--tag", help="file-name tag (default: <backbone>-<weights>)")
-    p.add_argument("--cache-dir", metavar="DIR", help="image-feature cache folder (default: no cache)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_IMAGE_BATCH, help="images per forward pass")
-    p.set_defaults(func=_cmd_submit)
-
-    v = subparsers.add_parser("validate-cirr", help="check a pair of CIRR submission files",
-                              description="Check two CIRR submission files against the test1 annotations.")
-    v.add_argument("--data-root", required=True, metavar="DIR", help="folder holding cirr_dataset/")
-    v.add_argument("--split", default="test1", help="split the files answer (default test1)")
-    v.add_argument("recall", metavar="RECALL_JSON", help="the recall file")
-    v.add_argument("subset", metavar="SUBSET_JSON", help="the recall_subset file")
-    v.set_defaults(func=_cmd_validate)
-

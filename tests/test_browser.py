@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from cir_lib import pipeline, progress
+from cir_lib import profiles, progress
+from cir_lib import reproduce as runner
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
 
@@ -81,12 +82,12 @@ def smoke_project(tmp_path_factory, smoke_root):
     project = tmp_path_factory.mktemp("lab")
     data_root = project / "data" / "smoke"
     shutil.copytree(smoke_root, data_root)
-    pipeline.reproduce("smoke", data_root=data_root, results_dir=project / "results",
-                       notebooks=[n for n in pipeline.NOTEBOOKS if n != NOTEBOOK], progress=False)
+    runner.reproduce("smoke", data_root=data_root, results_dir=project / "results",
+                       notebooks=[n for n in runner.NOTEBOOKS if n != NOTEBOOK], progress=False)
     (project / "notebooks").mkdir()
     target = project / "notebooks" / f"{NOTEBOOK}.ipynb"
     shutil.copy(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", target)
-    params = pipeline.PROFILES["smoke"].notebook_parameters(data_root, project / "results" / "smoke")
+    params = profiles.PROFILES["smoke"].notebook_parameters(data_root, project / "results" / "smoke")
     _set_parameters(target, {k: params[k] for k in ("profile", "data_root", "results_dir", "datasets", "recipes",
                                                     "mini_preset", "pretrained", "n_examples", "top_k")})
     return project

@@ -3,7 +3,6 @@ of every reference, img_set invariants, caption variety, the pool, and the `make
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -19,6 +18,7 @@ from PIL import Image
 
 from cir_lib import __version__
 from cir_lib import mini
+from cir_lib.cli import build_parser
 from cir_lib.constants import CIRR_SPLITS, FASHIONIQ_CATEGORIES, FASHIONIQ_SPLITS
 from cir_lib.errors import ConfigError
 
@@ -358,8 +358,7 @@ def test_cli_make_mini_smoke(tmp_path, smoke_root):
 
 def test_make_mini_command_refuses_existing_output_then_overwrites_and_has_help(tmp_path, smoke_root, capsys):
     # Through the module's own subcommand (the full CLI is exercised once, above).
-    parser = argparse.ArgumentParser(prog="cir-lib")
-    mini.add_commands(parser.add_subparsers())
+    parser = build_parser(["make-mini"])
     out = tmp_path / "cmd"
     shutil.copytree(smoke_root, out)
     args = parser.parse_args(["make-mini", "--out", str(out), "--preset", "smoke"])

@@ -23,7 +23,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from cir_lib import pipeline, report
+from cir_lib import notebook, profiles, report
+from cir_lib import reproduce as runner
+from cir_lib.errors import PipelineError
 from cir_lib.errors import CirError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,11 +56,11 @@ def _parameters_cells(nb):
 
 
 def test_the_series_is_the_notebooks_folder():
-    assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(pipeline.NOTEBOOKS)
+    assert sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb")) == sorted(runner.NOTEBOOKS)
     assert not list(NOTEBOOK_DIR.glob("*.py")), "the .ipynb files are the source: no generator script"
 
 
-@pytest.mark.parametrize("name", pipeline.NOTEBOOKS)
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
 def test_notebook_shape(name):
     nb = _read(name)
     nbformat.validate(nbformat.from_dict(nb))
@@ -88,7 +90,7 @@ def test_language_info_is_what_the_kernel_reports():
     from ipykernel.ipkernel import IPythonKernel
 
     reported = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
-    for name in pipeline.NOTEBOOKS:
+    for name in runner.NOTEBOOKS:
         stored = dict(_read(name)["metadata"]["language_info"])
         assert stored.pop("version") and stored == reported, name
 
@@ -150,8 +152,8 @@ def test_normalizer_check_names_the_command(tmp_path, capsys):
 
 
 def test_parameters_match_what_the_pipeline_injects(tmp_path):
-    injected = set(pipeline.PROFILES["mini"].notebook_parameters(tmp_path, tmp_path))
-    for name in pipeline.NOTEBOOKS:
+    injected = set(profiles.PROFILES["mini"].notebook_parameters(tmp_path, tmp_path))
+    for name in runner.NOTEBOOKS:
         cell = _parameters_cells(_read(name))[0]
         tree = ast.parse(_text(cell))
         assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
@@ -163,7 +165,7 @@ def test_parameters_match_what_the_pipeline_injects(tmp_path):
 
 def test_results_readme_names_every_notebook():
     text = (ROOT / "results" / "README.md").read_text()
-    for name in pipeline.NOTEBOOKS:
+    for name in runner.NOTEBOOKS:
         assert name in text
     for product in ("tables/fashioniq.{csv,md,tex}", "tables/cirr.{csv,md,tex}", "executed/", "retrieval_grid_",
                     "lambda_distribution", "training_curves", "recall_bars_"):
@@ -171,22 +173,22 @@ def test_results_readme_names_every_notebook():
 
 
 def test_profiles_and_refusals(tmp_path):
-    assert set(pipeline.PROFILES) == {"smoke", "mini", "paper"}
+    assert set(profiles.PROFILES) == {"smoke", "mini", "paper"}
     with pytest.raises(ConfigError, match="unknown profile"):
-        pipeline.reproduce("tiny", results_dir=tmp_path)
+        runner.reproduce("tiny", results_dir=tmp_path)
     with pytest.raises(CirError, match="--data-root"):
-        pipeline.reproduce("paper", results_dir=tmp_path)
+        runner.reproduce("paper", results_dir=tmp_path)
     with pytest.raises(ConfigError, match="unknown notebook parameter"):
-        pipeline.reproduce("smoke", data_root=tmp_path / "d", results_dir=tmp_path, parameters={"epochs": 1})
+        runner.reproduce("smoke", data_root=tmp_path / "d", results_dir=tmp_path, parameters={"epochs": 1})
 
 
 def test_paper_profile_without_data_names_what_is_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "openai_weights_location", lambda model: None)
-    monkeypatch.setattr(pipeline, "_network_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(runner, "openai_weights_location", lambda model: None)
+    monkeypatch.setattr(runner, "network_reachable", lambda *a, **k: False)
     root = tmp_path / "real"
     (root / "cirr_dataset").mkdir(parents=True)
-    with pytest.raises(pipeline.PipelineError) as err:
-        pipeline.reproduce("paper", data_root=root, results_dir=tmp_path / "results")
+    with pytest.raises(PipelineError) as err:
+        runner.reproduce("paper", data_root=root, results_dir=tmp_path / "results")
     message = str(err.value)
     assert "fashionIQ_dataset" in message and "cap.rc2.train.json" in message
     assert "OpenAI's RN50 weights" in message and "check-data" in message
@@ -205,36 +207,36 @@ def test_ensure_mini_reuses_and_refuses(tmp_path, smoke_root):
     root = tmp_path / "data"
     shutil.copytree(smoke_root, root)
     before = (root / "MINI_BENCHMARK.json").stat().st_mtime_ns
-    manifest = pipeline.ensure_mini(root, "smoke", seed=0)  # same preset and seed: reused as is
+    manifest = notebook.ensure_mini(root, "smoke", seed=0)  # same preset and seed: reused as is
     assert manifest["preset"] == "smoke" and (root / "MINI_BENCHMARK.json").stat().st_mtime_ns == before
-    with pytest.raises(pipeline.PipelineError, match="holds the 'smoke' mini benchmark"):
-        pipeline.ensure_mini(root, "mini", seed=0)
+    with pytest.raises(PipelineError, match="holds the 'smoke' mini benchmark"):
+        notebook.ensure_mini(root, "mini", seed=0)
 
 
 def test_helpers_for_the_notebooks(tmp_path):
     run = tmp_path / "runs" / "cirr-stage1"
     run.mkdir(parents=True)
     (run / "config.json").write_text("{}")
-    assert pipeline.fresh_run_dir(run) == run and not run.exists()  # an earlier run is removed
+    assert notebook.fresh_run_dir(run) == run and not run.exists()  # an earlier run is removed
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    with pytest.raises(pipeline.PipelineError, match="not a run folder"):
-        pipeline.fresh_run_dir(other)
+    with pytest.raises(PipelineError, match="not a run folder"):
+        notebook.fresh_run_dir(other)
     assert (other / "keep.txt").exists()
-    config = pipeline.stage_config("smoke", "combiner", "cirr", epochs=3, cache_dir=tmp_path / "c")
+    config = notebook.stage_config("smoke", "combiner", "cirr", epochs=3, cache_dir=tmp_path / "c")
     assert (config.epochs, config.dataset, config.cache_dir) == (3, "cirr", str(tmp_path / "c"))
-    assert pipeline.stage_config("smoke", "stage1", "cirr").epochs == pipeline.stage_config("smoke", "stage1", "cirr", epochs=None).epochs
+    assert notebook.stage_config("smoke", "finetune", "cirr").epochs == notebook.stage_config("smoke", "finetune", "cirr", epochs=None).epochs
     keys = list(report.CIRR_COLUMNS)
     rows = {"zero-shot sum": dict.fromkeys(keys, 10.0), "stage 1 sum": dict.fromkeys(keys, 20.0),
             "stage 1 + Combiner": dict.fromkeys(keys, 30.0)}
-    assert pipeline.ordering(rows, "cirr") == {"scores": {"zero-shot sum": 10.0, "stage 1 sum": 20.0,
+    assert notebook.ordering(rows, "cirr") == {"scores": {"zero-shot sum": 10.0, "stage 1 sum": 20.0,
                                                           "stage 1 + Combiner": 30.0}, "ascending": True}
     rows["stage 1 + Combiner"]["recall@1"] = -60.0  # mean of seven drops to 17.1
-    assert not pipeline.ordering(rows, "cirr")["ascending"]
-    notes = pipeline.table_notes("mini", "cirr")
+    assert not notebook.ordering(rows, "cirr")["ascending"]
+    notes = notebook.table_notes("mini", "cirr")
     assert any("not the paper's data" in n for n in notes) and any("test1" in n for n in notes)
-    assert not any("not the paper's data" in n for n in pipeline.table_notes("paper", "fashioniq"))
+    assert not any("not the paper's data" in n for n in notebook.table_notes("paper", "fashioniq"))
 
 
 @pytest.mark.notebooks
@@ -245,9 +247,9 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
     nb.cells = [params, nbformat.v4.new_code_cell("y = x + 1"), nbformat.v4.new_code_cell("raise ValueError(f'boom {x}')")]
     source = tmp_path / "broken.ipynb"
     nbformat.write(nb, source)
-    with pipeline.pipeline_kernel() as kernel:
-        with pytest.raises(pipeline.PipelineError) as err:
-            pipeline.run_notebook("broken", tmp_path / "out" / "broken.ipynb", {"x": 7}, kernel_name=kernel,
+    with runner.pipeline_kernel() as kernel:
+        with pytest.raises(PipelineError) as err:
+            runner.run_notebook("broken", tmp_path / "out" / "broken.ipynb", {"x": 7}, kernel_name=kernel,
                                   cwd=tmp_path, source=source, progress=False)
     message = str(err.value)
     assert "broken.ipynb" in message and "ValueError: boom 7" in message and "cell" in message
@@ -259,11 +261,11 @@ def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
     data_root = tmp_path / "smoke"
     shutil.copytree(smoke_root, data_root)  # the session fixture must stay untouched
     start = time.perf_counter()
-    summary = pipeline.reproduce("smoke", data_root=data_root, results_dir=tmp_path / "results", progress=False)
+    summary = runner.reproduce("smoke", data_root=data_root, results_dir=tmp_path / "results", progress=False)
     seconds = time.perf_counter() - start
     out = tmp_path / "results" / "smoke"
-    assert list(summary["executed"]) == list(pipeline.NOTEBOOKS)
-    for name in pipeline.NOTEBOOKS:
+    assert list(summary["executed"]) == list(runner.NOTEBOOKS)
+    for name in runner.NOTEBOOKS:
         assert (out / "executed" / f"{name}.ipynb").is_file()
     for dataset, columns in report.TABLE_COLUMNS.items():
         table = pd.read_csv(out / "tables" / f"{dataset}.csv")
@@ -289,8 +291,8 @@ def _explorer_checks(data_root, out):
     """The explorer over the smoke runs: own queries, a typed caption over another reference, widgets."""
     from cir_lib import explore
 
-    paths = pipeline.result_paths(out)
-    ex = explore.Explorer(data_root, "cirr", paths.run("cirr", "combiner"), cache_dir=paths.cache)
+    paths = notebook.result_paths(out)
+    ex = explore.Explorer(data_root, "cirr", paths.run("cirr", "combiner"), notebook.eval_config(paths))
     q = ex.query("cirr", 0)
     own = ex.rank("cirr", 0, k=3)
     assert set(own) == {"stage 1 sum", "stage 1 + Combiner", "lambda"} and 0 < own["lambda"] < 1
@@ -337,9 +339,9 @@ def test_data_prep_notebook_honours_skip_missing(tmp_path, smoke_root):
     missing = Path(train.image_paths[train.name_to_index[train.queries[0].reference]])
     missing.unlink()
     kwargs = dict(data_root=data_root, results_dir=tmp_path / "results", notebooks=["00_data_prep"], progress=False)
-    with pytest.raises(pipeline.PipelineError, match=missing.name):
-        pipeline.reproduce("smoke", **kwargs)
-    summary = pipeline.reproduce("smoke", parameters={"skip_missing": True}, **kwargs)
+    with pytest.raises(PipelineError, match=missing.name):
+        runner.reproduce("smoke", **kwargs)
+    summary = runner.reproduce("smoke", parameters={"skip_missing": True}, **kwargs)
     assert list(summary["executed"]) == ["00_data_prep"]
 
 
@@ -348,7 +350,7 @@ def test_make_lab_opens_the_series_in_order():
     lab = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(lab)
     paths = lab.notebooks()
-    assert paths == [f"notebooks/{name}.ipynb" for name in pipeline.NOTEBOOKS]
+    assert paths == [f"notebooks/{name}.ipynb" for name in runner.NOTEBOOKS]
     layout = lab.workspace(paths)["data"]["layout-restorer:data"]["main"]
     assert layout["dock"]["widgets"] == [f"notebook:{p}" for p in paths] and layout["current"] == f"notebook:{paths[0]}"
     command = lab.command(["--port", "8890"])

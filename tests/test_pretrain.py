@@ -12,7 +12,8 @@ import cir_lib.pretrain as pretrain
 from cir_lib.backbone import checkpoint_config, load_backbone
 from cir_lib.cli import main
 from cir_lib.errors import AnnotationError, TrainingError
-from cir_lib.pretrain import PretrainConfig, pretrain_mini
+from cir_lib.pretrain import pretrain_mini
+from cir_lib.recipes import PretrainConfig
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30),
           "black": (10, 10, 10), "white": (245, 245, 245), "purple": (130, 30, 160), "orange": (250, 140, 20)}

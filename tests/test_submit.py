@@ -14,6 +14,7 @@ from PIL import Image
 
 from cir_lib.constants import CIRR_DIR
 from cir_lib.data import load_split
+from cir_lib.recipes import EvalConfig
 from cir_lib.errors import SubmissionError
 from cir_lib.submit import (
     RECALL_K,
@@ -55,7 +56,7 @@ def written(test1_root, tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("submission")
     recall, subset = write_cirr_submission(test1_root, backbone, ElementwiseSum(backbone.embed_dim), out,
-                                           batch_size=256, tag="mini")
+                                           EvalConfig(split="test1", batch_size=256), tag="mini")
     return recall, subset
 
 

@@ -12,7 +12,10 @@ import stat
 import pytest
 import torch
 
-from cir_lib import features, runs, train
+from cir_lib import features, finetune as stage1, losses, runs, training, training_data
+from cir_lib.finetune import Stage1Encoder, enable_grad_checkpointing, finetune, freeze_for_stage1
+from cir_lib.loading import ZERO_SHOT, load_run
+from cir_lib.train_combiner import train_combiner
 from cir_lib.errors import CirError, ConfigError, TrainingError
 from cir_lib.recipes import get_recipe
 
@@ -53,7 +56,7 @@ def _state(model):
 def stage1_run(smoke_root, tmp_path_factory):
     """A finished stage-1 run (FashionIQ, 2 epochs) shared by the stage-2 and loading tests."""
     out = tmp_path_factory.mktemp("runs") / "stage1"
-    result = train.finetune(smoke_root, _stage1("fashioniq", epochs=2), out)
+    result = finetune(smoke_root, _stage1("fashioniq", epochs=2), out)
     return out, result
 
 
@@ -66,13 +69,13 @@ def test_gradients_reach_only_the_chosen_encoders(encoders):
     torch.manual_seed(0)
     bb = load_backbone("cir-mini", "none")
     model = bb.model.eval()
-    train.freeze_for_stage1(model, encoders)
-    enc = train._Stage1Encoder(model, train_image=encoders != "text")
+    freeze_for_stage1(model, encoders)
+    enc = Stage1Encoder(model, train_image=encoders != "text")
     tokens = bb.tokenize(["a red dress", "a blue shirt", "has stripes", "is longer"])
     images = torch.randn(8, 3, bb.image_size, bb.image_size)
     text, image = enc(tokens, images)
     query = torch.nn.functional.normalize(image[:4] + text, dim=-1)
-    train.contrastive_loss(query, image[4:]).backward()
+    losses.contrastive_loss(query, image[4:]).backward()
 
     text_names = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
     for name, p in model.named_parameters():
@@ -96,13 +99,13 @@ def test_gradient_checkpointing_gives_the_same_gradients_through_both_encoders(m
         torch.manual_seed(0)
         bb = load_backbone("cir-mini", "none")
         model = bb.model.eval()
-        train.freeze_for_stage1(model, "both")
+        freeze_for_stage1(model, "both")
         if checkpointing:
-            train.enable_grad_checkpointing(model)
+            enable_grad_checkpointing(model)
         tokens = bb.tokenize(["a red dress", "a blue shirt", "has stripes"])
         images = torch.randn(6, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(1))
-        text, image = train._Stage1Encoder(model, train_image=True)(tokens, images)
-        train.contrastive_loss(torch.nn.functional.normalize(image[:3] + text, dim=-1), image[3:]).backward()
+        text, image = Stage1Encoder(model, train_image=True)(tokens, images)
+        losses.contrastive_loss(torch.nn.functional.normalize(image[:3] + text, dim=-1), image[3:]).backward()
         return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
 
     calls = {"n": 0}
@@ -128,7 +131,7 @@ def test_text_encoding_trimmed_to_the_longest_caption_equals_open_clips(monkeypa
     model = bb.model.eval()
     tokens = bb.tokenize(["red", "a red dress with long sleeves and a star", "has a logo", "blue"])
     assert features._text_length(model, tokens) < tokens.shape[1]  # trimming happens
-    train.freeze_for_stage1(model, "text")
+    freeze_for_stage1(model, "text")
     trimmed = features.encode_text(model, tokens)
     assert model._cir_trim_checked is True
     full = model.encode_text(tokens)
@@ -153,7 +156,7 @@ def test_contrastive_loss_is_cross_entropy_on_scaled_cosine_logits():
     qn, tn = q / q.norm(dim=1, keepdim=True), t / t.norm(dim=1, keepdim=True)
     logits = 100 * qn @ tn.T
     naive = -torch.stack([logits[i].log_softmax(0)[i] for i in range(5)]).mean()
-    assert torch.allclose(train.contrastive_loss(q, t), naive, atol=1e-5)
+    assert torch.allclose(losses.contrastive_loss(q, t), naive, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- caption augmentation
@@ -162,46 +165,46 @@ def test_each_fashioniq_caption_variant_is_drawn_a_quarter_of_the_time():
     g = torch.Generator().manual_seed(0)
     counts = torch.zeros(4)
     for _ in range(50):
-        for _, v in train.epoch_batches(400, 4, 32, g):
+        for _, v in training_data.epoch_batches(400, 4, 32, g):
             counts += torch.bincount(v, minlength=4)
     freq = counts / counts.sum()
     # 50 * 384 = 19,200 draws: the standard error of a frequency is ~0.003.
     assert torch.all((freq - 0.25).abs() < 0.015), freq
     # a CIRR query has one caption: variant 0 always
-    assert all(int(v.max()) == 0 for _, v in train.epoch_batches(50, 1, 8, g))
+    assert all(int(v.max()) == 0 for _, v in training_data.epoch_batches(50, 1, 8, g))
 
 
 def test_epoch_batches_are_a_seeded_permutation_without_the_last_partial_batch():
-    a = train.epoch_batches(37, 4, 8, torch.Generator().manual_seed(3))
-    b = train.epoch_batches(37, 4, 8, torch.Generator().manual_seed(3))
+    a = training_data.epoch_batches(37, 4, 8, torch.Generator().manual_seed(3))
+    b = training_data.epoch_batches(37, 4, 8, torch.Generator().manual_seed(3))
     assert [x.tolist() for x, _ in a] == [x.tolist() for x, _ in b]
     assert len(a) == 4 and all(len(q) == 8 for q, _ in a)
     seen = torch.cat([q for q, _ in a])
     assert len(set(seen.tolist())) == 32
-    assert len(train.epoch_batches(5, 1, 128, torch.Generator())) == 1  # smaller than a batch: one batch
+    assert len(training_data.epoch_batches(5, 1, 128, torch.Generator())) == 1  # smaller than a batch: one batch
 
 
 def test_training_captions_are_the_four_variants_tokenized_once(smoke_root):
     from cir_lib.backbone import load_backbone
     from cir_lib.data import fashioniq_caption_variants
 
-    split = train.load_train_split(smoke_root, "fashioniq")
-    variants = train.training_captions(split)
+    split = training_data.load_train_split(smoke_root, "fashioniq")
+    variants = training_data.training_captions(split)
     q = split.queries[3]
     assert variants[3] == list(fashioniq_caption_variants(*q.captions))
     bb = load_backbone("cir-mini", "none")
-    tokens = train.tokenize_variants(bb, variants[:5])
+    tokens = training_data.tokenize_variants(bb, variants[:5])
     assert tokens.shape == (5, 4, bb.context_length)
     assert torch.equal(tokens[3, 2], bb.tokenize([variants[3][2]])[0])
-    cirr = train.training_captions(train.load_train_split(smoke_root, "cirr"))
+    cirr = training_data.training_captions(training_data.load_train_split(smoke_root, "cirr"))
     assert all(len(v) == 1 for v in cirr)
 
 
 # ----------------------------------------------------------------------------- stage 1
 
 def test_cached_image_features_give_the_numbers_of_re_encoding_images(smoke_root, tmp_path):
-    cached = train.finetune(smoke_root, _stage1(cache_image_features=True), tmp_path / "cached")
-    encoded = train.finetune(smoke_root, _stage1(cache_image_features=False), tmp_path / "encoded")
+    cached = finetune(smoke_root, _stage1(cache_image_features=True), tmp_path / "cached")
+    encoded = finetune(smoke_root, _stage1(cache_image_features=False), tmp_path / "encoded")
     a, b = cached.history[0], encoded.history[0]
     assert a["steps"] == b["steps"] > 1
     assert math.isclose(a["loss"], b["loss"], rel_tol=1e-5)
@@ -238,7 +241,7 @@ def test_the_saved_best_model_reproduces_its_validation_metrics(stage1_run, smok
     from cir_lib.transform import PreprocessConfig
 
     out, result = stage1_run
-    backbone, combiner, cfg = train.load_run(out)
+    backbone, combiner, cfg = load_run(out)
     res = evaluate_fashioniq(smoke_root, backbone, combiner,
                              preprocess=PreprocessConfig(cfg.preprocess, backbone.image_size, cfg.preprocess_ratio))
     for key in ("recall@10", "recall@50"):
@@ -246,7 +249,7 @@ def test_the_saved_best_model_reproduces_its_validation_metrics(stage1_run, smok
 
 
 def test_cirr_stage1_validates_with_the_seven_cirr_metrics(smoke_root, tmp_path):
-    result = train.finetune(smoke_root, _stage1("cirr", encoders="image", batch_size=28), tmp_path / "r")
+    result = finetune(smoke_root, _stage1("cirr", encoders="image", batch_size=28), tmp_path / "r")
     m = result.best_metrics
     keys = ["recall@1", "recall@5", "recall@10", "recall@50", "recall_subset@1", "recall_subset@2",
             "recall_subset@3"]
@@ -254,9 +257,9 @@ def test_cirr_stage1_validates_with_the_seven_cirr_metrics(smoke_root, tmp_path)
 
 
 def test_resuming_gives_the_numbers_of_an_uninterrupted_run(smoke_root, tmp_path):
-    straight = train.finetune(smoke_root, _stage1(epochs=2), tmp_path / "straight")
-    train.finetune(smoke_root, _stage1(epochs=1), tmp_path / "split")
-    resumed = train.finetune(smoke_root, _stage1(epochs=2), tmp_path / "split", resume=True)
+    straight = finetune(smoke_root, _stage1(epochs=2), tmp_path / "straight")
+    finetune(smoke_root, _stage1(epochs=1), tmp_path / "split")
+    resumed = finetune(smoke_root, _stage1(epochs=2), tmp_path / "split", resume=True)
     assert _rows(resumed.history) == _rows(straight.history)
     a = torch.load(tmp_path / "straight" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "split" / "last.pt", weights_only=False)
@@ -269,25 +272,25 @@ def test_resuming_gives_the_numbers_of_an_uninterrupted_run(smoke_root, tmp_path
 def test_a_run_folder_is_never_overwritten_and_resume_checks_the_config(stage1_run, smoke_root):
     out, _ = stage1_run
     with pytest.raises(ConfigError, match="already holds checkpoints"):
-        train.finetune(smoke_root, _stage1("fashioniq", epochs=2), out)
+        finetune(smoke_root, _stage1("fashioniq", epochs=2), out)
     with pytest.raises(ConfigError, match="lr"):
-        train.finetune(smoke_root, _stage1("fashioniq", epochs=3, lr=1.0), out, resume=True)
+        finetune(smoke_root, _stage1("fashioniq", epochs=3, lr=1.0), out, resume=True)
 
 
 def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(smoke_root, tmp_path,
                                                                                   monkeypatch):
-    real = train.contrastive_loss
+    real = losses.contrastive_loss
     calls = {"n": 0}
-    steps_per_epoch = len(train.load_train_split(smoke_root, "cirr").queries) // 16
+    steps_per_epoch = len(training_data.load_train_split(smoke_root, "cirr").queries) // 16
 
     def poisoned(q, t):
         calls["n"] += 1
         loss = real(q, t)
         return loss * float("nan") if calls["n"] == steps_per_epoch + 2 else loss
 
-    monkeypatch.setattr(train, "contrastive_loss", poisoned)
+    monkeypatch.setattr(stage1, "contrastive_loss", poisoned)
     with pytest.raises(TrainingError, match="epoch 2, step 2") as err:
-        train.finetune(smoke_root, _stage1(epochs=3), tmp_path / "r")
+        finetune(smoke_root, _stage1(epochs=3), tmp_path / "r")
     assert "last.pt (epoch 1)" in str(err.value)
     last = runs.load_checkpoint(tmp_path / "r" / "last.pt")
     assert last["epoch"] == 1 and all(torch.isfinite(v).all() for v in last["model"].values()
@@ -298,7 +301,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint
 def test_an_interrupted_save_never_leaves_a_truncated_best(smoke_root, tmp_path, monkeypatch):
     out = tmp_path / "r"
     scores = iter([10.0, 20.0, 30.0])  # every validation improves: each epoch writes best.pt
-    monkeypatch.setattr(train, "selection_score", lambda dataset, metrics: next(scores))
+    monkeypatch.setattr(training, "selection_score", lambda dataset, metrics: next(scores))
     real_save = torch.save
     saves = {"n": 0}
 
@@ -312,7 +315,7 @@ def test_an_interrupted_save_never_leaves_a_truncated_best(smoke_root, tmp_path,
 
     monkeypatch.setattr(torch, "save", crashing_save)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train.finetune(smoke_root, _stage1(epochs=2), out)
+        finetune(smoke_root, _stage1(epochs=2), out)
     monkeypatch.setattr(torch, "save", real_save)
     from cir_lib.backbone import checkpoint_config
 
@@ -320,7 +323,7 @@ def test_an_interrupted_save_never_leaves_a_truncated_best(smoke_root, tmp_path,
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "history.csv", "last.pt"]
     # a crash that killed the process leaves a temp file: the next open removes it, and resume works
     (out / ".tmp-best.pt.abc").write_bytes(b"junk")
-    result = train.finetune(smoke_root, _stage1(epochs=2), out, resume=True)
+    result = finetune(smoke_root, _stage1(epochs=2), out, resume=True)
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert not list(out.glob(".tmp-*"))
 
@@ -354,7 +357,7 @@ def test_atomic_writes_get_the_usual_permissions(tmp_path):
 
 def test_unknown_backbone_is_a_config_error(smoke_root, tmp_path):
     with pytest.raises(ConfigError, match="RN5000"):
-        train.finetune(smoke_root, _stage1(backbone="RN5000"), tmp_path / "r")
+        finetune(smoke_root, _stage1(backbone="RN5000"), tmp_path / "r")
 
 
 def test_a_data_root_missing_a_split_is_a_clear_error(smoke_root, tmp_path):
@@ -362,18 +365,18 @@ def test_a_data_root_missing_a_split_is_a_clear_error(smoke_root, tmp_path):
     shutil.copytree(smoke_root / "cirr_dataset", root / "cirr_dataset")
     (root / "cirr_dataset" / "cirr" / "captions" / "cap.rc2.val.json").unlink()
     with pytest.raises(CirError, match="cap.rc2.val.json"):
-        train.finetune(root, _stage1("cirr"), tmp_path / "r")
+        finetune(root, _stage1("cirr"), tmp_path / "r")
     assert not (tmp_path / "r").exists()  # nothing written before the data is known to be there
     with pytest.raises(CirError, match="fashionIQ_dataset"):
-        train.finetune(root, _stage1("fashioniq"), tmp_path / "r")
+        finetune(root, _stage1("fashioniq"), tmp_path / "r")
 
 
 def test_a_combiner_on_another_backbone_than_its_clip_run_is_refused(stage1_run, smoke_root, tmp_path):
     out, _ = stage1_run
     with pytest.raises(ConfigError, match="RN50.*cir-mini|cir-mini.*RN50"):
-        train.train_combiner(smoke_root, _stage2(backbone="RN50"), out, tmp_path / "c")
+        train_combiner(smoke_root, _stage2(backbone="RN50"), out, tmp_path / "c")
     with pytest.raises(ConfigError, match="not a run folder"):
-        train.train_combiner(smoke_root, _stage2(), tmp_path / "missing", tmp_path / "c")
+        train_combiner(smoke_root, _stage2(), tmp_path / "missing", tmp_path / "c")
 
 
 # ----------------------------------------------------------------------------- stage 2
@@ -384,8 +387,8 @@ def test_combiner_run_loads_back_and_reproduces_its_metrics(stage1_run, smoke_ro
     from cir_lib.transform import PreprocessConfig
 
     clip_dir, _ = stage1_run
-    result = train.train_combiner(smoke_root, _stage2("fashioniq"), clip_dir, tmp_path / "c")
-    backbone, combiner, cfg = train.load_run(tmp_path / "c")
+    result = train_combiner(smoke_root, _stage2("fashioniq"), clip_dir, tmp_path / "c")
+    backbone, combiner, cfg = load_run(tmp_path / "c")
     assert isinstance(combiner, Combiner) and not combiner.training
     assert combiner.config.proj_dim == cfg.proj_multiplier * backbone.embed_dim
     res = evaluate_fashioniq(smoke_root, backbone, combiner,
@@ -397,16 +400,16 @@ def test_combiner_run_loads_back_and_reproduces_its_metrics(stage1_run, smoke_ro
 
 def test_combiner_resume_equals_an_uninterrupted_run(stage1_run, smoke_root, tmp_path):
     clip_dir, _ = stage1_run
-    straight = train.train_combiner(smoke_root, _stage2(epochs=3), clip_dir, tmp_path / "a")
-    train.train_combiner(smoke_root, _stage2(epochs=1), clip_dir, tmp_path / "b")
-    resumed = train.train_combiner(smoke_root, _stage2(epochs=3), clip_dir, tmp_path / "b", resume=True)
+    straight = train_combiner(smoke_root, _stage2(epochs=3), clip_dir, tmp_path / "a")
+    train_combiner(smoke_root, _stage2(epochs=1), clip_dir, tmp_path / "b")
+    resumed = train_combiner(smoke_root, _stage2(epochs=3), clip_dir, tmp_path / "b", resume=True)
     assert _rows(resumed.history) == _rows(straight.history)
     a = runs.load_checkpoint(tmp_path / "a" / "last.pt")["combiner"]
     b = runs.load_checkpoint(tmp_path / "b" / "last.pt")["combiner"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     # resuming on other stage-1 weights is refused, naming the mismatch
     with pytest.raises(ConfigError, match=r"clip\.weights_key.*--clip-run"):
-        train.train_combiner(smoke_root, _stage2(epochs=4), train.ZERO_SHOT, tmp_path / "b", resume=True)
+        train_combiner(smoke_root, _stage2(epochs=4), ZERO_SHOT, tmp_path / "b", resume=True)
 
 
 def test_stage2_encodes_images_and_captions_once_per_run_not_per_epoch(smoke_root, tmp_path, monkeypatch):
@@ -428,7 +431,7 @@ def test_stage2_encodes_images_and_captions_once_per_run_not_per_epoch(smoke_roo
     seen = []
     for epochs in (1, 4):
         counts.update(image=0, text=0)
-        train.train_combiner(smoke_root, _stage2("cirr", epochs=epochs, cache_dir=None), train.ZERO_SHOT,
+        train_combiner(smoke_root, _stage2("cirr", epochs=epochs, cache_dir=None), ZERO_SHOT,
                              tmp_path / f"c{epochs}")
         seen.append(dict(counts))
     assert seen[0] == seen[1] and seen[0]["image"] > 0 and seen[0]["text"] > 0
@@ -448,7 +451,7 @@ def test_stage1_text_only_encodes_images_once_per_run(smoke_root, tmp_path, monk
     seen = []
     for epochs in (1, 2):
         counts["image"] = 0
-        train.finetune(smoke_root, _stage1("cirr", epochs=epochs, cache_dir=None), tmp_path / f"r{epochs}")
+        finetune(smoke_root, _stage1("cirr", epochs=epochs, cache_dir=None), tmp_path / f"r{epochs}")
         seen.append(counts["image"])
     assert seen[0] == seen[1] > 0
 
@@ -487,7 +490,7 @@ def _ddp_worker(rank, world, port, root, out, overrides):
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     try:
-        train.finetune(root, get_recipe("smoke", **overrides), out)
+        finetune(root, get_recipe("smoke", **overrides), out)
     finally:
         torch.distributed.destroy_process_group()
 
@@ -499,7 +502,7 @@ def test_ddp_on_two_cpu_processes_matches_a_single_process(smoke_root, tmp_path,
     overrides = dict(dataset="cirr", epochs=1, batch_size=28 if encoders == "image" else 16, encoders=encoders,
                      cache_dir=_CACHE["dir"])
     mp.spawn(_ddp_worker, args=(2, _free_port(), smoke_root, tmp_path / "ddp", overrides), nprocs=2)
-    single = train.finetune(smoke_root, get_recipe("smoke", **overrides), tmp_path / "single")
+    single = finetune(smoke_root, get_recipe("smoke", **overrides), tmp_path / "single")
     info = runs.read_run_config(tmp_path / "ddp")
     assert info["world_size"] == 2
     ddp_hist = runs.read_history(tmp_path / "ddp").to_dict("records")
@@ -531,7 +534,7 @@ def test_evaluate_run_reproduces_the_best_validation_metrics(stage1_run, smoke_r
 
     clip_dir, stage1 = stage1_run
     comb_dir = tmp_path / "comb"
-    stage2 = train.train_combiner(smoke_root, _stage2("fashioniq", epochs=1), clip_dir, comb_dir)
+    stage2 = train_combiner(smoke_root, _stage2("fashioniq", epochs=1), clip_dir, comb_dir)
     base = ["evaluate", "--data-root", str(smoke_root), "--dataset", "fashioniq", "--json"]
     for run_dir, result in ((clip_dir, stage1), (comb_dir, stage2)):
         out = _cli_json(capsys, base + ["--run", str(run_dir)])["fashioniq"]

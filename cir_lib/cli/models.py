@@ -1,0 +1,57 @@
+"""The options that name the models to evaluate (shared by `evaluate` and `submit-cirr`), and
+their resolution into (backbone, composer, preprocessing)."""
+
+from __future__ import annotations
+
+from cir_lib.constants import PREPROCESS_KINDS
+
+
+def add_model_arguments(parser) -> None:
+    """--backbone / --pretrained / --preprocess / --device, and the trained models (--run,
+    --clip-checkpoint, --combiner-checkpoint)."""
+    parser.add_argument("--backbone", metavar="NAME", help="open_clip model name (RN50, RN50x4, cir-mini, ...)")
+    parser.add_argument("--pretrained", metavar="P",
+                        help="weights: 'none' (random), an open_clip tag such as 'openai', or a checkpoint file")
+    parser.add_argument("--preprocess", default=None, choices=PREPROCESS_KINDS,
+                        help="image preprocessing (default targetpad, ratio 1.25; with --run: the run's)")
+    parser.add_argument("--device", default="auto", help="torch device: auto (default: CUDA when available), cpu, cuda")
+    g = parser.add_argument_group("trained models (instead of --pretrained)")
+    g.add_argument("--run", metavar="RUN",
+                   help="a run folder: a `finetune` run is evaluated with the element-wise sum, a "
+                        "`train-combiner` run with its Combiner over its stage-1 encoders")
+    g.add_argument("--clip-checkpoint", metavar="FILE",
+                   help="a fine-tuned CLIP: the original code's {'CLIP': state_dict} (with --backbone RN50 / "
+                        "RN50x4), a kit backbone checkpoint (e.g. a run's best.pt) or an open_clip state dict")
+    g.add_argument("--combiner-checkpoint", metavar="FILE",
+                   help="a Combiner: the original code's {'Combiner': state_dict} or a kit Combiner checkpoint "
+                        "(without it: the element-wise sum)")
+
+
+def resolve_models(args):
+    """(backbone, composer, preprocess, device) named by the command line."""
+    from cir_lib.backbone import load_backbone
+    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.devices import pick_device
+    from cir_lib.errors import ConfigError
+    from cir_lib.loading import resolve_trained_models, run_preprocess
+    from cir_lib.transform import PreprocessConfig
+
+    device = pick_device(args.device)
+    trained = resolve_trained_models(run=args.run, clip_checkpoint=args.clip_checkpoint,
+                                     combiner_checkpoint=args.combiner_checkpoint, backbone=args.backbone,
+                                     pretrained=args.pretrained, device=device)
+    if trained is not None:
+        backbone, composer = trained
+    else:
+        if not args.backbone:
+            raise ConfigError("give --backbone NAME (an open_clip model name such as RN50 or cir-mini) "
+                              "and --pretrained (none, openai, or a checkpoint file)")
+        if args.pretrained is None:
+            raise ConfigError(f"give --pretrained for {args.backbone}: 'openai' for OpenAI's weights, a "
+                              "checkpoint file, or 'none' for random weights")
+        backbone = load_backbone(args.backbone, args.pretrained, device=device)
+        composer = ElementwiseSum(backbone.embed_dim)
+    preprocess = run_preprocess(args.run, backbone, args.preprocess)  # a run is evaluated with its own
+    if preprocess is None:
+        preprocess = PreprocessConfig(args.preprocess or "targetpad", image_size=backbone.image_size)
+    return backbone, composer, preprocess, device

@@ -1,0 +1,93 @@
+"""`finetune` (stage 1) and `train-combiner` (stage 2)."""
+
+from __future__ import annotations
+
+from cir_lib.constants import DATASETS
+
+ZERO_SHOT = "zero-shot"  # --clip-run value (cir_lib.loading.ZERO_SHOT)
+
+
+def _config(args, stage: str):
+    from cir_lib.errors import ConfigError
+    from cir_lib.recipes import get_recipe, parse_overrides
+    from cir_lib.training_data import resolve_dataset
+
+    overrides = parse_overrides(args.set)
+    if args.dataset:
+        if "dataset" in overrides and overrides["dataset"] != args.dataset:
+            raise ConfigError(f"--dataset {args.dataset} contradicts --set dataset={overrides['dataset']}")
+        base = get_recipe(args.recipe, stage)
+        if base.dataset is not None and base.dataset != args.dataset:
+            raise ConfigError(
+                f"recipe {args.recipe!r} is for {base.dataset}, not {args.dataset}: pick the {args.dataset} "
+                f"recipe (see `cir-lib finetune --list-recipes`) or drop --dataset")
+        overrides["dataset"] = args.dataset
+    config = get_recipe(args.recipe, stage, **overrides)
+    resolve_dataset(config)
+    return config
+
+
+def _print_recipes() -> int:
+    from cir_lib.recipes import list_recipes
+
+    for name, description in list_recipes().items():
+        print(f"{name:28s} {description}")
+    return 0
+
+
+def _require(args, *names) -> None:
+    from cir_lib.errors import ConfigError
+
+    missing = ["--" + n.replace("_", "-") for n in names if not getattr(args, n, None)]
+    if missing:
+        raise ConfigError(f"missing {', '.join(missing)} (see `cir-lib {args.command} --help`)")
+
+
+def _finetune(args) -> int:
+    if args.list_recipes:
+        return _print_recipes()
+    _require(args, "data_root", "recipe", "out")
+    from cir_lib.finetune import finetune
+    from cir_lib.validation import format_metrics
+
+    config = _config(args, "finetune")
+    result = finetune(args.data_root, config, args.out, resume=args.resume)
+    print(f"stage 1 done: best epoch {result.best_epoch}, score {result.best_score:.2f} "
+          f"({format_metrics(result.best_metrics)}); run folder {result.run_dir}")
+    return 0
+
+
+def _train_combiner(args) -> int:
+    if args.list_recipes:
+        return _print_recipes()
+    _require(args, "data_root", "recipe", "out", "clip_run")
+    from cir_lib.train_combiner import train_combiner
+    from cir_lib.validation import format_metrics
+
+    config = _config(args, "combiner")
+    result = train_combiner(args.data_root, config, args.clip_run, args.out, resume=args.resume)
+    print(f"Combiner done: best epoch {result.best_epoch}, score {result.best_score:.2f} "
+          f"({format_metrics(result.best_metrics)}); run folder {result.run_dir}")
+    return 0
+
+
+def configure(name: str, p) -> None:
+    if name == "finetune":
+        p.description = ("Stage 1 of CLIP4Cir: fine-tune CLIP with the element-wise-sum contrastive loss. Under "
+                         "torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel, gathering in-batch "
+                         "negatives across processes.")
+    else:
+        p.description = "Stage 2 of CLIP4Cir: the Combiner on cached features of the stage-1 encoders."
+    req = p.add_argument_group("required (except with --list-recipes)")
+    req.add_argument("--data-root", metavar="DIR", help="folder holding fashionIQ_dataset/ and cirr_dataset/")
+    req.add_argument("--recipe", help="named recipe (see --list-recipes), e.g. mini, paper-rn50x4-fashioniq")
+    req.add_argument("--out", metavar="DIR", help="run folder to write (config.json, history.csv, best.pt, last.pt)")
+    if name == "train-combiner":
+        req.add_argument("--clip-run", metavar="RUN",
+                         help=f"stage-1 run folder, or {ZERO_SHOT!r} for the recipe's pretrained backbone")
+    p.add_argument("--dataset", choices=DATASETS, help="benchmark to train on (when the recipe does not say)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. --set epochs=5 --set lr=1e-5 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--list-recipes", action="store_true", help="list the recipes and exit")
+    p.set_defaults(func=_finetune if name == "finetune" else _train_combiner)

@@ -1,0 +1,175 @@
+"""Loading trained models and runs, for evaluation, the explorer, CIRR submissions and the
+notebooks: a run folder's config and models, a recipe's starting backbone, the preprocessing a run
+was trained with, and the checkpoints released with the original code.
+
+Nothing here trains; `cir_lib.finetune` and `cir_lib.train_combiner` write what this reads.
+
+Example:
+    >>> backbone, composer, config = load_run("results/mini/runs/cirr-combiner")
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+from cir_lib import runs
+from cir_lib.errors import ConfigError
+from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, config_from_dict, resolve_pretrained
+
+logger = logging.getLogger(__name__)
+
+ZERO_SHOT = "zero-shot"  # clip_run value: the recipe's pretrained backbone, not fine-tuned
+
+
+def load_pretrained_backbone(name: str, pretrained: str, data_root, device):
+    from cir_lib.backbone import load_backbone
+
+    pretrained = resolve_pretrained(pretrained, data_root)
+    if pretrained.endswith("cir-mini.pt") and not Path(pretrained).is_file():
+        raise ConfigError(
+            f"pretrained weights {pretrained} not found: run `cir-lib pretrain-mini --data-root "
+            f"{data_root}` first (or override with --set pretrained=none for random weights)")
+    return load_backbone(name, pretrained, device=device)
+
+
+def preprocess_for(config, backbone):
+    """The image preprocessing a run config trains (and is evaluated) with, for this backbone."""
+    from cir_lib.transform import PreprocessConfig
+
+    return PreprocessConfig(kind=config.preprocess, image_size=backbone.image_size, ratio=config.preprocess_ratio)
+
+
+def run_config(run_dir, info: Optional[dict] = None):
+    """A run's FinetuneConfig / CombinerTrainConfig, from its config.json alone (no weights loaded)."""
+    info = info if info is not None else runs.read_run_config(run_dir)
+    classes = {"finetune": FinetuneConfig, "combiner": CombinerTrainConfig}
+    if info.get("kind") not in classes:
+        raise ConfigError(f"{Path(run_dir) / runs.CONFIG_FILE} is not a finetune or combiner run "
+                          f"(kind {info.get('kind')!r})")
+    return config_from_dict(classes[info["kind"]], info["config"])
+
+
+def load_run(run_dir, device="cpu", which: str = "best"):
+    """Rebuild a run's models from its folder alone.
+
+    Args:
+        run_dir: a stage-1 (finetune) or stage-2 (combiner) run folder.
+        device: where the models go.
+        which: "best" (best.pt) or "last" (last.pt).
+
+    Returns:
+        (backbone, combiner, config): for a stage-1 run the fine-tuned backbone and the element-wise
+        sum; for a Combiner run its frozen stage-1 backbone (or the zero-shot one) and the trained
+        Combiner; config is the run's FinetuneConfig / CombinerTrainConfig.
+
+    Example:
+        >>> backbone, combiner, cfg = load_run("runs/mini-fiq-combiner")
+    """
+    from cir_lib.backbone import load_backbone
+    from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
+
+    run_dir = Path(run_dir)
+    info = runs.read_run_config(run_dir)
+    kind = info.get("kind")
+    if which not in ("best", "last"):
+        raise ConfigError(f"which must be 'best' or 'last', got {which!r}")
+    config = run_config(run_dir, info)
+    if kind == "finetune":
+        if which == "best":
+            path = run_dir / runs.BEST_FILE
+            if not path.is_file():
+                raise ConfigError(f"{run_dir} has no {runs.BEST_FILE}: the run has not validated yet")
+            backbone = load_backbone(config.backbone, str(path), device=device)
+        else:
+            last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
+            backbone = load_backbone(config.backbone, info["backbone"]["pretrained"], device=device)
+            backbone.model.load_state_dict(last["model"])
+        backbone.model.eval()
+        return backbone, ElementwiseSum(backbone.embed_dim), config
+    clip = info["clip"]  # a combiner run (run_config accepts no other kind)
+    if clip["run"] == ZERO_SHOT:
+        backbone = load_backbone(clip["backbone"], clip["pretrained"], device=device)
+    else:
+        clip_dir = Path(clip["run"])
+        if not (clip_dir / runs.CONFIG_FILE).is_file():
+            raise ConfigError(f"Combiner run {run_dir} was trained on stage-1 run {clip_dir}, which is "
+                              "no longer there; restore it (the Combiner needs its encoders)")
+        backbone, _, _ = load_run(clip_dir, device=device)
+    if backbone.name != clip["backbone"] or backbone.weights_key != clip["weights_key"]:
+        raise ConfigError(
+            f"Combiner run {run_dir} was trained on {clip['backbone']} weights {clip['weights_key']} "
+            f"from {clip['run']}, but that now gives {backbone.name} weights {backbone.weights_key} "
+            "(was the stage-1 run continued or replaced?); retrain the Combiner on it")
+    if which == "best":
+        combiner = load_combiner_checkpoint(run_dir / runs.BEST_FILE, dim=backbone.embed_dim,
+                                            map_location=device)
+    else:
+        from cir_lib.combiner import Combiner
+
+        last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
+        d = backbone.embed_dim
+        combiner = Combiner(d, config.proj_multiplier * d, config.hidden_multiplier * d, config.dropout)
+        combiner.load_state_dict(last["combiner"])
+    return backbone, combiner.to(device).eval(), config
+
+
+def resolve_trained_models(*, run=None, clip_checkpoint=None, combiner_checkpoint=None,
+                           backbone: Optional[str] = None, pretrained: Optional[str] = None, device="cpu"):
+    """(backbone, composer) from a run folder, a fine-tuned CLIP file and/or a Combiner file (the
+    kit's or the original code's), or None when none of them is given (the caller then loads
+    `backbone` / `pretrained`). Serves `evaluate --run / --clip-checkpoint / --combiner-checkpoint`.
+
+    Args:
+        run: a finetune run (element-wise sum) or a combiner run (its Combiner over its encoders).
+        clip_checkpoint: a fine-tuned CLIP: {'CLIP': state_dict}, a kit backbone checkpoint, or an
+            open_clip state dict.
+        combiner_checkpoint: a Combiner: {'Combiner': state_dict} or a kit Combiner checkpoint.
+        backbone, pretrained: the model name and its weights where the files need them.
+        device: where the models go.
+    """
+    from cir_lib.backbone import load_backbone
+    from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
+
+    clip, comb = clip_checkpoint, combiner_checkpoint
+    if not (run or clip or comb):
+        return None
+    device = device or "cpu"
+    if run:
+        if clip or comb or pretrained:
+            raise ConfigError("--run brings its own weights: drop --pretrained, --clip-checkpoint and "
+                              "--combiner-checkpoint")
+        model, combiner, _ = load_run(run, device=device)
+        if backbone and backbone != model.name:
+            raise ConfigError(f"--backbone {backbone} contradicts run {run}, which holds a {model.name}")
+        return model, combiner.to(device)
+    if clip:
+        if pretrained:
+            raise ConfigError("give either --pretrained or --clip-checkpoint, not both")
+        model = load_backbone(backbone or None, clip, device=device)  # kit files name their model
+    else:
+        if not backbone or pretrained is None:
+            raise ConfigError("--combiner-checkpoint needs the CLIP it was trained on: give --clip-checkpoint "
+                              "FILE (with --backbone), or --backbone NAME --pretrained P")
+        model = load_backbone(backbone, pretrained, device=device)
+    combiner = (load_combiner_checkpoint(comb, dim=model.embed_dim, map_location=device) if comb
+                else ElementwiseSum(model.embed_dim))
+    return model, combiner.to(device).eval()
+
+
+def run_preprocess(run, backbone, chosen: Optional[str] = None):
+    """The preprocessing a run was trained with (None without a run); an explicit, different
+    `chosen` preprocessing wins, with a warning."""
+    from cir_lib.transform import PreprocessConfig
+
+    if not run:
+        return None
+    cfg = run_config(run)
+    if chosen and chosen != cfg.preprocess:
+        logger.warning("run %s was trained with %s preprocessing; evaluating with %s as asked",
+                       run, cfg.preprocess, chosen)
+        return PreprocessConfig(chosen, image_size=backbone.image_size)
+    return preprocess_for(cfg, backbone)
+
+

@@ -1,0 +1,350 @@
+"""The helpers the notebooks call: result folders, data and backbone preparation, stage configs,
+evaluation of the tables' rows, and the records written beside tables.
+
+Everything a profile's run writes goes under `<results>/<profile>/`: tables in `tables/`, figures in
+`figures/`, training runs in `runs/`, metrics in `metrics/` (results/README.md lists which notebook
+writes which file).
+
+Example:
+    >>> paths = result_paths("../results/mini")
+    >>> config = stage_config("mini", "finetune", "cirr")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from cir_lib.constants import MINI_CHECKPOINT, STAGES
+from cir_lib.errors import ConfigError, PipelineError
+from cir_lib.profiles import PROFILES
+from cir_lib.recipes import EvalConfig
+from cir_lib.report import METHODS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResultPaths:
+    """The folders of one profile's results (`<results>/<profile>/`); created on first use."""
+
+    root: Path  # <results>/<profile>
+
+    def _dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def data(self) -> Path:
+        """data/: the data check report and sample triplets (00)."""
+        return self._dir("data")
+
+    @property
+    def runs(self) -> Path:
+        """runs/: the training run folders (01, 02)."""
+        return self._dir("runs")
+
+    @property
+    def metrics(self) -> Path:
+        """metrics/: evaluation results as JSON (03)."""
+        return self._dir("metrics")
+
+    @property
+    def tables(self) -> Path:
+        """tables/: fashioniq / cirr tables as CSV, Markdown, LaTeX, with .meta.json (03)."""
+        return self._dir("tables")
+
+    @property
+    def figures(self) -> Path:
+        """figures/: PNG + PDF figures (00, 03, 04)."""
+        return self._dir("figures")
+
+    @property
+    def cache(self) -> Path:
+        """cache/: the feature cache shared by training, evaluation and the explorer."""
+        return self._dir("cache")
+
+    def run(self, dataset: str, stage: str) -> Path:
+        """The run folder of a dataset's stage ("finetune" or "combiner"): runs/<dataset>-<stage>."""
+        if stage not in STAGES:
+            raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+        return self.runs / f"{dataset}-{stage}"
+
+
+def notebook_logging(level: int = logging.INFO) -> None:
+    """Show the kit's log messages (epoch summaries, cache hits, metrics) in a notebook's output.
+
+    Only the `cir_lib` loggers are routed to stdout, so other libraries stay quiet; calling it again
+    does not add a second handler.
+    """
+    kit = logging.getLogger("cir_lib")
+    kit.setLevel(level)
+    if not any(getattr(h, "_cir_lib_notebook", False) for h in kit.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._cir_lib_notebook = True
+        kit.addHandler(handler)
+        kit.propagate = False
+
+
+def result_paths(results_dir: str | os.PathLike) -> ResultPaths:
+    """The `ResultPaths` of a profile's results folder (the notebooks' `results_dir` parameter).
+
+    Example:
+        >>> paths = result_paths("../results/mini"); paths.run("cirr", "finetune")
+    """
+    return ResultPaths(Path(results_dir).expanduser().resolve())
+
+
+def ensure_mini(data_root: str | os.PathLike, preset: str, seed: int = 0) -> dict:
+    """Generate the mini benchmark into `data_root` unless the same one is already there.
+
+    A folder holding the same preset and seed made by the same generator version is reused (its
+    MINI_BENCHMARK.json is written last, so it marks a complete generation); one made by an older
+    generator is regenerated, together with the cir-mini checkpoint pretrained on it.
+
+    Returns:
+        The benchmark's manifest (preset, seed, counts).
+    """
+    from cir_lib import mini
+
+    root = Path(data_root)
+    manifest_path = root / mini.MANIFEST_NAME
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        same = (manifest.get("preset"), manifest.get("seed")) == (preset, seed)
+        if same and manifest.get("generator_version") == mini.MINI_GENERATOR_VERSION:
+            logger.info("reusing the %s mini benchmark in %s", preset, root)
+            return manifest
+        if not same:
+            raise PipelineError(
+                f"{root} holds the {manifest.get('preset')!r} mini benchmark (seed {manifest.get('seed')}), not "
+                f"{preset!r} (seed {seed}); pass another data root, or delete {root} to regenerate it")
+        logger.info("%s was made by an older generator: regenerating it", root)
+        return mini.make_mini(root, preset=preset, seed=seed, overwrite=True)
+    return mini.make_mini(root, preset=preset, seed=seed)
+
+
+def ensure_mini_backbone(data_root: str | os.PathLike, epochs: Optional[int] = None) -> Path:
+    """Pretrain `cir-mini` on the data root's mini pool unless `<data_root>/cir-mini.pt` exists.
+
+    It stands in for OpenAI's pretraining: the recipes "mini" start from "{data_root}/cir-mini.pt".
+
+    Args:
+        data_root: a mini benchmark's data root (holding mini_pool/).
+        epochs: pretraining epochs (None: pretrain-mini's default).
+
+    Returns:
+        The checkpoint path.
+    """
+    from cir_lib.pretrain import pretrain_mini
+    from cir_lib.recipes import PretrainConfig
+
+    path = Path(data_root) / MINI_CHECKPOINT
+    if path.is_file():
+        logger.info("reusing the pretrained cir-mini %s", path)
+        return path
+    config = PretrainConfig() if epochs is None else PretrainConfig(epochs=epochs)
+    return Path(pretrain_mini(data_root, out=path, config=config))
+
+
+def stage_config(recipe: str, stage: str, dataset: str, *, epochs: Optional[int] = None,
+                 pretrained: Optional[str] = None, cache_dir: Optional[str | os.PathLike] = None,
+                 **overrides: Any):
+    """A recipe's config for one stage and dataset, with the notebooks' overrides applied.
+
+    Args:
+        recipe: a recipe name (`cir_lib.recipes.RECIPES`).
+        stage: "finetune" (stage 1) or "combiner".
+        dataset: "fashioniq" or "cirr".
+        epochs, pretrained, cache_dir: overrides; None keeps the recipe's value.
+        **overrides: any other field of the stage's config.
+
+    Returns:
+        A `FinetuneConfig` or `CombinerTrainConfig`.
+    """
+    from cir_lib.recipes import get_recipe
+
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    values = dict(overrides)
+    for key, value in (("epochs", epochs), ("pretrained", pretrained), ("cache_dir", cache_dir)):
+        if value is not None:
+            values[key] = str(value) if key == "cache_dir" else value
+    return get_recipe(recipe, stage, dataset=dataset, **values)
+
+
+def fresh_run_dir(path: str | os.PathLike) -> Path:
+    """Return `path` emptied of an earlier training run, so a notebook can be run again.
+
+    Only a run folder (holding config.json) is removed; any other non-empty folder is refused.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists():
+        if (path / "config.json").is_file():
+            logger.info("removing the earlier run in %s", path)
+            shutil.rmtree(path)
+        elif any(path.iterdir()):
+            raise PipelineError(f"{path} is not a run folder but is not empty; move it away or choose another "
+                                "results folder")
+    return path
+
+
+def eval_config(paths: ResultPaths, *, split: str = "val", skip_missing: bool = False,
+                device: Optional[str] = None) -> EvalConfig:
+    """The notebooks' `EvalConfig`: the profile's shared feature cache, CUDA when available."""
+    return EvalConfig(split=split, cache_dir=str(paths.cache), skip_missing=skip_missing, device=device or "auto")
+
+
+def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPaths,
+                     config: Optional[EvalConfig] = None, *, methods: Sequence[str] = METHODS,
+                     encoded: Optional[dict] = None) -> dict:
+    """Evaluate the three rows of the tables on a split, through `cir_lib.evaluate`.
+
+    - "zero-shot sum": the stage-1 run's starting weights (its config's backbone and pretrained),
+      element-wise sum;
+    - "stage 1 sum": the stage-1 run's best checkpoint, element-wise sum;
+    - "stage 1 + Combiner": the Combiner run's best checkpoint over its stage-1 encoders.
+
+    Args:
+        data_root: the data root the runs were trained on.
+        dataset: "fashioniq" or "cirr".
+        paths: the profile's `ResultPaths` (runs/<dataset>-finetune and -combiner, cache/).
+        config: an `EvalConfig` (default: `eval_config(paths)`, the val split).
+        methods: which rows (default: all three).
+        encoded: a dict that receives {method: {group: EncodedSplit}}: the features, queries and
+            lambdas behind the numbers (for the lambda figure, the explorer and the intervals).
+
+    Returns:
+        {method: metrics dict as `evaluate_fashioniq` / `evaluate_cirr` return it}.
+    """
+    from cir_lib import evaluate
+    from cir_lib.backbone import load_backbone
+    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.devices import pick_device
+    from cir_lib.loading import load_run, preprocess_for, run_config
+    from cir_lib.recipes import resolve_pretrained
+
+    config = config or eval_config(paths)
+    device = str(pick_device(config.device))
+    config = dataclasses.replace(config, device=device)
+    stage1, combiner_run = paths.run(dataset, "finetune"), paths.run(dataset, "combiner")
+    out = {}
+    for method in methods:
+        if method == "zero-shot sum":  # the stage-1 run's starting weights: its config is enough
+            run_cfg = run_config(stage1)
+            backbone = load_backbone(run_cfg.backbone, resolve_pretrained(run_cfg.pretrained, data_root),
+                                     device=device)
+            composer = ElementwiseSum(backbone.embed_dim)
+        elif method == "stage 1 sum":
+            backbone, composer, run_cfg = load_run(stage1, device=device)
+        elif method == "stage 1 + Combiner":
+            backbone, composer, run_cfg = load_run(combiner_run, device=device)
+        else:
+            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        preprocess = preprocess_for(run_cfg, backbone)
+        fn = evaluate.evaluate_fashioniq if dataset == "fashioniq" else evaluate.evaluate_cirr
+        logger.info("evaluating %s on %s %s", method, dataset, config.split)
+        groups = {} if encoded is not None else None
+        out[method] = fn(data_root, backbone, composer, config, preprocess=preprocess, encoded=groups)
+        if encoded is not None:
+            encoded[method] = groups
+    return out
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> Path:
+    """Write `obj` as indented JSON (folders created; paths and numpy numbers converted)."""
+    from cir_lib.runs import atomic_write_text, jsonable
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
+    return path
+
+
+def run_summary(results: Mapping[str, Any]) -> "Any":
+    """A DataFrame of training results: dataset, run folder, best epoch, best score, seconds.
+
+    Args:
+        results: {dataset: RunResult} as returned by `finetune` / `train_combiner`.
+    """
+    import pandas as pd
+
+    return pd.DataFrame([{"dataset": d, "run": str(r.run_dir), "best_epoch": r.best_epoch,
+                          "best_score": round(float(r.best_score), 2), "epochs": len(r.history),
+                          "seconds": round(float(r.seconds), 1)} for d, r in results.items()])
+
+
+def run_dirs(paths: ResultPaths, datasets: Sequence[str]) -> dict:
+    """{"stage 1": {dataset: run folder}, "Combiner": {...}} for `report.plot_training_curves`."""
+    return {"stage 1": {d: paths.run(d, "finetune") for d in datasets},
+            "Combiner": {d: paths.run(d, "combiner") for d in datasets}}
+
+
+def table_notes(profile: str, dataset: str, split: str = "val", rows: Optional[Mapping[str, Any]] = None) -> list[str]:
+    """What the rows of a table are, whether the paper's rows are comparable, and what was skipped.
+
+    Args:
+        profile: the profile name.
+        dataset: "fashioniq" or "cirr".
+        split: the evaluated split.
+        rows: the evaluation dicts ({method: metrics}); their "skipped" reports are summarised.
+    """
+    from cir_lib.report import PAPER_NOTE
+
+    notes = [f"this run: profile {profile}, {dataset} {split} split"]
+    if profile not in PROFILES or PROFILES[profile].mini_preset is not None:
+        notes.append("the mini benchmark is synthetic, not the paper's data: the paper's rows and the "
+                     "differences to them are context, not a comparison")
+    notes.append(PAPER_NOTE[dataset])
+    if dataset == "cirr" and split != "test1":
+        notes.append("this run's CIRR rows are on val; the paper's are on test1 (evaluation server)")
+    for method, metrics in (rows or {}).items():
+        skipped = metrics.get("skipped") if isinstance(metrics, Mapping) else None
+        if skipped and (skipped.get("queries") or skipped.get("images")):
+            notes.append(f"{method}: {skipped.get('queries', 0)} queries and {skipped.get('images', 0)} index "
+                         "images skipped for missing files (not the full protocol)")
+    return notes
+
+
+def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str | os.PathLike,
+               split: str = "val") -> dict:
+    """The record written beside a table: each run's config and environment (its config.json) and
+    the environment that evaluated them."""
+    from cir_lib import runs as run_files
+    from cir_lib.runs import environment_info
+
+    records = {}
+    for stage in STAGES:
+        folder = paths.run(dataset, stage)
+        if (folder / "config.json").is_file():
+            info = run_files.read_run_config(folder)
+            # the run's own environment (the commit and machine that trained it) beside its config
+            records[f"{dataset}-{stage}"] = {"path": str(folder), **info.get("config", {}),
+                                             **{k: info[k] for k in ("clip", "skipped", "environment")
+                                                if k in info}}
+    device = next((r.get("device") for r in records.values() if r.get("device") not in (None, "auto")), None)
+    return {"profile": profile, "dataset": dataset, "split": split, "data_root": str(Path(data_root).resolve()),
+            "runs": records, "environment": environment_info(device)}
+
+
+def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
+    """Each method's selection score (FashionIQ: mean of average R@10 and R@50; CIRR: mean of the
+    seven recalls) and whether zero-shot sum < stage 1 sum < stage 1 + Combiner holds."""
+    from cir_lib.report import cirr_table, fashioniq_table
+    from cir_lib.validation import selection_score  # the rule that picks best.pt, on the table's flat rows
+
+    table = (fashioniq_table if dataset == "fashioniq" else cirr_table)(rows, include_paper=False)
+    scores = {r["method"]: float(selection_score(dataset, r)) for r in table.to_dict("records")}
+    values = [scores[m] for m in METHODS if m in scores]
+    return {"scores": scores, "ascending": all(a < b for a, b in zip(values, values[1:]))}
+

@@ -1,0 +1,114 @@
+"""The profiles of the notebook series: which data, which weights and which recipes.
+
+    smoke  the smoke mini benchmark (generated when absent), tiny epochs: checks the whole path
+           in about a minute after set-up (CI, `make test`)
+    mini   the embedded mini benchmark (generated when absent) with `cir-mini` pretrained on it
+           (cached beside the data); `make reproduce`; ~4 minutes of notebooks on 2 idle CPU cores
+           (~6 minutes from a fresh clone, set-up included)
+    paper  a real data root (`--data-root`), OpenAI's weights and the paper's recipes (a GPU)
+
+`cir_lib.reproduce` runs the series for a profile; `cir_lib.notebook` resolves a notebook's
+parameters against one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, PROJECT_ROOT
+from cir_lib.errors import ConfigError, PipelineError
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `reproduce` runs: data, weights, recipes and epoch overrides."""
+
+    name: str  # "smoke" | "mini" | "paper"
+    description: str  # one line for --help and the summary
+    mini_preset: Optional[str] = None  # make-mini preset generated into the data root; None = real data
+    default_data_root: Optional[str] = None  # relative to the project root; None = --data-root required
+    recipes: Mapping[str, str] = field(default_factory=dict)  # {dataset: recipe name}
+    pretrain_epochs: Optional[int] = None  # mini profiles: pretrain-mini epochs when cir-mini.pt is absent; None = its default
+    stage1_epochs: Optional[int] = None  # override of the recipes' stage-1 epochs; None = the recipe's
+    combiner_epochs: Optional[int] = None  # override of the recipes' Combiner epochs; None = the recipe's
+    pretrained: Optional[str] = None  # override of the recipes' starting weights; None = the recipe's
+    n_examples: int = 4  # queries per retrieval grid
+    top_k: int = 5  # images per ranking in the grids and the explorer
+
+    def notebook_parameters(self, data_root: Path, results_dir: Path) -> dict:
+        """The values injected into each notebook's `parameters` cell."""
+        return {
+            "profile": self.name,
+            "data_root": str(data_root),
+            "results_dir": str(results_dir),
+            "datasets": list(self.recipes),
+            "recipes": dict(self.recipes),
+            "mini_preset": self.mini_preset,
+            "pretrain_epochs": self.pretrain_epochs,
+            "pretrained": self.pretrained,
+            "stage1_epochs": self.stage1_epochs,
+            "combiner_epochs": self.combiner_epochs,
+            "skip_missing": False,  # real data with missing images: skip (and report) what they affect
+            "n_examples": self.n_examples,
+            "top_k": self.top_k,
+            "interactive": False,  # papermill has no widget frontend: 04 renders its static fallback
+        }
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="smoke mini benchmark, a few tiny epochs: checks that every notebook runs (minutes)",
+        mini_preset="smoke",
+        default_data_root="data/smoke",
+        recipes={"fashioniq": "smoke", "cirr": "smoke"},
+        pretrain_epochs=1,
+        pretrained="{data_root}/" + MINI_CHECKPOINT,  # exercise the pretraining path, in seconds
+        stage1_epochs=2,
+        combiner_epochs=2,
+        n_examples=2,
+        top_k=4,
+    ),
+    "mini": Profile(
+        name="mini",
+        description="embedded mini benchmark with cir-mini pretrained on it, CPU recipes (~4 min of notebooks on 2 idle cores)",
+        mini_preset="mini",
+        default_data_root="data/mini",
+        recipes={"fashioniq": "mini", "cirr": "mini"},
+        pretrain_epochs=None,  # pretrain-mini's own default
+        n_examples=4,
+        top_k=5,
+    ),
+    "paper": Profile(
+        name="paper",
+        description="real FashionIQ and CIRR (--data-root), OpenAI RN50 weights, the paper's recipes (GPU)",
+        mini_preset=None,
+        default_data_root=None,
+        recipes={"fashioniq": "paper-rn50-fashioniq", "cirr": "paper-rn50-cirr"},
+        n_examples=4,
+        top_k=5,
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called `name` (a key of `PROFILES`); ConfigError naming the choices otherwise."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+
+def resolve_data_root(profile: Profile, data_root: Optional[str | os.PathLike]) -> Path:
+    """The data root a profile uses: the given one, else the profile's default under the project."""
+    if data_root is not None:
+        return Path(data_root).expanduser().resolve()
+    if profile.default_data_root is None:
+        raise PipelineError(
+            f"profile {profile.name!r} needs the real datasets: pass --data-root DIR, the folder holding "
+            f"{FASHIONIQ_DIR}/ and {CIRR_DIR}/ (README: 'Running the paper profile')")
+    return (PROJECT_ROOT / profile.default_data_root).resolve()
+

@@ -1,0 +1,355 @@
+"""`reproduce`: run the five notebooks in order through papermill, for one profile.
+
+Everything a run writes goes under `<results>/<profile>/`: the executed notebooks in `executed/`,
+tables in `tables/`, figures in `figures/`, training runs in `runs/`, metrics in `metrics/`
+(results/README.md lists which notebook writes which file). Profiles: `cir_lib.profiles`.
+
+Example:
+    >>> summary = reproduce("smoke", results_dir="/tmp/results")
+    >>> print(format_summary(summary))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR, PROJECT_ROOT
+from cir_lib.errors import ConfigError, PipelineError
+from cir_lib.profiles import Profile, get_profile, resolve_data_root
+
+logger = logging.getLogger(__name__)
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = ("00_data_prep", "01_stage1_finetune", "02_combiner_training", "03_evaluation", "04_qualitative")
+KERNEL_NAME = "cir-lib-reproduce"  # written to a temporary folder for each reproduce() call
+
+
+def missing_real_data(data_root: Path, datasets: Sequence[str]) -> list[str]:
+    """What a real data root lacks for training and validation: dataset folders and annotation files."""
+    from cir_lib.data import annotation_files
+
+    missing: list[str] = []
+    if not data_root.is_dir():
+        return [f"the data root {data_root} (no such folder)"]
+    for dataset in datasets:
+        folder = data_root / (FASHIONIQ_DIR if dataset == "fashioniq" else CIRR_DIR)
+        if not folder.is_dir():
+            missing.append(f"{folder} (the {dataset} dataset folder)")
+            continue
+        groups = [(s, c) for s in ("train", "val") for c in FASHIONIQ_CATEGORIES] if dataset == "fashioniq" \
+            else [("train", None), ("val", None)]
+        for split, category in groups:
+            for path in annotation_files(data_root, dataset, split, category):
+                if not path.is_file():
+                    missing.append(str(path))
+        if dataset == "fashioniq" and not (folder / "images").is_dir():
+            missing.append(f"{folder / 'images'} (the FashionIQ images)")
+        if dataset == "cirr" and not any((folder / d).is_dir() for d in ("train", "dev")):
+            missing.append(f"{folder / 'train'} and {folder / 'dev'} (the CIRR images)")
+    return missing
+
+
+def network_reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def openai_weights_location(model: str) -> Optional[str]:
+    """Where open_clip's cache holds OpenAI's weights of `model` (None when not cached).
+
+    Looks in the Hugging Face hub cache (open_clip's first choice) and in ~/.cache/clip (URL downloads).
+    """
+    import open_clip
+
+    try:
+        cfg = open_clip.get_pretrained_cfg(model, "openai")
+    except Exception:  # noqa: BLE001 - unknown model: reported by the caller
+        cfg = {}
+    if not cfg:
+        return None
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+            names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+            for name in names:
+                hit = try_to_load_from_cache(repo, name)
+                if isinstance(hit, str) and os.path.isfile(hit):
+                    return hit
+        except ImportError:
+            pass
+    url = cfg.get("url", "")
+    if url:
+        local = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+        if local.is_file():
+            return str(local)
+    return None
+
+
+def recipe_backbones(recipes: Mapping[str, str], pretrained: Optional[str] = None) -> dict[str, tuple[str, str]]:
+    """{dataset: (backbone, pretrained)} of the stage-1 configs of the given recipes."""
+    from cir_lib.recipes import get_recipe
+
+    out = {}
+    for dataset, name in recipes.items():
+        cfg = get_recipe(name, "finetune", dataset=dataset)
+        out[dataset] = (cfg.backbone, pretrained or cfg.pretrained)
+    return out
+
+
+def preflight(profile: Profile, data_root: Path, recipes: Mapping[str, str], pretrained: Optional[str] = None) -> None:
+    """Refuse early, naming everything missing: real data folders and files, OpenAI weights.
+
+    Mini profiles need nothing (they generate their data and pretrain their backbone).
+    """
+    from cir_lib.recipes import get_recipe
+
+    for dataset, name in recipes.items():
+        if dataset not in DATASETS:
+            raise PipelineError(f"unknown dataset {dataset!r} in the recipes; valid: {', '.join(DATASETS)}")
+        get_recipe(name, "finetune", dataset=dataset)  # unknown recipe names fail here, by name
+    if profile.mini_preset is not None:
+        return
+    problems = missing_real_data(data_root, list(recipes))
+    needed = sorted({bb for bb, pre in recipe_backbones(recipes, pretrained).values() if pre == "openai"})
+    uncached = [bb for bb in needed if openai_weights_location(bb) is None]
+    if uncached and not network_reachable():
+        for bb in uncached:
+            problems.append(f"OpenAI's {bb} weights: not in open_clip's cache (Hugging Face hub cache or "
+                            "~/.cache/clip) and the network is unreachable; connect once, or copy the cache "
+                            "from a machine that has it")
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise PipelineError(
+            f"profile {profile.name!r} cannot start; missing:\n  - {listing}\n"
+            f"Get FashionIQ and CIRR as README 'Running the paper profile' says, lay them out under the data "
+            f"root, and check them with `cir-lib check-data --data-root {data_root}`.")
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+@contextlib.contextmanager
+def pipeline_kernel() -> Iterator[str]:
+    """A kernelspec that runs this very Python (the one running `reproduce`), for papermill.
+
+    It is written to a temporary folder put first on JUPYTER_PATH, so a user-level `python3`
+    kernelspec that points at another interpreter cannot be picked up by mistake. The kernel's
+    PYTHONPATH starts with the project root, so the notebooks import this checkout's cir_lib.
+
+    Yields:
+        The kernel name to pass to papermill.
+    """
+    with tempfile.TemporaryDirectory(prefix="cir-lib-kernel-") as tmp:
+        spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
+        spec_dir.mkdir(parents=True)
+        env_path = os.pathsep.join([str(PROJECT_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+        try:  # ipykernel's own spec for this interpreter (it carries the transport-encryption metadata)
+            from ipykernel.kernelspec import get_kernel_dict
+
+            spec = dict(get_kernel_dict())
+        except ImportError:
+            spec = {"language": "python", "metadata": {}}
+        spec.update({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "cir-lib (reproduce)",
+            "env": {"PYTHONPATH": env_path},
+        })
+        (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+        old = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = os.pathsep.join([tmp] + ([old] if old else []))
+        try:
+            yield KERNEL_NAME
+        finally:
+            if old is None:
+                os.environ.pop("JUPYTER_PATH", None)
+            else:
+                os.environ["JUPYTER_PATH"] = old
+
+
+# --------------------------------------------------------------------------- running
+
+
+def profile_dir(results_dir: str | os.PathLike, profile: str) -> Path:
+    """`<results_dir>/<profile>`, where everything of a profile's run goes."""
+    return Path(results_dir).expanduser().resolve() / profile
+
+
+def _failure_message(notebook: str, output: Path, err: Exception) -> str:
+    cell = getattr(err, "cell_index", None)
+    ename = getattr(err, "ename", type(err).__name__)
+    evalue = getattr(err, "evalue", str(err))
+    source = (getattr(err, "source", "") or "").strip().splitlines()
+    first = source[0] if source else ""
+    where = f"cell {cell}" if cell is not None else "a cell"
+    return (f"notebook {notebook}.ipynb failed in {where} ({first!r}): {ename}: {evalue}\n"
+            f"The executed notebook, with the full traceback, is {output}")
+
+
+def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kernel_name: str,
+                 cwd: Path = NOTEBOOK_DIR, cell_timeout_s: Optional[int] = None, log_output: bool = False,
+                 progress: bool = True, source: Optional[Path] = None) -> float:
+    """Execute one notebook of the series through papermill; PipelineError names the failing cell.
+
+    Args:
+        name: the notebook's name ("01_stage1_finetune").
+        output: where the executed notebook is written (also when a cell fails).
+        parameters: values injected after the `parameters` cell.
+        kernel_name: a kernelspec name (`pipeline_kernel()` yields one running this Python).
+        cwd: the kernel's working directory.
+        cell_timeout_s: per-cell timeout (None: none).
+        log_output: stream the cells' output to the log.
+        progress: papermill's progress bar.
+        source: the notebook file (default: notebooks/<name>.ipynb).
+
+    Returns:
+        Seconds taken.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    source = Path(source) if source is not None else NOTEBOOK_DIR / f"{name}.ipynb"
+    if not source.is_file():
+        raise PipelineError(f"notebook {source} not found: run from a checkout of the project (notebooks/ "
+                            "is not installed with the package)")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(source), str(output), parameters=dict(parameters), kernel_name=kernel_name,
+                            language="python", cwd=str(cwd), execution_timeout=cell_timeout_s, log_output=log_output,
+                            progress_bar=progress, report_mode=False)
+    except PapermillExecutionError as err:
+        raise PipelineError(_failure_message(name, output, err)) from None
+    except Exception as err:  # kernel died, timeout, missing kernel...
+        raise PipelineError(f"notebook {name}.ipynb could not run: {type(err).__name__}: {err}\n"
+                            f"(partial output in {output})") from err
+    return time.perf_counter() - start
+
+
+def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
+              results_dir: Optional[str | os.PathLike] = None, *, parameters: Optional[Mapping[str, Any]] = None,
+              notebooks: Sequence[str] = NOTEBOOKS, log_output: bool = False, progress: bool = True) -> dict:
+    """Run the notebook series for one profile; return where every product is.
+
+    Args:
+        profile: "smoke", "mini" or "paper" (`PROFILES`).
+        data_root: the data folder; default for smoke / mini: `data/<profile>` under the project
+            (generated when absent); required for paper.
+        results_dir: the results folder (default: results/ under the project); everything goes
+            under `<results_dir>/<profile>/`.
+        parameters: overrides of the notebooks' parameters (e.g. {"stage1_epochs": 3,
+            "recipes": {"fashioniq": "paper-rn50x4-fashioniq", "cirr": "paper-rn50x4-cirr"}}).
+        notebooks: which notebooks to run (default: all five, in order).
+        log_output: stream the cells' output to the log.
+        progress: show papermill's per-cell progress bar.
+
+    Returns:
+        {"profile", "data_root", "results", "executed": {notebook: path}, "seconds": {notebook: s},
+         "tables": [paths], "figures": [paths], "total_seconds"}.
+
+    Raises:
+        PipelineError: a missing input (paper profile), or the first failing notebook, naming the
+            notebook, the cell and the error.
+
+    Example:
+        >>> reproduce("paper", data_root="/data/cir")
+    """
+    prof = get_profile(profile)
+    root = resolve_data_root(prof, data_root)
+    out = profile_dir(PROJECT_ROOT / "results" if results_dir is None else results_dir, prof.name)
+    params = prof.notebook_parameters(root, out)
+    unknown = set(parameters or {}) - set(params)
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; known: {', '.join(sorted(params))}")
+    params.update(parameters or {})
+    params["datasets"] = list(params["recipes"]) if "datasets" not in (parameters or {}) else list(params["datasets"])
+    recipes = {d: params["recipes"][d] for d in params["datasets"]}
+    preflight(prof, root, recipes, params.get("pretrained"))
+    bad = [n for n in notebooks if n not in NOTEBOOKS]
+    if bad:
+        raise ConfigError(f"unknown notebook(s) {bad}; the series is {', '.join(NOTEBOOKS)}")
+    executed, seconds = {}, {}
+    start = time.perf_counter()
+    with pipeline_kernel() as kernel:
+        for name in [n for n in NOTEBOOKS if n in notebooks]:
+            target = out / "executed" / f"{name}.ipynb"
+            logger.info("running %s (profile %s)", name, prof.name)
+            seconds[name] = run_notebook(name, target, params, kernel_name=kernel,
+                                         log_output=log_output, progress=progress)
+            executed[name] = target
+            logger.info("%s done in %.1f s", name, seconds[name])
+    summary = {
+        "profile": prof.name,
+        "data_root": root,
+        "results": out,
+        "executed": executed,
+        "seconds": seconds,
+        "total_seconds": time.perf_counter() - start,
+        "tables": sorted((out / "tables").glob("*")) if (out / "tables").is_dir() else [],
+        "figures": sorted((out / "figures").glob("*")) if (out / "figures").is_dir() else [],
+    }
+    _write_summary(summary)
+    return summary
+
+
+def _write_summary(summary: dict) -> None:
+    """reproduce_summary.json: what this call ran, with paths relative to the profile's results folder."""
+    out = Path(summary["results"])
+
+    def rel(p):
+        try:
+            return str(Path(p).relative_to(out))
+        except ValueError:
+            return str(p)
+
+    record = {
+        "profile": summary["profile"],
+        "all_notebooks": list(summary["executed"]) == list(NOTEBOOKS),  # False: this call ran only some
+        "data_root": str(summary["data_root"]),
+        "seconds": {k: round(v, 1) for k, v in summary["seconds"].items()},
+        "total_seconds": round(summary["total_seconds"], 1),
+        "executed": {k: rel(v) for k, v in summary["executed"].items()},
+        "tables": [rel(p) for p in summary["tables"]],
+        "figures": [rel(p) for p in summary["figures"]],
+    }
+    (out / "reproduce_summary.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def format_summary(summary: dict) -> str:
+    """A human-readable account of what `reproduce` produced and where."""
+    out = Path(summary["results"])
+
+    def rel(p):
+        try:
+            return str(Path(p).relative_to(Path.cwd()))
+        except ValueError:
+            return str(p)
+
+    lines = [f"profile {summary['profile']}: {len(summary['executed'])} notebook(s) in "
+             f"{summary['total_seconds']:.0f} s (data root {rel(summary['data_root'])})"]
+    for name, secs in summary["seconds"].items():
+        lines.append(f"  {name:<22} {secs:7.1f} s  -> {rel(summary['executed'][name])}")
+    if summary["tables"]:
+        lines.append("tables:")
+        lines += [f"  {rel(p)}" for p in summary["tables"]]
+    if summary["figures"]:
+        lines.append("figures:")
+        lines += [f"  {rel(p)}" for p in summary["figures"]]
+    lines.append(f"everything else (runs, metrics, caches) under {rel(out)}")
+    return "\n".join(lines)

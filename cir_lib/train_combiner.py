@@ -1,0 +1,179 @@
+"""Stage 2 of CLIP4Cir (`cir-lib train-combiner`): the Combiner, from scratch, on frozen features.
+
+The encoders are those of a stage-1 run (or the recipe's pretrained backbone: "zero-shot"). Every
+image and every caption variant is encoded once per run; an epoch only runs the Combiner. Adam.
+Writes a run folder like stage 1 (config.json, history.csv, best.pt, last.pt).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from cir_lib import runs
+from cir_lib.devices import pick_device, set_threads
+from cir_lib.errors import ConfigError
+from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
+from cir_lib.losses import contrastive_loss
+from cir_lib.recipes import CombinerTrainConfig, check_config, resolve_pretrained
+from cir_lib.training import RunResult, check_finite, due, finish_epoch, make_optimizer, resume_state
+from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
+                                   tokenize_variants, training_captions)
+from cir_lib.validation import format_metrics, image_features_for, make_val_sets, metrics_for, text_features_for
+
+logger = logging.getLogger(__name__)
+
+
+def clip_for_combiner(clip_run, config: CombinerTrainConfig, data_root, device):
+    """The frozen backbone of stage 2 and a JSON record of where it came from."""
+    from cir_lib.backbone import load_backbone
+
+    if str(clip_run) == ZERO_SHOT:
+        pretrained = resolve_pretrained(config.pretrained, data_root)
+        backbone = load_pretrained_backbone(config.backbone, config.pretrained, data_root, device)
+        record = {"run": ZERO_SHOT, "checkpoint": None}
+    else:
+        clip_dir = Path(clip_run)
+        info = runs.read_run_config(clip_dir)
+        if info.get("kind") != "finetune":
+            raise ConfigError(f"--clip-run {clip_dir} is a {info.get('kind')!r} run; pass a stage-1 "
+                              f"(finetune) run folder or {ZERO_SHOT!r}")
+        best = clip_dir / runs.BEST_FILE
+        if not best.is_file():
+            raise ConfigError(f"stage-1 run {clip_dir} has no {runs.BEST_FILE} yet; let it validate at least once")
+        name = info["config"]["backbone"]
+        if name != config.backbone:
+            raise ConfigError(
+                f"the Combiner recipe is for backbone {config.backbone!r} but stage-1 run {clip_dir} "
+                f"fine-tuned {name!r}; use a recipe of {name} (or --set backbone={name})")
+        pretrained = str(best.resolve())
+        backbone = load_backbone(name, pretrained, device=device)
+        record = {"run": str(clip_dir.resolve()), "checkpoint": pretrained}
+        if info.get("dataset") and config.dataset and info["dataset"] != config.dataset:
+            logger.warning("stage-1 run %s was trained on %s; this Combiner trains on %s",
+                           clip_dir, info["dataset"], config.dataset)
+    backbone.model.eval()
+    for p in backbone.model.parameters():
+        p.requires_grad_(False)
+    record.update(backbone=backbone.name, pretrained=pretrained, weights_key=backbone.weights_key,
+                  embed_dim=backbone.embed_dim)
+    return backbone, record
+
+
+def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, resume: bool = False) -> RunResult:
+    """Stage 2: train the Combiner on frozen CLIP features.
+
+    Args:
+        data_root: folder holding fashionIQ_dataset/ and cirr_dataset/.
+        config: a `CombinerTrainConfig` (e.g. `get_recipe("mini", stage="combiner", dataset="cirr")`).
+        clip_run: a stage-1 run folder (its best.pt is the frozen backbone) or "zero-shot" (the
+            recipe's pretrained backbone, for ablations).
+        out_dir: the run folder.
+        resume: continue from out_dir/last.pt.
+
+    Returns:
+        RunResult. best.pt is a Combiner checkpoint (`load_combiner_checkpoint`) that names its
+        backbone; `load_run(out_dir)` rebuilds both.
+
+    Example:
+        >>> cfg = get_recipe("mini", stage="combiner", dataset="fashioniq")
+        >>> train_combiner("data/mini", cfg, "runs/mini-fiq-stage1", "runs/mini-fiq-combiner")
+    """
+    from cir_lib.combiner import Combiner, save_combiner_checkpoint
+
+    t_start = time.perf_counter()
+    check_config(config)
+    dataset = resolve_dataset(config)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("train-combiner runs in one process (an epoch on cached features takes seconds); "
+                          "launch it without torchrun")
+    set_threads(config.threads)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+
+    train_split = load_train_split(data_root, dataset, config.skip_missing)
+    val_splits = load_val_splits(data_root, dataset, config.skip_missing)
+    if len(train_split.queries) < 2:
+        raise ConfigError(f"{train_split.label} has {len(train_split.queries)} usable triplets; need at least 2")
+    backbone, clip_record = clip_for_combiner(clip_run, config, data_root, device)
+
+    same_clip = {"clip": {k: clip_record[k] for k in ("backbone", "weights_key")}}
+    run = runs.RunFolder.open(out_dir, "combiner", config, resume, device=str(device), must_match=same_clip, extra={
+        "data_root": str(Path(data_root).resolve()), "dataset": dataset, "clip": clip_record,
+        "skipped": {"train": train_split.skipped.to_dict(),
+                    **{k: s.skipped.to_dict() for k, s in val_splits.items()}}})
+
+    preprocess = preprocess_for(config, backbone)
+    # Every image and every caption variant is encoded once per run (the encoders are frozen).
+    logger.info("encoding the training images and captions once (%s)", train_split.label)
+    image_f = image_features_for(backbone, train_split, preprocess, config.cache_dir, config.encode_batch_size,
+                              device)
+    tokens = tokenize_variants(backbone, training_captions(train_split))
+    q_count, n_var, ctx = tokens.shape
+    text_f = text_features_for(backbone, tokens.view(-1, ctx), config.encode_batch_size, device)
+    text_f = text_f.view(q_count, n_var, -1)
+    reference, target = train_split.reference_indices.to(device), train_split.target_indices.to(device)
+    val_sets = make_val_sets(val_splits, backbone)
+    for vs in val_sets.values():
+        vs.index_features = image_features_for(backbone, vs.split, preprocess, config.cache_dir,
+                                            config.encode_batch_size, device)
+        vs.text_features = text_features_for(backbone, vs.tokens, config.encode_batch_size, device)
+
+    dim = backbone.embed_dim
+    torch.manual_seed(config.seed)
+    combiner = Combiner(dim, proj_dim=config.proj_multiplier * dim, hidden_dim=config.hidden_multiplier * dim,
+                        dropout=config.dropout).to(device)
+    optimizer = make_optimizer(torch.optim.Adam, combiner.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    def load_into(last: dict) -> None:
+        combiner.load_state_dict(last["combiner"])
+        optimizer.load_state_dict(last["optimizer"])
+
+    state = resume_state(run, "combiner", resume, generator, load_into)
+
+    epochs_bar = tqdm(range(state["epoch"] + 1, config.epochs + 1), desc=f"Combiner {dataset}", unit="epoch",
+                      initial=state["epoch"], total=config.epochs)
+    for epoch in epochs_bar:
+        t0 = time.perf_counter()
+        combiner.train()
+        batches = epoch_batches(q_count, n_var, config.batch_size, generator)
+        total, steps = 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False)
+        for step, (q_idx, v_idx) in enumerate(bar, start=1):
+            q_idx, v_idx = q_idx.to(device), v_idx.to(device)
+            query = combiner(image_f[reference[q_idx]], text_f[q_idx, v_idx])
+            loss = contrastive_loss(query, image_f[target[q_idx]])
+            value = loss.item()  # the step's one host sync: checked before any weight changes
+            check_finite(value, epoch, step, run, state["epoch"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += value
+            steps += 1
+            bar.set_postfix(loss=f"{value:.4f}")
+        bar.close()
+        row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
+        metrics = None
+        if due(epoch, config):
+            combiner.eval()
+            with torch.no_grad():
+                metrics = metrics_for(dataset, val_sets, combiner,
+                                       {k: vs.index_features for k, vs in val_sets.items()},
+                                       {k: vs.text_features for k, vs in val_sets.items()})
+        finish_epoch(
+            run, state, row, metrics, t0, dataset, config, epochs_bar,
+            save_best=lambda extra: save_combiner_checkpoint(combiner, run.best_path, extra={
+                "kind": "combiner", **extra, "clip": clip_record}),
+            last={"kind": "combiner", "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
+                  "rng": runs.rng_state(generator), "clip": clip_record})
+    epochs_bar.close()
+    combiner.eval()
+    return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
+                     state["history"], time.perf_counter() - t_start, config)
+
+

@@ -1,0 +1,143 @@
+"""The pieces of the training loop that both stages share: the run's result, mixed precision,
+the finite-loss check, the optimizer, resuming from last.pt, and the end of an epoch (score the row,
+record it, keep the best, checkpoint).
+
+Both stages write a run folder (`cir_lib.runs`): config.json, history.csv, best.pt, last.pt.
+Validation runs every `validate_every` epochs and after the last; `resume=True` continues from last.pt
+and gives the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from cir_lib import runs
+from cir_lib.errors import ConfigError, TrainingError
+from cir_lib.validation import format_metrics, selection_score
+
+logger = logging.getLogger(__name__)
+
+RUN_CHECKPOINT_FORMAT = "cir_lib.run/1"  # marks last.pt files
+
+
+@dataclass
+class RunResult:
+    """What a training call returns (everything is also in the run folder)."""
+
+    run_dir: Path  # the run folder
+    best_epoch: int  # epoch of best.pt (1-based)
+    best_score: float  # its selection score (FashionIQ: (R@10 + R@50) / 2 averages; CIRR: mean of 7)
+    best_metrics: dict  # its validation metrics (flat: "average_recall@10", "recall_subset@1", ...)
+    history: list  # one dict per epoch (the rows of history.csv)
+    seconds: float  # wall time of this call
+    config: object = field(repr=False, default=None)  # the resolved config
+
+
+
+
+def autocast_factory(device: torch.device, amp: str):
+    if device.type == "cuda" and amp != "none":
+        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        return functools.partial(torch.autocast, device_type="cuda", dtype=dtype)
+    return contextlib.nullcontext
+
+
+def check_finite(loss: float, epoch: int, step: int, run, last_epoch: int) -> None:
+    if math.isfinite(loss):
+        return
+    if last_epoch > 0:
+        kept = f"the last good checkpoint {run.last_path} (epoch {last_epoch}) stays"
+    else:
+        kept = "no checkpoint was written yet"
+    raise TrainingError(
+        f"the training loss became {loss} at epoch {epoch}, step {step} (run {run.path}); "
+        f"training stopped and {kept}. Lower the learning rate (--set lr=...), or on CUDA try "
+        f"--set amp=bf16 / amp=none")
+
+
+def make_optimizer(cls, params, **kw):
+    """The fused implementation where torch has it (CPU and CUDA): one kernel over all parameters.
+    On the CPU it makes a cir-mini text-encoder step ~5x faster (the 6M-entry token embedding)."""
+    params = list(params)
+    try:
+        return cls(params, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):
+        return cls(params, **kw)
+
+
+def due(epoch: int, config) -> bool:
+    return epoch % config.validate_every == 0 or epoch == config.epochs
+
+
+def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float, dataset: str, config,
+                  epochs_bar, *, save_best, last: dict) -> None:
+    """The end of an epoch, shared by both stages: score the row, record it, keep the best, checkpoint.
+
+    `save_best(extra)` writes best.pt (the writing process only) given the epoch's record; `last` is the
+    stage's part of last.pt (models, optimizer, RNG), to which the config and `state` are added.
+    """
+    epoch = row["epoch"]
+    if metrics is not None:
+        row.update(metrics)
+        row["score"] = selection_score(dataset, metrics)
+    row["seconds"] = time.perf_counter() - t0
+    state["history"].append(row)
+    state["epoch"] = epoch
+    if metrics is not None and row["score"] > state["best_score"]:
+        state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
+        if run.writer:
+            save_best({"epoch": epoch, "score": row["score"], "metrics": metrics, "dataset": dataset,
+                       "run_config": dataclasses.asdict(config)})
+    run.save_last({"format": RUN_CHECKPOINT_FORMAT, "config": dataclasses.asdict(config), **last, **state})
+    run.write_history(state["history"])
+    if run.writer:
+        msg = f"epoch {epoch}/{config.epochs} loss {row['loss']:.4f}"
+        if metrics is not None:
+            msg += f" score {row['score']:.2f} ({format_metrics(metrics)})"
+        logger.info("%s [%.1fs]", msg, row["seconds"])
+        epochs_bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{state['best_score']:.2f}")
+
+
+def check_last(last: dict, kind: str, run) -> None:
+    if not isinstance(last, dict) or last.get("format") != RUN_CHECKPOINT_FORMAT or last.get("kind") != kind:
+        raise ConfigError(f"{run.last_path} is not a {kind} run checkpoint of this kit; start a new run folder")
+
+
+
+def new_state() -> dict:
+    """The training state kept in last.pt beside the models: epochs done, history, best so far."""
+    return {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": 0, "best_metrics": {}}
+
+
+def resume_state(run, kind: str, resume: bool, generator: torch.Generator,
+                 load_into: Callable[[dict], None]) -> dict:
+    """The state to start from: a fresh one, or (resume) the one in the run's last.pt.
+
+    Args:
+        run: the `RunFolder`.
+        kind: "finetune" or "combiner" (last.pt must be of this kind).
+        resume: whether to continue from last.pt.
+        generator: the batch generator; its state is restored from last.pt.
+        load_into: puts last.pt's models and optimizer (and scaler) states in place.
+    """
+    state = new_state()
+    last = run.load_last() if resume else None
+    if last is not None:
+        check_last(last, kind, run)
+        load_into(last)
+        runs.set_rng_state(generator, last["rng"])
+        state = {k: last[k] for k in state}
+        logger.info("resuming %s from epoch %d", run.path, state["epoch"])
+    elif resume:
+        logger.info("nothing to resume in %s: starting from epoch 1", run.path)
+    return state

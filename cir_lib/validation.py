@@ -1,0 +1,93 @@
+"""Validation during training and model selection: the val splits with what stays fixed across
+epochs, their metrics for any composer, and the paper's selection score.
+
+best.pt is chosen by the paper's validation score: FashionIQ (mean R@10 + mean R@50) / 2 over the
+three categories; CIRR the mean of the seven recalls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from cir_lib.metrics import fashioniq_flat
+
+
+def selection_score(dataset: str, metrics: dict) -> float:
+    """The paper's model-selection number from flat validation metrics.
+
+    FashionIQ: (average R@10 + average R@50) / 2 over the three categories; CIRR: the arithmetic
+    mean of R@1, R@5, R@10, R@50, Rsubset@1, @2, @3.
+    """
+    if dataset == "fashioniq":
+        return (metrics["average_recall@10"] + metrics["average_recall@50"]) / 2
+    keys = ["recall@1", "recall@5", "recall@10", "recall@50",
+            "recall_subset@1", "recall_subset@2", "recall_subset@3"]
+    return sum(metrics[k] for k in keys) / len(keys)
+
+
+@dataclass
+class ValSet:
+    """One validation split, with what stays fixed across epochs."""
+
+    split: object  # data.Split
+    tokens: torch.Tensor  # [Q, L] evaluation captions
+    reference: torch.Tensor  # [Q]
+    target: torch.Tensor  # [Q]
+    members: Optional[torch.Tensor]  # [Q, 6] (CIRR)
+    index_features: Optional[torch.Tensor] = None  # [N, d] raw, when the image encoder is frozen
+    text_features: Optional[torch.Tensor] = None  # [Q, d] raw, when the text encoder is frozen
+
+
+def make_val_sets(splits: dict, backbone) -> dict:
+    from cir_lib.data import eval_captions
+
+    out = {}
+    for label, split in splits.items():
+        out[label] = ValSet(
+            split=split,
+            tokens=backbone.tokenize(eval_captions(split)),
+            reference=split.reference_indices,
+            target=split.target_indices,
+            members=split.member_indices if split.dataset == "cirr" else None,
+        )
+    return out
+
+
+def text_features_for(backbone, tokens: torch.Tensor, batch_size: int, device) -> torch.Tensor:
+    """Frozen text features on `device`, through the same encoder (and precision) as evaluation."""
+    from cir_lib.features import text_features
+
+    return text_features(backbone, tokens, batch_size=batch_size, device=device)
+
+
+def image_features_for(backbone, split, preprocess, cache_dir, batch_size, device, num_workers=0):
+    """Image features of a split on `device` (through the on-disk cache when `cache_dir` is set)."""
+    from cir_lib.features import image_features
+
+    return image_features(backbone, split, preprocess, cache_dir=cache_dir, batch_size=batch_size,
+                          device=device, split_label=split.label, num_workers=num_workers).to(device)
+
+
+def metrics_for(dataset: str, val_sets: dict, compose, index_features: dict, text_features: dict) -> dict:
+    """Flat validation metrics: compose(reference_features, text_features) -> query features."""
+    from cir_lib.metrics import cirr_recall, fashioniq_recall
+
+    per = {}
+    for label, vs in val_sets.items():
+        index = index_features[label]
+        query = compose(index[vs.reference], text_features[label])
+        if dataset == "fashioniq":
+            per[label] = fashioniq_recall(query, index, vs.target)
+        else:
+            per[label] = cirr_recall(query, index, vs.reference, vs.target, vs.members)
+    if dataset == "fashioniq":
+        return fashioniq_flat(per)
+    return dict(per["cirr"])
+
+
+def format_metrics(metrics: dict) -> str:
+    keys = [k for k in metrics if k.startswith("average_") or k in ("recall@1", "recall@10", "recall_subset@1")]
+    return ", ".join(f"{k} {metrics[k]:.2f}" for k in keys)
