@@ -1,13 +1,22 @@
-"""The helpers the notebooks call: result folders, data and backbone preparation, stage configs,
-evaluation of the tables' rows, and the records written beside tables.
+"""The helpers the notebooks call: one switch (`setup`), result folders, data and backbone
+preparation, stage configs, evaluation of the tables' rows, and the records written beside tables.
+
+A notebook's `parameters` cell holds `profile` and only the knobs that notebook uses, each `None`
+("the profile's value"); its first code cell resolves them:
+
+    settings = notebook.setup(profile, "01_stage1_finetune", stage1_epochs=stage1_epochs, ...)
+
+`settings` holds the resolved values and the result folders; `setup` also checks that the notebooks
+it depends on have run, naming the one to run first. What a notebook prints is relative to the
+project root (the JupyterLab server root of `make lab`): `settings.rel(path)`, `show_files(paths)`.
 
 Everything a profile's run writes goes under `<results>/<profile>/`: tables in `tables/`, figures in
 `figures/`, training runs in `runs/`, metrics in `metrics/` (results/README.md lists which notebook
 writes which file).
 
 Example:
-    >>> paths = result_paths("../results/mini")
-    >>> config = stage_config("mini", "finetune", "cirr")
+    >>> settings = setup("smoke", "01_stage1_finetune")
+    >>> config = stage_config(settings.recipes["cirr"], "finetune", "cirr", cache_dir=settings.paths.cache)
 """
 
 from __future__ import annotations
@@ -21,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from cir_lib.constants import MINI_CHECKPOINT, STAGES
+from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, PROJECT_ROOT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
-from cir_lib.profiles import PROFILES
+from cir_lib.profiles import PROFILES, get_profile, resolve_data_root
 from cir_lib.recipes import EvalConfig
 from cir_lib.report import METHODS
 
@@ -78,17 +87,24 @@ class ResultPaths:
         return self.runs / f"{dataset}-{stage}"
 
 
+class _RootRelativeFormatter(logging.Formatter):
+    """Log lines with paths under the project root shown relative to it (notebooks hold no absolute paths)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return rel_text(super().format(record))
+
+
 def notebook_logging(level: int = logging.INFO) -> None:
     """Show the kit's log messages (epoch summaries, cache hits, metrics) in a notebook's output.
 
     Only the `cir_lib` loggers are routed to stdout, so other libraries stay quiet; calling it again
-    does not add a second handler.
+    does not add a second handler. Paths under the project root are shown relative to it.
     """
     kit = logging.getLogger("cir_lib")
     kit.setLevel(level)
     if not any(getattr(h, "_cir_lib_notebook", False) for h in kit.handlers):
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_RootRelativeFormatter("%(levelname)s %(name)s: %(message)s"))
         handler._cir_lib_notebook = True
         kit.addHandler(handler)
         kit.propagate = False
@@ -279,7 +295,7 @@ def run_summary(results: Mapping[str, Any]) -> "Any":
     """
     import pandas as pd
 
-    return pd.DataFrame([{"dataset": d, "run": str(r.run_dir), "best_epoch": r.best_epoch,
+    return pd.DataFrame([{"dataset": d, "run": relative_to_root(r.run_dir), "best_epoch": r.best_epoch,
                           "best_score": round(float(r.best_score), 2), "epochs": len(r.history),
                           "seconds": round(float(r.seconds), 1)} for d, r in results.items()])
 
@@ -348,3 +364,198 @@ def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     values = [scores[m] for m in METHODS if m in scores]
     return {"scores": scores, "ascending": all(a < b for a, b in zip(values, values[1:]))}
 
+
+
+def ordering_line(settings: "Settings", rows: Mapping[str, Mapping[str, Any]], dataset: str) -> str:
+    """One line for notebook 03: each row's selection score and whether they ascend.
+
+    Profiles too small to show the ordering (smoke: `Profile.shows_ordering` False) say so instead of
+    judging it.
+    """
+    check = ordering(rows, dataset)
+    scores = ", ".join(f"{m} {s:.2f}" for m, s in check["scores"].items())
+    if not get_profile(settings.profile).shows_ordering:
+        return (f"{dataset}: {scores} -> profile {settings.profile} is too small to show the ordering "
+                "(it checks that the series runs); the mini and paper profiles show it")
+    return f"{dataset}: {scores} -> {'ascending' if check['ascending'] else 'NOT ascending'}"
+
+
+# --------------------------------------------------------------------------- one switch: the profile
+
+KNOBS = ("data_root", "results_dir", "datasets", "recipes", "pretrain_epochs", "pretrained", "stage1_epochs",
+         "combiner_epochs", "skip_missing", "n_examples", "top_k", "interactive")  # what setup() resolves
+
+# What a notebook reads that an earlier one wrote: "data" (00), or a stage's run folder (01, 02).
+NEEDS = {
+    "00_data_prep": (),
+    "01_stage1_finetune": ("data",),
+    "02_combiner_training": ("data", "finetune"),
+    "03_evaluation": ("data", "finetune", "combiner"),
+    "04_qualitative": ("data", "finetune", "combiner"),
+}
+_WRITER = {"data": "00_data_prep", "finetune": "01_stage1_finetune", "combiner": "02_combiner_training"}
+
+
+def relative_to_root(path: str | os.PathLike) -> str:
+    """`path` relative to the project root (the JupyterLab server root) when under it, else as given."""
+    p = Path(path).expanduser()
+    try:
+        return p.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def rel_text(obj: Any) -> str:
+    """`str(obj)` with the project root's absolute prefix removed (paths in reprs and log lines)."""
+    return str(obj).replace(str(PROJECT_ROOT) + os.sep, "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A notebook's resolved parameters: the profile's values, overridden by the knobs that were set.
+
+    Paths are absolute; `rel` shows one relative to the project root, as the notebooks print them.
+    """
+
+    profile: str  # "smoke" | "mini" | "paper"
+    notebook: Optional[str]  # the notebook that called setup (None: none named)
+    data_root: Path  # the folder holding fashionIQ_dataset/ and cirr_dataset/
+    paths: ResultPaths  # <results>/<profile>/: data/, runs/, metrics/, tables/, figures/, cache/
+    datasets: tuple  # the benchmarks to run
+    recipes: Mapping[str, str]  # {dataset: recipe name}
+    mini_preset: Optional[str]  # make-mini preset of the data root; None for real data
+    pretrain_epochs: Optional[int]  # pretrain-mini epochs when cir-mini.pt is absent (None: its default)
+    pretrained: Optional[str]  # starting weights instead of the recipes' (None: the recipes')
+    stage1_epochs: Optional[int]  # stage-1 epochs instead of the recipes' (None: the recipes')
+    combiner_epochs: Optional[int]  # Combiner epochs instead of the recipes' (None: the recipes')
+    skip_missing: bool  # real data with missing images: skip and report the queries they affect
+    n_examples: int  # queries per retrieval grid
+    top_k: int  # images per ranking
+    interactive: bool  # 04: the ipywidgets explorer (False: static figures)
+
+    @property
+    def results_dir(self) -> Path:
+        """`<results>/<profile>`."""
+        return self.paths.root
+
+    def rel(self, path: str | os.PathLike) -> str:
+        """`path` relative to the project root (see `relative_to_root`)."""
+        return relative_to_root(path)
+
+    def __repr__(self) -> str:  # what the setup cell shows: root-relative paths, one field a line
+        lines = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, ResultPaths):
+                value = value.root
+            shown = self.rel(value) if isinstance(value, Path) else repr(value)
+            lines.append(f"  {f.name} = {shown}")
+        return "Settings(\n" + "\n".join(lines) + "\n)"
+
+
+def setup(profile: str = "mini", notebook: Optional[str] = None, **knobs: Any) -> Settings:
+    """Resolve a notebook's parameters: every knob left None takes the profile's value.
+
+    Also routes the kit's log lines to the notebook (`notebook_logging`) and, for a notebook of the
+    series, checks that the notebooks it depends on have run (`require_earlier`).
+
+    Args:
+        profile: "smoke", "mini" or "paper" (`cir_lib.profiles.PROFILES`): the one switch.
+        notebook: the calling notebook ("03_evaluation"); its inputs are checked.
+        **knobs: any of `KNOBS`; None means "the profile's value" (data_root: data/<profile>;
+            results_dir: results/<profile>; skip_missing: False; interactive: True).
+
+    Returns:
+        The `Settings`.
+
+    Raises:
+        ConfigError: an unknown profile, notebook or knob.
+        PipelineError: an earlier notebook has not run (the message names it), or the paper profile
+            without a data root.
+
+    Example:
+        >>> settings = setup("smoke", "01_stage1_finetune", stage1_epochs=None)
+        >>> settings.recipes, settings.rel(settings.paths.runs)
+        ({'fashioniq': 'smoke', 'cirr': 'smoke'}, 'results/smoke/runs')
+    """
+    prof = get_profile(profile)
+    unknown = sorted(set(knobs) - set(KNOBS))
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}; known: {', '.join(KNOBS)}")
+    if notebook is not None and notebook not in NEEDS:
+        raise ConfigError(f"unknown notebook {notebook!r}; the series is {', '.join(NEEDS)}")
+    given = {k: v for k, v in knobs.items() if v is not None}
+    root = resolve_data_root(prof, given.get("data_root"))
+    results = Path(given["results_dir"]).expanduser().resolve() if "results_dir" in given \
+        else PROJECT_ROOT / "results" / prof.name
+    recipes = dict(given.get("recipes", prof.recipes))
+    datasets = tuple(given.get("datasets", recipes))
+    missing = [d for d in datasets if d not in recipes]
+    if missing:
+        raise ConfigError(f"no recipe for dataset(s) {missing}: add them to recipes (e.g. recipes = "
+                          f"{{{missing[0]!r}: {next(iter(prof.recipes.values()))!r}}})")
+    settings = Settings(
+        profile=prof.name, notebook=notebook, data_root=root, paths=result_paths(results), datasets=datasets,
+        recipes={d: recipes[d] for d in datasets}, mini_preset=prof.mini_preset,
+        pretrain_epochs=given.get("pretrain_epochs", prof.pretrain_epochs),
+        pretrained=given.get("pretrained", prof.pretrained),
+        stage1_epochs=given.get("stage1_epochs", prof.stage1_epochs),
+        combiner_epochs=given.get("combiner_epochs", prof.combiner_epochs),
+        skip_missing=bool(given.get("skip_missing", False)),
+        n_examples=int(given.get("n_examples", prof.n_examples)),
+        top_k=int(given.get("top_k", prof.top_k)),
+        interactive=bool(given.get("interactive", True)),
+    )
+    notebook_logging()
+    if notebook is not None:
+        require_earlier(settings, notebook)
+    return settings
+
+
+def require_earlier(settings: Settings, notebook: str) -> None:
+    """Check that what `notebook` reads was written; PipelineError naming the notebook to run first.
+
+    Args:
+        settings: the resolved settings.
+        notebook: a notebook of the series ("03_evaluation").
+    """
+    for need in NEEDS[notebook]:
+        for dataset in settings.datasets:
+            if need == "data":
+                folder = settings.data_root / (FASHIONIQ_DIR if dataset == "fashioniq" else CIRR_DIR)
+                ready = folder.is_dir() and (settings.mini_preset is None
+                                             or (settings.data_root / MINI_CHECKPOINT).is_file())
+                what = f"the {dataset} data in {settings.rel(settings.data_root)}"
+            else:
+                run = settings.paths.root / "runs" / f"{dataset}-{need}"
+                ready = (run / "best.pt").is_file()
+                what = f"the {dataset} {'stage-1' if need == 'finetune' else 'Combiner'} run {settings.rel(run)}"
+            if not ready:
+                raise PipelineError(
+                    f"{notebook} needs {what} (profile {settings.profile!r}), which is not there yet: run "
+                    f"notebooks/{_WRITER[need]}.ipynb first (the series runs in order, 00 to 04; "
+                    f"`cir-lib reproduce --profile {settings.profile}` runs them all)")
+
+
+def show_files(paths: Sequence[str | os.PathLike], title: str = "written"):
+    """A Markdown list of links to files, named relative to the project root, that open in JupyterLab.
+
+    The link text is the root-relative path; the target is relative to the kernel's working folder
+    (the notebook's folder), which is how JupyterLab resolves a link in an output.
+
+    Args:
+        paths: the files.
+        title: the list's heading.
+
+    Returns:
+        An `IPython.display.Markdown` to display.
+    """
+    from urllib.parse import quote
+
+    from IPython.display import Markdown
+
+    items = []
+    for p in paths:
+        href = os.path.relpath(Path(p).resolve(), Path.cwd().resolve()).replace(os.sep, "/")
+        items.append(f"- [{relative_to_root(p)}]({quote(href)})")
+    return Markdown(f"**{title}:**\n\n" + "\n".join(items))

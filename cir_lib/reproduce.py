@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
+from cir_lib.progress import ENV_VAR as PROGRESS_ENV_VAR
 from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR, PROJECT_ROOT
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import Profile, get_profile, resolve_data_root
@@ -169,7 +170,8 @@ def pipeline_kernel() -> Iterator[str]:
         spec.update({
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "cir-lib (reproduce)",
-            "env": {"PYTHONPATH": env_path},
+            # papermill stores the kernel's stderr in the executed notebook: final progress lines only
+            "env": {"PYTHONPATH": env_path, PROGRESS_ENV_VAR: "final"},
         })
         (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
         old = os.environ.get("JUPYTER_PATH")
@@ -184,6 +186,25 @@ def pipeline_kernel() -> Iterator[str]:
 
 
 # --------------------------------------------------------------------------- running
+
+
+def notebook_parameters(name: str, source: Optional[Path] = None) -> dict:
+    """The parameters a notebook's `parameters` cell declares, as papermill reads them.
+
+    Args:
+        name: a notebook of the series ("03_evaluation").
+        source: the file (default: notebooks/<name>.ipynb).
+
+    Returns:
+        {parameter name: papermill's record (default, inferred type, comment)}.
+    """
+    import papermill as pm
+
+    source = Path(source) if source is not None else NOTEBOOK_DIR / f"{name}.ipynb"
+    if not source.is_file():
+        raise PipelineError(f"notebook {source} not found: run from a checkout of the project (notebooks/ "
+                            "is not installed with the package)")
+    return pm.inspect_notebook(str(source))
 
 
 def profile_dir(results_dir: str | os.PathLike, profile: str) -> Path:
@@ -253,8 +274,10 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
             (generated when absent); required for paper.
         results_dir: the results folder (default: results/ under the project); everything goes
             under `<results_dir>/<profile>/`.
-        parameters: overrides of the notebooks' parameters (e.g. {"stage1_epochs": 3,
-            "recipes": {"fashioniq": "paper-rn50x4-fashioniq", "cirr": "paper-rn50x4-cirr"}}).
+        parameters: values for the notebooks' parameters (e.g. {"stage1_epochs": 3,
+            "recipes": {"fashioniq": "paper-rn50x4-fashioniq", "cirr": "paper-rn50x4-cirr"}}); each
+            notebook receives only the ones its `parameters` cell declares (with `profile`, and
+            `data_root` / `results_dir` when given here); unset ones take the profile's values.
         notebooks: which notebooks to run (default: all five, in order).
         log_output: stream the cells' output to the log.
         progress: show papermill's per-cell progress bar.
@@ -264,6 +287,7 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
          "tables": [paths], "figures": [paths], "total_seconds"}.
 
     Raises:
+        ConfigError: an unknown profile or notebook, or a parameter no notebook declares (named).
         PipelineError: a missing input (paper profile), or the first failing notebook, naming the
             notebook, the cell and the error.
 
@@ -271,26 +295,39 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
         >>> reproduce("paper", data_root="/data/cir")
     """
     prof = get_profile(profile)
-    root = resolve_data_root(prof, data_root)
-    out = profile_dir(PROJECT_ROOT / "results" if results_dir is None else results_dir, prof.name)
-    params = prof.notebook_parameters(root, out)
-    unknown = set(parameters or {}) - set(params)
-    if unknown:
-        raise ConfigError(f"unknown notebook parameter(s) {sorted(unknown)}; known: {', '.join(sorted(params))}")
-    params.update(parameters or {})
-    params["datasets"] = list(params["recipes"]) if "datasets" not in (parameters or {}) else list(params["datasets"])
-    recipes = {d: params["recipes"][d] for d in params["datasets"]}
-    preflight(prof, root, recipes, params.get("pretrained"))
     bad = [n for n in notebooks if n not in NOTEBOOKS]
     if bad:
         raise ConfigError(f"unknown notebook(s) {bad}; the series is {', '.join(NOTEBOOKS)}")
+    root = resolve_data_root(prof, data_root)
+    out = profile_dir(PROJECT_ROOT / "results" if results_dir is None else results_dir, prof.name)
+    overrides = dict(parameters or {})
+    declared = {name: notebook_parameters(name) for name in NOTEBOOKS}
+    known = set().union(*declared.values()) - {"profile"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        hint = " (choose the profile with --profile)" if "profile" in unknown else ""
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}{hint}; the notebooks declare: "
+                          f"{', '.join(sorted(known))}")
+    values = {"profile": prof.name, "interactive": False}  # papermill has no widget frontend: 04's static view
+    if data_root is not None:
+        values["data_root"] = str(root)
+    if results_dir is not None:
+        values["results_dir"] = str(out)
+    values.update(overrides)
+    recipes = dict(values.get("recipes") or prof.recipes)
+    datasets = list(values.get("datasets") or recipes)
+    missing = [d for d in datasets if d not in recipes]
+    if missing:
+        raise ConfigError(f"no recipe for dataset(s) {missing}: --set recipes='{{\"{missing[0]}\": ...}}'")
+    preflight(prof, root, {d: recipes[d] for d in datasets}, values.get("pretrained") or prof.pretrained)
     executed, seconds = {}, {}
     start = time.perf_counter()
     with pipeline_kernel() as kernel:
         for name in [n for n in NOTEBOOKS if n in notebooks]:
             target = out / "executed" / f"{name}.ipynb"
             logger.info("running %s (profile %s)", name, prof.name)
-            seconds[name] = run_notebook(name, target, params, kernel_name=kernel,
+            injected = {k: v for k, v in values.items() if k in declared[name]}  # only what it declares
+            seconds[name] = run_notebook(name, target, injected, kernel_name=kernel,
                                          log_output=log_output, progress=progress)
             executed[name] = target
             logger.info("%s done in %.1f s", name, seconds[name])

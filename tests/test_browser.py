@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from cir_lib import profiles, progress
+from cir_lib import progress
 from cir_lib import reproduce as runner
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
@@ -87,9 +87,9 @@ def smoke_project(tmp_path_factory, smoke_root):
     (project / "notebooks").mkdir()
     target = project / "notebooks" / f"{NOTEBOOK}.ipynb"
     shutil.copy(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", target)
-    params = profiles.PROFILES["smoke"].notebook_parameters(data_root, project / "results" / "smoke")
-    _set_parameters(target, {k: params[k] for k in ("profile", "data_root", "results_dir", "datasets", "recipes",
-                                                    "mini_preset", "pretrained", "n_examples", "top_k")})
+    # the one switch, plus the folders of this temporary project (cir_lib's defaults are the checkout's)
+    _set_parameters(target, {"profile": "smoke", "data_root": str(data_root),
+                             "results_dir": str(project / "results" / "smoke")})
     return project
 
 

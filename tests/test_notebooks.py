@@ -15,6 +15,7 @@ import ast
 import copy
 import importlib.util
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -151,16 +152,113 @@ def test_normalizer_check_names_the_command(tmp_path, capsys):
     assert "01_stage1_finetune.ipynb" in message and "make notebooks" in message
 
 
-def test_parameters_match_what_the_pipeline_injects(tmp_path):
-    injected = set(profiles.PROFILES["mini"].notebook_parameters(tmp_path, tmp_path))
-    for name in runner.NOTEBOOKS:
-        cell = _parameters_cells(_read(name))[0]
-        tree = ast.parse(_text(cell))
-        assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
-        assert all(isinstance(node, ast.Assign) for node in tree.body), f"{name}: parameters must be plain assignments"
-        assert assigned == injected, f"{name}: {assigned ^ injected}"
-        for node in tree.body:  # plain literals only, so papermill can override them
-            ast.literal_eval(node.value)
+@pytest.fixture(autouse=True)
+def _kit_logging_restored():
+    """notebook.setup routes the kit's logs to stdout (as in a notebook); undo it after each test."""
+    import logging
+
+    kit = logging.getLogger("cir_lib")
+    state = (list(kit.handlers), kit.propagate, kit.level)
+    yield
+    kit.handlers[:], kit.propagate = state[0], state[1]
+    kit.setLevel(state[2])
+
+
+def _declared(name: str) -> dict:
+    """{parameter: default} of a notebook's parameters cell (plain literal assignments only)."""
+    tree = ast.parse(_text(_parameters_cells(_read(name))[0]))
+    assert all(isinstance(node, ast.Assign) for node in tree.body), f"{name}: parameters must be plain assignments"
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body}  # literals: papermill overrides them
+
+
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
+def test_parameters_cell_is_the_profile_and_this_notebooks_knobs(name):
+    declared = _declared(name)
+    assert declared["profile"] == "mini" and list(declared)[0] == "profile"
+    knobs = set(declared) - {"profile"}
+    assert knobs <= set(notebook.KNOBS), f"{name}: {knobs - set(notebook.KNOBS)} are not knobs setup() resolves"
+    assert all(declared[k] is None for k in knobs), f"{name}: a knob defaults to None, 'the profile's value'"
+    code = "".join(_text(c) for c in _read(name)["cells"] if c["cell_type"] == "code")
+    assert f'notebook.setup(profile, "{name}"' in code
+    for knob in knobs:  # each declared knob reaches setup(), and no knob is read unresolved afterwards
+        assert f"{knob}={knob}" in code, f"{name}: {knob} is declared but not passed to notebook.setup"
+
+
+def test_notebooks_declare_only_what_they_use():
+    used = {name: set(_declared(name)) - {"profile"} for name in runner.NOTEBOOKS}
+    assert "stage1_epochs" in used["01_stage1_finetune"] and "stage1_epochs" not in used["03_evaluation"]
+    assert "combiner_epochs" in used["02_combiner_training"] and "top_k" in used["04_qualitative"]
+    assert "interactive" in used["04_qualitative"] and "interactive" not in used["00_data_prep"]
+    assert set().union(*used.values()) == set(notebook.KNOBS)
+
+
+def test_reproduce_injects_only_what_each_notebook_declares(tmp_path, monkeypatch):
+    calls = {}
+    monkeypatch.setattr(runner, "run_notebook", lambda name, output, parameters, **kw: calls.setdefault(name, dict(parameters)) and 0.0)
+    monkeypatch.setattr(runner, "_write_summary", lambda summary: None)
+    runner.reproduce("smoke", results_dir=tmp_path, parameters={"stage1_epochs": 3, "top_k": 2})
+    assert list(calls) == list(runner.NOTEBOOKS)
+    for name, injected in calls.items():
+        assert set(injected) <= set(_declared(name)), name
+        assert injected["profile"] == "smoke" and injected["results_dir"] == str(tmp_path.resolve() / "smoke")
+        assert "data_root" not in injected  # not given: the notebook resolves the profile's own
+    assert calls["01_stage1_finetune"]["stage1_epochs"] == 3 and "stage1_epochs" not in calls["03_evaluation"]
+    assert calls["04_qualitative"]["top_k"] == 2 and calls["04_qualitative"]["interactive"] is False
+    with pytest.raises(ConfigError, match=r"unknown notebook parameter\(s\) \['epochs'\]"):
+        runner.reproduce("smoke", results_dir=tmp_path, parameters={"epochs": 1, "top_k": 2})
+    with pytest.raises(ConfigError, match="--profile"):
+        runner.reproduce("smoke", results_dir=tmp_path, parameters={"profile": "mini"})
+
+
+def test_setup_resolves_the_profile(tmp_path):
+    settings = notebook.setup("smoke", None)  # no notebook: nothing checked
+    smoke = profiles.PROFILES["smoke"]
+    assert (settings.stage1_epochs, settings.top_k, settings.recipes) == (smoke.stage1_epochs, smoke.top_k, dict(smoke.recipes))
+    assert settings.data_root == ROOT / "data" / "smoke" and settings.paths.root == ROOT / "results" / "smoke"
+    assert settings.rel(settings.paths.root / "runs") == "results/smoke/runs" and str(ROOT) not in repr(settings)
+    mine = notebook.setup("smoke", None, stage1_epochs=5, datasets=["cirr"], results_dir=tmp_path / "r")
+    assert (mine.stage1_epochs, mine.datasets, mine.recipes, mine.paths.root) == (5, ("cirr",), {"cirr": "smoke"}, tmp_path / "r")
+    assert notebook.setup("mini", None).stage1_epochs is None  # the mini profile keeps the recipe's epochs
+    with pytest.raises(ConfigError, match="unknown notebook parameter"):
+        notebook.setup("smoke", None, epochs=3)
+    with pytest.raises(ConfigError, match="no recipe"):
+        notebook.setup("smoke", None, datasets=["shoes"])
+    with pytest.raises(PipelineError, match="data_root"):
+        notebook.setup("paper", "00_data_prep")
+
+
+def test_out_of_order_names_the_notebook_to_run_first(tmp_path, smoke_root):
+    kwargs = dict(data_root=tmp_path / "fresh", results_dir=tmp_path / "results")
+    notebook.setup("smoke", "00_data_prep", **kwargs)  # the first one needs nothing
+    with pytest.raises(PipelineError, match=r"run notebooks/00_data_prep.ipynb first"):
+        notebook.setup("smoke", "03_evaluation", **kwargs)  # a fresh clone
+    data = tmp_path / "data"
+    shutil.copytree(smoke_root, data)
+    (data / "cir-mini.pt").write_bytes(b"")  # what 00 leaves for the mini profiles
+    kwargs["data_root"] = data
+    notebook.setup("smoke", "01_stage1_finetune", **kwargs)
+    with pytest.raises(PipelineError, match=r"run notebooks/01_stage1_finetune.ipynb first") as err:
+        notebook.setup("smoke", "03_evaluation", **kwargs)
+    assert "fashioniq" in str(err.value) and "cir-lib reproduce --profile smoke" in str(err.value)
+    for dataset in ("fashioniq", "cirr"):
+        run = tmp_path / "results" / "runs" / f"{dataset}-finetune"
+        run.mkdir(parents=True)
+        (run / "best.pt").write_bytes(b"")
+    with pytest.raises(PipelineError, match=r"run notebooks/02_combiner_training.ipynb first"):
+        notebook.setup("smoke", "04_qualitative", **kwargs)
+
+
+def test_ordering_line_and_links(tmp_path, monkeypatch):
+    keys = list(report.CIRR_COLUMNS)
+    rows = {"zero-shot sum": dict.fromkeys(keys, 10.0), "stage 1 sum": dict.fromkeys(keys, 20.0),
+            "stage 1 + Combiner": dict.fromkeys(keys, 30.0)}
+    smoke = notebook.ordering_line(notebook.setup("smoke", None), rows, "cirr")
+    assert "too small to show the ordering" in smoke and "ascending" not in smoke
+    assert notebook.ordering_line(notebook.setup("mini", None), rows, "cirr").endswith("-> ascending")
+    monkeypatch.chdir(ROOT / "notebooks")  # the kernel's folder in JupyterLab
+    shown = notebook.show_files([ROOT / "results" / "smoke" / "tables" / "cirr.md"]).data
+    assert "[results/smoke/tables/cirr.md](../results/smoke/tables/cirr.md)" in shown and str(ROOT) not in shown
+    assert notebook.rel_text(f"run {ROOT / 'results' / 'x'}") == "run results/x"
 
 
 def test_results_readme_names_every_notebook():
@@ -265,8 +363,13 @@ def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
     seconds = time.perf_counter() - start
     out = tmp_path / "results" / "smoke"
     assert list(summary["executed"]) == list(runner.NOTEBOOKS)
-    for name in runner.NOTEBOOKS:
-        assert (out / "executed" / f"{name}.ipynb").is_file()
+    for name in runner.NOTEBOOKS:  # small, no widget state, no frozen bars: final progress lines only
+        executed = out / "executed" / f"{name}.ipynb"
+        text = executed.read_text()
+        assert executed.stat().st_size < 1_000_000, (name, executed.stat().st_size)
+        assert "application/vnd.jupyter.widget" not in text, f"{name}: widget state or views"
+        assert not re.search(r"(?<![0-9])0%\|", text), f"{name}: a progress bar frozen at 0%"
+    assert "too small to show the ordering" in (out / "executed" / "03_evaluation.ipynb").read_text()
     for dataset, columns in report.TABLE_COLUMNS.items():
         table = pd.read_csv(out / "tables" / f"{dataset}.csv")
         assert list(table.columns) == ["source", "method", *columns]
