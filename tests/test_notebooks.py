@@ -380,7 +380,7 @@ def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
         for ext in ("md", "tex", "meta.json"):
             assert (out / "tables" / f"{dataset}.{ext}").stat().st_size > 100
         meta = json.loads((out / "tables" / f"{dataset}.meta.json").read_text())
-        assert f"{dataset}-stage1" in meta["runs"] and meta["environment"]["packages"]["torch"]
+        assert f"{dataset}-finetune" in meta["runs"] and meta["environment"]["packages"]["torch"]
     figures = {p.name for p in (out / "figures").iterdir()}
     for stem in ("recall_bars_fashioniq", "recall_bars_cirr", "training_curves", "lambda_distribution",
                  "retrieval_grid_fashioniq", "retrieval_grid_cirr"):
