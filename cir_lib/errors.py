@@ -28,3 +28,8 @@ class TrainingError(CirError):
 
 class SubmissionError(CirError):
     """A CIRR test-server submission file that the server would reject."""
+
+
+class UnsafeFileError(ConfigError):
+    """A file the kit refuses to load because loading it could run code it carries (a pickle naming
+    Python objects other than tensors and plain containers, or a TorchScript archive not allowed)."""

@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from cir_lib.errors import ConfigError
+from cir_lib.serialization import load_file
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +99,13 @@ def atomic_torch_save(obj: Any, path) -> Path:
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by this module; a clear ConfigError when missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # truncated / not a torch file
-        raise ConfigError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); "
-                          "it may be truncated or not a checkpoint") from err
+    """Load a checkpoint written by this module, weights-only (no code in the file can run).
+
+    Raises:
+        ConfigError: missing, truncated or not a torch file.
+        UnsafeFileError: the file holds Python objects other than tensors and plain containers.
+    """
+    return load_file(path, "run checkpoint", map_location=map_location)
 
 
 # ----------------------------------------------------------------------------- environment
