@@ -86,12 +86,18 @@ class Query:
 
 @dataclass
 class SkipReport:
-    """What `skip_missing=True` removed. Carry it with anything computed from the split."""
+    """What `skip_missing=True` removed. Carry it with anything computed from the split.
 
-    queries: int = 0  # queries removed (their reference, target or an img_set member is missing)
-    images: int = 0  # index images removed (file missing)
+    An image is unusable when its file is absent (`missing_images`) or present but unreadable
+    (`unreadable_images`: empty, truncated, not an image, a folder); `images` counts both.
+    """
+
+    queries: int = 0  # queries removed (their reference, target or an img_set member is unusable)
+    images: int = 0  # index images removed (missing_images + unreadable_images)
     details: list = field(default_factory=list)  # one human-readable line per split / category
-    groups: dict = field(default_factory=dict)  # "fashioniq dress val" -> {"queries": n, "images": n}
+    groups: dict = field(default_factory=dict)  # "fashioniq dress val" -> {"queries", "images", "missing_images", "unreadable_images"}
+    missing_images: int = 0  # of `images`: the file is absent
+    unreadable_images: int = 0  # of `images`: the file is there but is no readable image (reason in details)
 
     @property
     def is_empty(self) -> bool:
@@ -105,6 +111,8 @@ class SkipReport:
             "images": self.images,
             "details": list(self.details),
             "groups": {k: dict(v) for k, v in self.groups.items()},
+            "missing_images": self.missing_images,
+            "unreadable_images": self.unreadable_images,
         }
 
     @staticmethod
@@ -114,12 +122,17 @@ class SkipReport:
         for r in reports:
             out.queries += r.queries
             out.images += r.images
+            out.missing_images += r.missing_images
+            out.unreadable_images += r.unreadable_images
             out.details.extend(r.details)
             for key, counts in r.groups.items():
-                g = out.groups.setdefault(key, {"queries": 0, "images": 0})
-                g["queries"] += counts["queries"]
-                g["images"] += counts["images"]
+                g = out.groups.setdefault(key, dict.fromkeys(_GROUP_KEYS, 0))
+                for k in _GROUP_KEYS:
+                    g[k] = g.get(k, 0) + counts.get(k, 0)
         return out
+
+
+_GROUP_KEYS = ("queries", "images", "missing_images", "unreadable_images")
 
 
 @dataclass
@@ -546,12 +559,14 @@ def _listing(items: Sequence[str], limit: int = MAX_LISTED) -> str:
     return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _missing_files(paths: Sequence[Path]) -> list:
-    return [i for i, p in enumerate(paths) if not os.path.isfile(p)]
+def _unusable_files(paths: Sequence[Path], verify: bool) -> dict:
+    """{position: reason} of the unusable files among `paths` (reason MISSING when absent)."""
+    status = image_status(paths, verify=verify, progress=False)
+    return {i: status[p] for i, p in enumerate(paths) if status[p] is not None}
 
 
 def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_missing: bool,
-              check_files: bool) -> Split:
+              check_files: bool, skip_members: bool = True) -> Split:
     ann = read_annotations(root, dataset, split, category)
     if ann.problems:
         n = len(ann.problems)
@@ -564,35 +579,47 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
     names, paths, queries = ann.image_names, ann.image_paths, ann.queries
     skipped = SkipReport()
     if check_files or skip_missing:
-        missing = _missing_files(paths)
-        if missing and not skip_missing:
-            listed = [_rel(paths[i], root) for i in missing]
+        # Without skip_missing only existence is checked (cheap); files are decoded when loaded.
+        bad = _unusable_files(paths, verify=skip_missing)
+        if bad and not skip_missing:
+            listed = [_rel(paths[i], root) + ("" if bad[i] == MISSING else f" ({bad[i]})") for i in bad]
             none_there = " None of them is there: check --data-root and that the images were " \
-                "downloaded into the layout of the README's *Data layout* section." if len(missing) == len(paths) else ""
+                "downloaded into the layout of the README's *Data layout* section." if len(bad) == len(paths) else ""
             raise ImageError(
-                f"{ann.label}: {len(missing)} of {len(paths)} index image files are missing under "
+                f"{ann.label}: {len(bad)} of {len(paths)} index image files are missing under "
                 f"data root {root} ({_listing(listed)}).{none_there} Pass skip_missing=True ({SKIP_MISSING_CLI}) "
                 f"to drop them and the queries that use them (the counts are reported), or run "
                 f"`cir-lib check-data --data-root {root}` for a full report."
             )
-        if missing:
-            gone = {names[i] for i in missing}
+        if bad:
+            gone = {names[i] for i in bad}
             keep = [i for i in range(len(names)) if names[i] not in gone]
 
-            def uses_missing(q: Query) -> bool:
-                used = [q.reference, q.target, *(q.members or ())]
+            def uses_unusable(q: Query) -> bool:
+                used = [q.reference, q.target, *((q.members or ()) if skip_members else ())]
                 return any(n in gone for n in used if n is not None)
 
-            kept_queries = [q for q in queries if not uses_missing(q)]
+            kept_queries = [q for q in queries if not uses_unusable(q)]
             n_q = len(queries) - len(kept_queries)
-            listed = [_rel(paths[i], root) for i in missing]
+            absent = [i for i in bad if bad[i] == MISSING]
+            unreadable = [i for i in bad if bad[i] != MISSING]
+            parts = []
+            if absent:
+                parts.append(f"missing image files: {_listing([_rel(paths[i], root) for i in absent])}")
+            if unreadable:
+                parts.append("unreadable image files: " + _listing(
+                    [f"{_rel(paths[i], root)} ({bad[i]})" for i in unreadable]))
             detail = (
-                f"{ann.label}: removed {n_q} of {len(queries)} queries and {len(missing)} of "
-                f"{len(names)} index images (missing image files: {_listing(listed)})"
+                f"{ann.label}: removed {n_q} of {len(queries)} queries and {len(bad)} of "
+                f"{len(names)} index images ({len(absent)} missing, {len(unreadable)} unreadable; "
+                f"{'; '.join(parts)})"
             )
             logger.warning("skip_missing: %s", detail)
-            skipped = SkipReport(queries=n_q, images=len(missing), details=[detail],
-                                 groups={ann.label: {"queries": n_q, "images": len(missing)}})
+            skipped = SkipReport(queries=n_q, images=len(bad), details=[detail],
+                                 groups={ann.label: {"queries": n_q, "images": len(bad),
+                                                     "missing_images": len(absent),
+                                                     "unreadable_images": len(unreadable)}},
+                                 missing_images=len(absent), unreadable_images=len(unreadable))
             names = [names[i] for i in keep]
             paths = [paths[i] for i in keep]
             queries = kept_queries
@@ -601,7 +628,7 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
 
 
 def load_split(data_root, dataset: str, split: str, category: str | None = None, *,
-               skip_missing: bool = False, check_files: bool = True) -> Split:
+               skip_missing: bool = False, check_files: bool = True, skip_members: bool = True) -> Split:
     """Read a split: its index (gallery) and its queries, validated strictly.
 
     Args:
@@ -610,11 +637,17 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
         split: FashionIQ "train" / "val" / "test"; CIRR "train" / "val" / "test1".
         category: FashionIQ "dress" / "shirt" / "toptee", or None to pool the three
             (merge_splits); must be None for CIRR.
-        skip_missing: drop index images whose file is missing and the queries that use them
-            (reference, target or CIRR img_set member); the counts go to Split.skipped and to a
-            logged warning. Implies checking files.
-        check_files: check that every index image file exists (missing -> ImageError). False
-            reads the annotation files alone.
+        skip_missing: drop unusable index images and the queries that use them (reference, target
+            or, with skip_members, a CIRR img_set member). Unusable: absent, empty, truncated, not an
+            image, or a folder; every file is decoded once to find out (`verify_image`). The counts
+            (missing and unreadable apart) go to Split.skipped and to a logged warning. Implies
+            checking files.
+        check_files: check that every index image file exists (missing -> ImageError; files are not
+            decoded). False reads the annotation files alone.
+        skip_members: with skip_missing, also drop CIRR queries whose img_set has an unusable member
+            besides the reference and target. True for evaluation (recall_subset needs all six
+            members); False for training, which uses only the reference and the target (kept queries
+            may then name members that are not in the index: `member_indices` raises on them).
     Returns:
         Split. Index order is the split-file order.
     Raises:
@@ -631,10 +664,11 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
     if dataset == "fashioniq" and category is None:
         _check_names(dataset, split, FASHIONIQ_CATEGORIES[0])
         return merge_splits([
-            _load_one(root, dataset, split, c, skip_missing, check_files) for c in FASHIONIQ_CATEGORIES
+            _load_one(root, dataset, split, c, skip_missing, check_files, skip_members)
+            for c in FASHIONIQ_CATEGORIES
         ])
     _check_names(dataset, split, category)
-    return _load_one(root, dataset, split, category, skip_missing, check_files)
+    return _load_one(root, dataset, split, category, skip_missing, check_files, skip_members)
 
 
 def load_fashioniq(data_root, category: str | None, split: str, **kw) -> Split:
@@ -681,9 +715,94 @@ def merge_splits(splits: Sequence[Split]) -> Split:
 # ------------------------------------------------------------------------------------------- images
 
 
+MISSING = "missing"  # verify_image's answer for an absent file
+FOLDER = "a folder, not an image file"  # verify_image's answer for a folder where an image should be
+VERIFY_WORKERS = min(8, 2 * (os.cpu_count() or 1))  # threads decoding images (PIL releases the GIL)
+
+
+def verify_image(path) -> str | None:
+    """Whether an image file is usable: None if it decodes fully, else why not.
+
+    Returns:
+        None (usable); MISSING ("missing") when absent; FOLDER when the path is a folder; otherwise the
+        reason it is unreadable ("empty file (0 bytes)", "not an image: ...", "truncated or corrupt:
+        ..."). JPEGs are decoded at 1/8 scale (`draft`): the whole stream is still read, so truncation
+        is caught, at a fraction of the cost.
+
+    Example:
+        >>> verify_image("data/fashionIQ_dataset/images/B0084Y8XIU.jpg") is None
+        True
+    """
+    if os.path.isdir(path):
+        return FOLDER
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+    except FileNotFoundError:
+        return MISSING
+    except OSError as err:
+        return f"unreadable: {err}"
+    try:
+        with Image.open(path) as im:
+            im.verify()  # structure and checksums (PNG CRCs)
+    except FileNotFoundError:
+        return MISSING
+    except UnidentifiedImageError:
+        return "not an image (no image format recognizes its content)"
+    except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
+        return f"truncated or corrupt: {type(err).__name__}: {err}"
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (1, 1))  # JPEG: DCT-scaled decode, still reads the whole stream
+            im.load()  # catches truncated files that verify() lets through
+    except Exception as err:  # noqa: BLE001
+        return f"truncated or corrupt: {type(err).__name__}: {err}"
+    return None
+
+
+def image_status(paths: Sequence, verify: bool = True, workers: int | None = None,
+                 progress: bool = True) -> dict:
+    """Check many image files at once.
+
+    Args:
+        paths: image paths (duplicates allowed).
+        verify: decode every present file (`verify_image`); False only tells absent files and folders
+            from present files (no decoding: fast).
+        workers: decoding threads (default VERIFY_WORKERS).
+        progress: show a tqdm bar while decoding.
+
+    Returns:
+        {path: None (usable) / MISSING / FOLDER / reason unreadable}.
+    """
+    status: dict = {}
+    present = []
+    for p in dict.fromkeys(paths):
+        if os.path.isfile(p):
+            present.append(p)
+            status[p] = None
+        else:
+            status[p] = FOLDER if os.path.isdir(p) else MISSING
+    if verify and present:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from tqdm.auto import tqdm
+
+        with ThreadPoolExecutor(max_workers=workers or VERIFY_WORKERS) as pool:
+            results = pool.map(verify_image, present)
+            for p, res in tqdm(zip(present, results), total=len(present), desc="verifying images",
+                               unit="img", disable=not progress, leave=False):
+                status[p] = res
+    return status
+
+
 def open_image(path, split_label: str = "") -> Image.Image:
     """Open an image fully decoded, as RGB; missing / unreadable -> ImageError naming file and split."""
     where = f" (split {split_label})" if split_label else ""
+    if os.path.isdir(path):
+        raise ImageError(
+            f"image path {path}{where} is {FOLDER}; put the image file there, or load the split with "
+            f"skip_missing=True ({SKIP_MISSING_CLI}) to drop the queries that use it"
+        )
     try:
         with Image.open(path) as im:
             im.load()  # force a full decode here: truncated files fail now, not later

@@ -108,7 +108,9 @@ def test_real_skip_missing_counts_everything(real_root, caplog):
     assert split.queries == [] and split.image_names == []
     assert split.skipped.queries == 2017 + 2038 + 1961
     assert split.skipped.images == 3817 + 6346 + 5373
-    assert split.skipped.groups["fashioniq shirt val"] == {"queries": 2038, "images": 6346}
+    assert split.skipped.groups["fashioniq shirt val"] == {"queries": 2038, "images": 6346,
+                                                           "missing_images": 6346, "unreadable_images": 0}
+    assert (split.skipped.missing_images, split.skipped.unreadable_images) == (3817 + 6346 + 5373, 0)
     assert len(split.skipped.details) == 3
     assert sum("fashioniq" in r.getMessage() and "removed" in r.getMessage() for r in caplog.records) == 3
 
@@ -393,7 +395,8 @@ def test_skip_missing_fashioniq_counts_and_warns(tmp_path, caplog):
     assert [q.reference for q in split.queries] == [names[2], names[4]]
     assert split.target_indices.tolist() == [2, 0]  # positions in the reduced index
     assert (split.skipped.queries, split.skipped.images) == (1, 2)
-    assert split.skipped.to_dict()["groups"] == {"fashioniq dress val": {"queries": 1, "images": 2}}
+    assert split.skipped.to_dict()["groups"] == {"fashioniq dress val": {
+        "queries": 1, "images": 2, "missing_images": 2, "unreadable_images": 0}}
     assert "removed 1 of 3 queries and 2 of 6 index images" in split.skipped.details[0]
     assert any("fashioniq dress val" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
@@ -534,3 +537,111 @@ def test_cirr_split_paths_must_stay_inside_the_dataset(tmp_path, value):
     write_json(spl, mapping)
     with pytest.raises(AnnotationError, match=f"split.rc2.val.json image '{names[2]}': path"):
         load_split(tmp_path, "cirr", "val", check_files=False)
+
+
+# ------------------------------------------------------------------------------ unusable images
+
+
+def _noise_jpeg(path: Path, size=(96, 96)) -> None:
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(size[1], size[0], 3, generator=g) * 255).to(torch.uint8).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=95)
+
+
+def _damage(path: Path, damage: str) -> None:
+    if damage == "absent":
+        path.unlink()
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        _noise_jpeg(path)
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif damage == "html":
+        path.write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>")
+    elif damage == "folder":
+        path.unlink()
+        path.mkdir()
+
+
+REASONS = {"absent": "missing", "empty": "empty file (0 bytes)", "truncated": "truncated or corrupt",
+           "html": "not an image", "folder": "a folder, not an image file"}
+
+
+@pytest.mark.parametrize("damage", list(REASONS))
+def test_verify_image_tells_why_an_image_is_unusable(tmp_path, damage):
+    from cir_lib.data import verify_image
+
+    path = tmp_path / "x.jpg"
+    _noise_jpeg(path)
+    assert verify_image(path) is None
+    _damage(path, damage)
+    assert verify_image(path).startswith(REASONS[damage])
+
+
+@pytest.mark.parametrize("damage", list(REASONS))
+def test_skip_missing_drops_queries_on_every_kind_of_unusable_image(tmp_path, damage, caplog):
+    names, _ = build_fashioniq(tmp_path)
+    _damage(tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg", damage)  # target of query 0
+    with caplog.at_level(logging.WARNING, logger="cir_lib.data"):
+        split = load_split(tmp_path, "fashioniq", "val", "dress", skip_missing=True)
+    assert names[1] not in split.image_names and [q.reference for q in split.queries] == [names[2], names[4]]
+    absent = damage == "absent"
+    report = split.skipped.to_dict()
+    assert (report["queries"], report["images"]) == (1, 1)
+    assert (report["missing_images"], report["unreadable_images"]) == ((1, 0) if absent else (0, 1))
+    assert report["groups"]["fashioniq dress val"] == {
+        "queries": 1, "images": 1, "missing_images": int(absent), "unreadable_images": int(not absent)}
+    detail = report["details"][0]
+    assert f"{names[1]}.jpg" in detail
+    if absent:
+        assert "missing image files" in detail
+    else:
+        assert "unreadable image files" in detail and REASONS[damage] in detail
+        assert "missing image files" not in detail
+    assert detail in caplog.text
+
+
+def test_without_skip_missing_a_folder_is_named_as_a_folder(tmp_path):
+    names, _ = build_fashioniq(tmp_path)
+    _damage(tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg", "folder")
+    with pytest.raises(ImageError, match="a folder, not an image file"):
+        load_split(tmp_path, "fashioniq", "val", "dress")
+    with pytest.raises(ImageError, match="a folder, not an image file"):
+        ImageDataset([tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg"])[0]
+
+
+def test_without_skip_missing_files_are_only_checked_for_existence(tmp_path, monkeypatch):
+    import cir_lib.data as data
+
+    names, _ = build_fashioniq(tmp_path)
+    _damage(tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg", "empty")
+    monkeypatch.setattr(data, "verify_image", lambda p: pytest.fail("decoded an image"))
+    assert len(load_split(tmp_path, "fashioniq", "val", "dress").image_names) == 6  # caught when loaded
+
+
+def test_training_keeps_cirr_queries_whose_other_img_set_member_is_unusable(tmp_path):
+    names, _ = build_cirr(tmp_path)
+    _damage(tmp_path / "cirr_dataset/dev" / f"{names[5]}.png", "html")  # member of pairids 10 and 11 only
+    evaluation = load_split(tmp_path, "cirr", "val", skip_missing=True)
+    assert [q.pairid for q in evaluation.queries] == [12]
+    assert (evaluation.skipped.queries, evaluation.skipped.unreadable_images) == (2, 1)
+    training = load_split(tmp_path, "cirr", "val", skip_missing=True, skip_members=False)
+    assert [q.pairid for q in training.queries] == [10, 11, 12]
+    assert names[5] not in training.image_names
+    assert (training.skipped.queries, training.skipped.images, training.skipped.unreadable_images) == (0, 1, 1)
+    assert training.reference_indices.shape == training.target_indices.shape == (3,)
+    # the reference or target still counts in training
+    _damage(tmp_path / "cirr_dataset/dev" / f"{names[6]}.png", "empty")  # target of pairid 11
+    training = load_split(tmp_path, "cirr", "val", skip_missing=True, skip_members=False)
+    assert [q.pairid for q in training.queries] == [10, 12] and training.skipped.queries == 1
+
+
+def test_skip_reports_combine_old_and_new_counts():
+    a = SkipReport(queries=1, images=2, groups={"x": {"queries": 1, "images": 2}})  # an older report
+    b = SkipReport(queries=3, images=1, missing_images=0, unreadable_images=1,
+                   groups={"x": {"queries": 3, "images": 1, "missing_images": 0, "unreadable_images": 1}})
+    both = SkipReport.combine([a, b]).to_dict()
+    assert {k: both[k] for k in ("queries", "images", "missing_images", "unreadable_images")} == {
+        "queries": 4, "images": 3, "missing_images": 0, "unreadable_images": 1}
+    assert both["groups"]["x"] == {"queries": 4, "images": 3, "missing_images": 0, "unreadable_images": 1}
