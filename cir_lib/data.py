@@ -540,9 +540,23 @@ def read_annotations(data_root, dataset: str, split: str, category: str | None =
     rel, split_rel = _rel(captions_file, root), _rel(split_file, root)
     queries = []
     seen_pairids: dict = {}
+    seen_triplets: dict = {}  # FashionIQ (candidate, target, captions) -> first entry
     for i, entry in enumerate(entries):
         if dataset == "fashioniq":
             q = _fashioniq_entry(entry, i, rel, split, known, split_rel, category, problems)
+            # An exact repeat would be trained on and scored twice. Test entries carry no target:
+            # identical ones may be different queries whose targets are hidden, so they are kept.
+            if q is not None and q.target is not None:
+                key = (q.reference, q.target, q.captions)
+                if key in seen_triplets:
+                    problems.append(
+                        f"{rel} entry {i} (candidate {q.reference!r}): exact duplicate of entry "
+                        f"{seen_triplets[key]} (same candidate, target and captions), which would be "
+                        f"counted twice; delete entry {i} from {captions_file}"
+                    )
+                    q = None
+                else:
+                    seen_triplets[key] = i
         else:
             q = _cirr_entry(entry, i, rel, split, known, split_rel, seen_pairids, problems)
         if q is not None:

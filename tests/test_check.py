@@ -277,3 +277,14 @@ def test_absent_and_unreadable_images_are_reported_apart_with_their_reasons(tmp_
             assert "unreadable image fashionIQ_dataset/images/dress2.jpg (empty file (0 bytes))" in problems
             assert "unreadable image fashionIQ_dataset/images/dress3.jpg (not an image" in problems
     assert "missing  unreadable" in format_report(report)
+
+
+def test_duplicate_fashioniq_entries_are_a_problem_naming_file_and_entries(tmp_path):
+    build_tree(tmp_path)
+    cap = tmp_path / "fashionIQ_dataset/captions/cap.dress.val.json"
+    write_json(cap, json.loads(cap.read_text()) * 2)  # entries 2 and 3 repeat 0 and 1
+    report = check_data(tmp_path, ["fashioniq"], progress=False)
+    assert len(report["problems"]) == 2
+    assert report["problems"][0].startswith(
+        "fashionIQ_dataset/captions/cap.dress.val.json entry 2 (candidate 'dress0'): exact duplicate of entry 0")
+    assert "entry 3" in report["problems"][1] and f"delete entry 3 from {cap}" in report["problems"][1]

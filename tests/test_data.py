@@ -645,3 +645,44 @@ def test_skip_reports_combine_old_and_new_counts():
     assert {k: both[k] for k in ("queries", "images", "missing_images", "unreadable_images")} == {
         "queries": 4, "images": 3, "missing_images": 0, "unreadable_images": 1}
     assert both["groups"]["x"] == {"queries": 4, "images": 3, "missing_images": 0, "unreadable_images": 1}
+
+
+# ------------------------------------------------------------------------------ duplicate entries
+
+
+def test_exact_duplicate_fashioniq_entries_are_an_annotation_problem(tmp_path):
+    names, entries = build_fashioniq(tmp_path, images=False)
+    cap, _ = fiq_files(tmp_path, "dress", "val")
+    write_json(cap, entries + [dict(entries[1]), dict(entries[0]), dict(entries[1])])  # entries 3, 4, 5
+    ann = read_annotations(tmp_path, "fashioniq", "val", "dress")
+    assert len(ann.queries) == 3 and len(ann.problems) == 3
+    assert ann.problems[0].startswith(
+        f"fashionIQ_dataset/captions/cap.dress.val.json entry 3 (candidate {names[2]!r}): exact duplicate of entry 1")
+    assert "entry 4" in ann.problems[1] and "duplicate of entry 0" in ann.problems[1]
+    assert f"delete entry 5 from {cap}" in ann.problems[2]
+    with pytest.raises(AnnotationError, match="3 annotation problem") as err:
+        load_split(tmp_path, "fashioniq", "val", "dress", check_files=False)
+    assert "exact duplicate of entry 1" in str(err.value) and "check-data" in str(err.value)
+
+
+def test_same_pair_with_other_captions_is_not_a_duplicate(tmp_path):
+    names, entries = build_fashioniq(tmp_path, images=False)
+    cap, _ = fiq_files(tmp_path, "dress", "val")
+    write_json(cap, entries + [{**entries[0], "captions": ["is darker", "is longer"]}])
+    assert len(load_split(tmp_path, "fashioniq", "val", "dress", check_files=False).queries) == 4
+
+
+def test_identical_test_entries_are_kept_as_their_targets_are_hidden(tmp_path):
+    _, entries = build_fashioniq(tmp_path, split="test", images=False)
+    cap, _ = fiq_files(tmp_path, "dress", "test")
+    write_json(cap, entries + [entries[0]])
+    assert len(load_split(tmp_path, "fashioniq", "test", "dress", check_files=False).queries) == 4
+
+
+@pytest.mark.parametrize("split_name", ["train", "val", "test"])
+def test_real_fashioniq_files_hold_no_duplicate_problem(real_root, real_annotations, split_name):
+    # the real test files repeat a few entries verbatim (hidden targets): they are all kept
+    for category in ("dress", "shirt", "toptee"):
+        ann = read_annotations(real_root, "fashioniq", split_name, category)
+        n = len(json.loads((real_annotations / f"fashionIQ/captions/cap.{category}.{split_name}.json").read_text()))
+        assert ann.problems == [] and len(ann.queries) == n
