@@ -15,15 +15,19 @@ Public API:
 
     Query            frozen dataclass: reference, captions (tuple), target (None on test), pairid
                      (CIRR), members (CIRR img_set, 6 names incl. reference), category (FashionIQ)
-    SkipReport       dataclass: queries, images (counts removed by skip_missing), details
-                     (list of str), groups (per split/category counts); `to_dict()`
+    SkipReport       dataclass: queries, images (counts removed by skip_missing; images split
+                     into missing_images and unreadable_images), details (list of str), groups
+                     (per split/category counts); `to_dict()`
     Split            dataclass: dataset, split, category, data_root, image_names (index order =
                      split-file order), image_paths, queries, skipped (SkipReport)
                      .name_to_index (dict), .indices(names) -> LongTensor,
                      .reference_indices / .target_indices -> LongTensor [Q],
                      .member_indices -> LongTensor [Q, 6]
-    load_split(data_root, dataset, split, category=None, *, skip_missing=False, check_files=True)
+    load_split(data_root, dataset, split, category=None, *, skip_missing=False, check_files=True,
+               skip_members=True)
     load_fashioniq(data_root, category, split, **kw) / load_cirr(data_root, split, **kw)
+    annotation_fingerprint(data_root, dataset) -> {"files": {path: sha256}, "sha256", ...} (resume check)
+    verify_image(path) -> None or why the image is unusable; image_status(paths, verify) -> {path: ...}
     merge_splits(splits) -> Split   (pools FashionIQ categories; images de-duplicated by name)
     read_annotations(data_root, dataset, split, category=None) -> Annotations (every problem
                      collected, nothing raised for entry-level problems; used by check-data)
@@ -37,6 +41,7 @@ Public API:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -301,6 +306,40 @@ def annotation_files(data_root, dataset: str, split: str, category: str | None =
     base = root / CIRR_DIR / "cirr"
     return (base / "captions" / f"cap.{CIRR_VERSION}.{split}.json",
             base / "image_splits" / f"split.{CIRR_VERSION}.{split}.json")
+
+
+TRAINING_SPLITS = ("train", "val")  # the splits a training run reads (trains on, validates on)
+
+
+def annotation_fingerprint(data_root, dataset: str, splits: Sequence[str] = TRAINING_SPLITS) -> dict:
+    """A stable hash of the annotation files a run reads: resuming on other annotations is refused.
+
+    Args:
+        data_root: folder holding fashionIQ_dataset/ and cirr_dataset/.
+        dataset: "fashioniq" (every category) or "cirr".
+        splits: the splits covered (default: train and val, what training reads).
+
+    Returns:
+        {"dataset", "splits", "files": {path relative to the data root: SHA-256 of its bytes, or None
+        when absent}, "sha256": one digest over all of them}. JSON-able; the same files give the same
+        dict wherever the data root is.
+
+    Example:
+        >>> annotation_fingerprint("/data", "cirr")["files"]["cirr_dataset/cirr/captions/cap.rc2.val.json"]
+        '5f0c...'
+    """
+    root = Path(data_root)
+    categories = FASHIONIQ_CATEGORIES if dataset == "fashioniq" else (None,)
+    files = {}
+    for split in splits:
+        for category in categories:
+            for path in annotation_files(root, dataset, split, category):
+                try:
+                    files[_rel(path, root)] = hashlib.sha256(path.read_bytes()).hexdigest()
+                except FileNotFoundError:
+                    files[_rel(path, root)] = None
+    total = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"dataset": dataset, "splits": list(splits), "files": files, "sha256": total}
 
 
 def _check_names(dataset: str, split: str, category: str | None) -> None:
