@@ -397,6 +397,12 @@ def _backbone_from_tag(name: str, tag: str, cfg: dict, device, precision: str) -
     except RuntimeError as err:
         if "download" in str(err).lower():
             raise _tag_error(name, tag, err) from err
+        if "torchscript" in str(err).lower():  # open_clip fell back to a URL file: OpenAI's TorchScript archive
+            raise ConfigError(
+                f"open_clip found the {tag!r} weights of {name} only as a TorchScript archive, which it "
+                f"refuses to load weights-only. Pass that file's path as pretrained (e.g. `--pretrained "
+                f"~/.cache/clip/{name}.pt`): the kit reads its weights without running its code."
+            ) from err
         raise
     return _make_backbone(name, tag, model, cfg, device)
 

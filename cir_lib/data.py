@@ -614,7 +614,7 @@ def _listing(items: Sequence[str], limit: int = MAX_LISTED) -> str:
 
 def _unusable_files(paths: Sequence[Path], verify: bool) -> dict:
     """{position: reason} of the unusable files among `paths` (reason MISSING when absent)."""
-    status = image_status(paths, verify=verify, progress=False)
+    status = image_status(paths, verify=verify, progress=verify and len(paths) > 1000)
     return {i: status[p] for i, p in enumerate(paths) if status[p] is not None}
 
 

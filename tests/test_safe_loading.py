@@ -15,7 +15,7 @@ import torch
 
 from cir_lib import runs
 from cir_lib.backbone import checkpoint_config, load_backbone, load_backbone_checkpoint
-from cir_lib.combiner import Combiner, load_combiner_checkpoint
+from cir_lib.combiner import load_combiner_checkpoint
 from cir_lib.errors import ConfigError, UnsafeFileError
 from cir_lib.features import feature_cache_key, image_features
 from cir_lib.recipes import get_recipe
@@ -205,3 +205,19 @@ def test_a_truncated_checkpoint_is_an_unreadable_error_not_an_unsafe_one(tmp_pat
     with pytest.raises(ConfigError, match="unreadable") as err:
         runs.load_checkpoint(path)
     assert not isinstance(err.value, UnsafeFileError)
+
+
+@pytest.mark.filterwarnings("ignore:'torch.load' received a zip file")
+def test_a_tag_served_as_a_torchscript_url_file_points_to_the_weights_only_path(tmp_path, mini, monkeypatch):
+    # open_clip's URL fallback for OpenAI's weights is the TorchScript archive: open_clip (weights-only)
+    # refuses it, and the kit says how to load that file safely
+    import open_clip
+
+    archive = _script(mini.model, tmp_path / "cir-mini.pt")
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, "cir-mini",
+                        {"urltag": {"url": "https://example.invalid/cir-mini.pt", "quick_gelu": True}})
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_url", lambda url, *a, **k: str(archive))
+    with pytest.raises(ConfigError, match="TorchScript archive") as err:
+        load_backbone("cir-mini", "urltag")
+    assert "~/.cache/clip/cir-mini.pt" in str(err.value)
+    assert load_backbone("cir-mini", str(archive)).embed_dim == mini.embed_dim
