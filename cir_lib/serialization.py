@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -81,23 +82,27 @@ def load_file(path, what: str = "checkpoint", map_location="cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "global" not in str(err).lower():  # not a pickle torch understands: garbage, not a threat
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if refused is None:  # not a pickle torch understands: garbage, not a threat
             raise ConfigError(f"{what} {path} is unreadable ({_first_line(err)}); it may be truncated or "
                               "not a torch file") from None
         # weights-only refusal: the pickle names other Python objects than tensors and containers
         raise unsafe_file_error(path, what, f"it holds Python objects other than tensors and plain "
-                                f"containers ({_first_line(err)})") from None
+                                f"containers (it names {refused.group(1)})") from None
     except Exception as err:  # truncated / not a torch file
         raise ConfigError(f"{what} {path} is unreadable ({type(err).__name__}: {_first_line(err)}); "
                           "it may be truncated or not a torch file") from err
 
 
 def _first_line(err: Exception) -> str:
-    """The first line of an exception message, without torch's advice to load unsafely."""
-    text = str(err).strip().splitlines()
-    lines = [ln for ln in text if ln.strip() and "weights_only" not in ln and "WeightsUnpickler" not in ln]
-    first = (lines or text or [""])[0].strip()
-    return first[:200]
+    """The gist of an exception message, without torch's advice to load the file unsafely."""
+    text = str(err)
+    gist = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    if gist:
+        return gist.group(1).split(". Please")[0].strip()[:200]
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and "weights_only" not in ln.lower() and "weights only" not in ln.lower()]
+    return (lines[0] if lines else type(err).__name__)[:200]
 
 
 # ----------------------------------------------------------------------------- TorchScript archives
