@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cir_lib.errors import ConfigError
+from cir_lib.serialization import load_file
 
 logger = logging.getLogger(__name__)
 
@@ -194,10 +195,7 @@ def load_combiner_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Combiner checkpoint {path} not found; pass the path of an existing file")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"cannot read Combiner checkpoint {path}: {err}") from err
+    ckpt = load_file(path, "Combiner checkpoint", map_location=map_location)  # weights-only
     if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
         config = CombinerConfig(**ckpt["config"])
         state_dict = ckpt["state_dict"]

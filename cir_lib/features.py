@@ -29,8 +29,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from cir_lib.errors import ConfigError
+from cir_lib.errors import ConfigError, UnsafeFileError
 from cir_lib.runs import atomic_torch_save, atomic_write_text
+from cir_lib.serialization import load_file
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,10 @@ def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[to
 
 def _read_cache(file: Path, n: int, dim: int) -> Optional[torch.Tensor]:
     try:
-        feats = torch.load(file, map_location="cpu", weights_only=True)
+        feats = load_file(file, "feature cache entry")  # weights-only: a cache file never runs code
+    except UnsafeFileError as err:  # not written by the kit: never trusted, replaced by recomputed features
+        logger.warning("%s; recomputing it (the entry is overwritten)", err)
+        return None
     except Exception as err:  # a damaged entry is recomputed, never trusted
         logger.warning("feature cache entry %s is unreadable (%s); recomputing it", file, err)
         return None

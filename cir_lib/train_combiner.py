@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cir_lib import runs
+from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
 from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
@@ -105,6 +106,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     same_clip = {"clip": {k: clip_record[k] for k in ("backbone", "weights_key")}}
     run = runs.RunFolder.open(out_dir, "combiner", config, resume, device=str(device), must_match=same_clip, extra={
         "data_root": str(Path(data_root).resolve()), "dataset": dataset, "clip": clip_record,
+        "annotations": annotation_fingerprint(data_root, dataset),
         "skipped": {"train": train_split.skipped.to_dict(),
                     **{k: s.skipped.to_dict() for k, s in val_splits.items()}}})
 
