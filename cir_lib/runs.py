@@ -269,7 +269,7 @@ class RunFolder:
 
 def _check_same_config(path: Path, old: dict, new: dict) -> None:
     diffs = [k for k in sorted(set(old) | set(new))
-             if k not in RESUMABLE_CHANGES and _jsonable(old.get(k)) != _jsonable(new.get(k))]
+             if k not in RESUMABLE_CHANGES and jsonable(old.get(k)) != jsonable(new.get(k))]
     if diffs:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs)
         raise ConfigError(
@@ -287,8 +287,27 @@ def _check_same_inputs(path: Path, old: dict, must_match: dict) -> None:
             "same inputs (for a Combiner: the same --clip-run) or start a new run folder")
 
 
-def _jsonable(value):
-    return json.loads(json.dumps(value, default=str))
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)  # paths, devices, dtypes, anything else: its text
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data (dicts, lists, str, numbers, bool, None).
+
+    Dataclasses become dicts, numpy / torch scalars numbers, tuples and sets lists, and anything
+    else (paths, devices, ...) its `str`; mapping keys become strings.
+
+    Example:
+        >>> jsonable({"path": Path("a/b"), "lr": np.float32(0.5), "ks": (1, 5)})
+        {'path': 'a/b', 'lr': 0.5, 'ks': [1, 5]}
+    """
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 def read_run_config(run_dir) -> dict:
