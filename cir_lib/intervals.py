@@ -44,7 +44,7 @@ DEFAULT_LEVEL = 0.95  # two-sided coverage of the percentile intervals
 Bounds = dict[str, dict[str, float]]  # {row: {metric: value}}
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: pandas compares table.attrs when concatenating
 class BootstrapIntervals:
     """Point estimates and percentile intervals of each row's metrics, in percent.
 
@@ -196,7 +196,8 @@ def bootstrap_recalls(ranks: Mapping[str, Mapping[str, Any]], groups: Mapping[st
 
 
 def fashioniq_intervals(ranks: Mapping[str, Mapping[str, Any]], *, ks: Sequence[int] = FASHIONIQ_KS,
-                        n_boot: int = DEFAULT_N_BOOT, seed: int = 0, level: float = DEFAULT_LEVEL) -> BootstrapIntervals:
+                        n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                        level: float = DEFAULT_LEVEL) -> BootstrapIntervals:
     """FashionIQ: intervals of `<category>_recall@K` and `average_recall@K` for each row.
 
     Args:
