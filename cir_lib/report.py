@@ -168,7 +168,11 @@ def _cirr_flat(metrics: Mapping[str, Any], where: str) -> dict[str, float]:
     return {c: _metric_value(metrics, c, where) for c in CIRR_COLUMNS}
 
 
-def _table_columns(dataset: str) -> list[str]:
+def table_columns(dataset: str) -> list[str]:
+    """The columns of a result table (and of its CSV): `ID_COLUMNS`, then each metric followed by
+    its `_ci_low` / `_ci_high` bounds, e.g. ..., "shirt_recall@10", "shirt_recall@10_ci_low", ...."""
+    if dataset not in TABLE_COLUMNS:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(TABLE_COLUMNS)}")
     out = list(ID_COLUMNS)
     for column in TABLE_COLUMNS[dataset]:
         out += [column] + [column + s for s in CI_SUFFIXES]
@@ -246,7 +250,7 @@ def _this_run_table(dataset: str, rows, backbone: str, ranks, context: Sequence[
                 records.append(_record(THIS_RUN, bb, m, "val", values))
             if m in tests:
                 records.append(_record(THIS_RUN, bb, m, "test1", dict(tests[m])))
-    frame = pd.DataFrame(records, columns=_table_columns(dataset))
+    frame = pd.DataFrame(records, columns=table_columns(dataset))
     frame.attrs["bootstrap"] = boots
     return frame
 

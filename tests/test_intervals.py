@@ -127,3 +127,16 @@ def test_bad_inputs_are_refused():
         intervals.cirr_intervals({"a": {"ranks": good, "subset_ranks": good}}, n_boot=1)
     with pytest.raises(InputError, match="toptee"):
         intervals.fashioniq_intervals({"a": {"dress": good, "shirt": good}})
+
+
+def test_point_estimates_equal_the_metric_functions():
+    from cir_lib.metrics import cirr_ranks, cirr_recall
+
+    g = torch.Generator().manual_seed(8)
+    q, x = torch.randn(211, 12, generator=g), torch.randn(150, 12, generator=g)
+    members = torch.stack([torch.randperm(150, generator=g)[:6] for _ in range(211)])
+    reference, target = members[:, 0], members[:, 1]
+    r, s = cirr_ranks(q, x, reference, target, members)
+    got = intervals.cirr_intervals({"a": {"ranks": r, "subset_ranks": s}}, n_boot=10).value["a"]
+    want = cirr_recall(q, x, reference, target, members)
+    assert got == pytest.approx(want, abs=1e-9)

@@ -67,6 +67,7 @@ def test_fashioniq_table_poster_columns_rows_and_numbers():
     assert list(table.columns) == ["source", "backbone", "method", "split", "cited_from"] + \
         [x for c in metrics for x in (c, f"{c}_ci_low", f"{c}_ci_high")]
     assert report.metric_columns(table) == metrics
+    assert list(table.columns) == report.table_columns("fashioniq")
     assert list(table["source"]) == ["cited"] * 7 + ["published"] * 2 + ["this run"] * 3
     assert list(table["method"][-3:]) == ["zero-shot sum", "stage 1 sum", "stage 1 + Combiner"]
     assert list(table["backbone"][7:]) == ["RN50", "RN50x4", "RN50", "RN50", "RN50"]
