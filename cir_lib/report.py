@@ -241,6 +241,9 @@ def _this_run_table(dataset: str, rows, backbone: str, ranks, context: Sequence[
         if boot is not None:
             boots[bb] = boot
         tests = test_by.get(bb, {})
+        if tests:
+            tests = {m: _cirr_flat(tests[m], f"cirr test1 row {bb}/{m}")
+                     for m in _check_methods(tests, f"cirr test1 results of {bb!r}")}
         for m in [m for m in METHODS + ABLATIONS if m in flat or m in tests]:
             if m in flat:
                 values = dict(flat[m])
@@ -249,7 +252,7 @@ def _this_run_table(dataset: str, rows, backbone: str, ranks, context: Sequence[
                         values[c + "_ci_low"], values[c + "_ci_high"] = boot.low[m][c], boot.high[m][c]
                 records.append(_record(THIS_RUN, bb, m, "val", values))
             if m in tests:
-                records.append(_record(THIS_RUN, bb, m, "test1", dict(tests[m])))
+                records.append(_record(THIS_RUN, bb, m, "test1", tests[m]))
     frame = pd.DataFrame(records, columns=table_columns(dataset))
     frame.attrs["bootstrap"] = boots
     return frame
@@ -461,14 +464,16 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or bool(pd.isna(value))
 
 
-def _marks(table: pd.DataFrame) -> dict[tuple[int, str], str]:
-    """{(row position, column): "best" | "second"} per column among the non-ablation rows of each split.
+def _marks(table: pd.DataFrame, separate: bool = False) -> dict[tuple[int, str], str]:
+    """{(row position, column): "best" | "second"} per column among the non-ablation rows of each split
+    (and, when `separate`, apart for this run's rows and for the cited / published rows).
 
     Compared at the printed precision (2 decimals), so rows printed equal get the same mark."""
     marks: dict[tuple[int, str], str] = {}
     table = table.reset_index(drop=True)
     eligible = table[~table["method"].isin(ABLATIONS)]
-    for _, group in eligible.groupby("split", sort=False):
+    keys = [eligible["split"]] + ([eligible["source"] == THIS_RUN] if separate else [])
+    for _, group in eligible.groupby(keys, sort=False):
         for c in metric_columns(table):
             values = {i: round(float(v), 2) for i, v in group[c].items() if not _missing(v)}
             levels = sorted(set(values.values()), reverse=True)
@@ -512,7 +517,7 @@ def _shown_id_columns(table: pd.DataFrame) -> list[str]:
     return shown
 
 
-def context_notes(table: pd.DataFrame) -> list[str]:
+def context_notes(table: pd.DataFrame, separate_marks: bool = False) -> list[str]:
     """The notes a table needs to be read: what its context rows are, the dagger, marks, intervals."""
     dataset = table_dataset(table)
     notes = []
@@ -526,8 +531,9 @@ def context_notes(table: pd.DataFrame) -> list[str]:
     if table["method"].isin(ABLATIONS).any():
         notes.append("(ablation): the query is one modality's feature alone (image only: the reference image; "
                      "text only: the caption), on that stage's encoders; never marked best, not in the differences")
+    apart = "; this run's rows apart from the cited and published ones" if separate_marks else ""
     notes.append("bold: best, underlined: second best in each column among the rows of the same split "
-                 "(ablations excluded)")
+                 f"(ablations excluded{apart})")
     boots = table.attrs.get("bootstrap") or {}
     if boots:
         boot = next(iter(boots.values()))
@@ -539,16 +545,27 @@ def context_notes(table: pd.DataFrame) -> list[str]:
 
 
 def to_markdown(table: pd.DataFrame, difference: pd.DataFrame | None = None, *, title: str = "",
-                notes: Sequence[str] = ()) -> str:
+                notes: Sequence[str] = (), separate_marks: bool = False) -> str:
     """The table (and its difference section) as GitHub Markdown, numbers to 2 decimals.
 
     Cells read `21.22 ±1.91` (± the half-width of the 95% interval) where intervals are known;
-    best in bold and second best underlined per column (see `_marks`).
+    best in bold and second best underlined per column, among the rows of the same split.
+
+    Args:
+        table: from `fashioniq_table` / `cirr_table`.
+        difference: from `difference_table`, printed under the table (None: none).
+        title: heading; notes: lines printed as a list under the tables.
+        separate_marks: mark this run's rows apart from the cited / published ones (for runs on
+            other data than the paper's, e.g. the mini benchmark, where ranking them together
+            would mean nothing).
+
+    Returns:
+        The Markdown text.
     """
     columns = metric_columns(table)
     ids = _shown_id_columns(table)
     table = table.reset_index(drop=True)
-    marks = _marks(table)
+    marks = _marks(table, separate_marks)
     lines = [f"### {title}", ""] if title else []
     lines.append("| " + " | ".join(ids) + " | " + " | ".join(_header_label(c) for c in columns) + " |")
     lines.append("| " + " | ".join("---" for _ in ids) + " | " + " | ".join("---:" for _ in columns) + " |")
@@ -579,15 +596,23 @@ def _tex_escape(text: str) -> str:
 
 
 def to_latex(table: pd.DataFrame, difference: pd.DataFrame | None = None, *, caption: str = "",
-             label: str = "") -> str:
+             label: str = "", separate_marks: bool = False) -> str:
     """The table as a booktabs LaTeX `table` (needs \\usepackage{booktabs}), poster layout.
 
-    Cells as in `to_markdown` (`\\textbf` best, `\\underline` second best, `$\\pm$h` in small type)."""
+    Cells as in `to_markdown` (`\\textbf` best, `\\underline` second best, `$\\pm$h` in small type).
+
+    Args:
+        table, difference, separate_marks: as in `to_markdown`.
+        caption, label: the table's `\\caption` and `\\label` (omitted when empty).
+
+    Returns:
+        The LaTeX text.
+    """
     dataset = table_dataset(table)
     columns = metric_columns(table)
     ids = _shown_id_columns(table)
     table = table.reset_index(drop=True)
-    marks = _marks(table)
+    marks = _marks(table, separate_marks)
     n, m = len(columns), len(ids)
     out = [r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{4pt}",
            r"\begin{tabular}{" + "l" * m + "r" * n + "}", r"\toprule"]
@@ -634,7 +659,8 @@ def to_latex(table: pd.DataFrame, difference: pd.DataFrame | None = None, *, cap
 
 
 def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, *, title: str = "",
-                notes: Sequence[str] = (), meta: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                notes: Sequence[str] = (), meta: Mapping[str, Any] | None = None,
+                separate_marks: bool = False) -> dict[str, Path]:
     """Write `<name>.csv`, `<name>_differences.csv`, `<name>.md`, `<name>.tex` and `<name>.meta.json`.
 
     The CSVs hold the table and its differences (`difference_table`) at full precision, interval
@@ -650,6 +676,7 @@ def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, *, t
         notes: lines printed under the table (what the rows are, which data), before the
             table's own notes.
         meta: JSON-serialisable record written to `<name>.meta.json` (and summarised in the .md).
+        separate_marks: see `to_markdown` (True for the smoke / mini profiles).
 
     Returns:
         {"csv": path, "differences": path, "md": path, "tex": path, "meta": path}.
@@ -657,18 +684,18 @@ def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, *, t
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     difference = difference_table(table)
-    notes = [*notes, *context_notes(table)]
+    notes = [*notes, *context_notes(table, separate_marks)]
     paths = {"csv": out / f"{name}.csv", "differences": out / f"{name}_differences.csv", "md": out / f"{name}.md",
              "tex": out / f"{name}.tex", "meta": out / f"{name}.meta.json"}
     for key, frame in (("csv", table), ("differences", difference)):
         atomic_write_text(paths[key], frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.6g"))
-    md = to_markdown(table, difference, title=title, notes=notes)
+    md = to_markdown(table, difference, title=title, notes=notes, separate_marks=separate_marks)
     if meta:
         md += "\n" + _meta_markdown(meta)
     atomic_write_text(paths["md"], md)
     caption = ". ".join(t.strip().rstrip(".") for t in [title, *notes] if t.strip())
     atomic_write_text(paths["tex"], to_latex(table, difference, caption=caption + "." if caption else "",
-                                              label=f"tab:{name}"))
+                                              label=f"tab:{name}", separate_marks=separate_marks))
     atomic_write_text(paths["meta"], json.dumps(jsonable(dict(meta or {})), indent=2, sort_keys=True) + "\n")
     logger.info("wrote %s table to %s.{csv,md,tex}", name, out / name)
     return paths

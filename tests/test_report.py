@@ -179,6 +179,15 @@ def test_marks_best_and_second_per_split_ablations_excluded(tmp_path):
     # test1 rows compete with the published test1 rows only: RN50x4 best, RN50 second, ours unmarked
     assert "**" not in lines["stage 1 + Combiner/test1"] and "<u>" not in lines["stage 1 + Combiner/test1"]
     assert "**38.53**" in md and "<u>35.81</u>" in md
+    # FashionIQ: all rows on val, so this run's rows compete with the published ones unless kept apart
+    f_rows = {m: {c: {"recall@10": v, "recall@50": v} for c in CATEGORIES}
+              for m, v in (("zero-shot sum", 10.0), ("stage 1 sum", 20.0), ("stage 1 + Combiner", 30.0))}
+    f_table = report.fashioniq_table(f_rows)
+    together = report.to_markdown(f_table)
+    assert "**30.00**" not in together and "<u>20.00</u>" not in together and "**39.99**" in together
+    apart = report.to_markdown(f_table, separate_marks=True)
+    assert "**30.00**" in apart and "<u>20.00</u>" in apart and "**39.99**" in apart  # both groups marked
+    assert r"\textbf{30.00}" in report.to_latex(f_table, separate_marks=True)
     tex = report.to_latex(table)
     assert r"\textbf{30.00}" in tex and r"\underline{20.00}" in tex and r"\textbf{99.00}" not in tex
     assert "stage 1 text only (ablation)" in tex
@@ -211,6 +220,8 @@ def test_cirr_test_results_rows_beside_val_and_file_errors(tmp_path):
         with pytest.raises(ConfigError, match=match) as err:
             report.read_cirr_test_results(path)
         assert str(path) in str(err.value)
+    with pytest.raises(ConfigError, match="RN50/stage 1 sum.*recall@5"):
+        report.cirr_table(_cirr_rows(), test_results={"RN50": {"stage 1 sum": {"recall@1": 3.0}}})
     path.write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         report.read_cirr_test_results(path)
