@@ -502,7 +502,8 @@ def _cell(row: pd.Series, column: str, *, signed: bool, mark: str | None, latex:
 
 
 def _method_label(row: pd.Series) -> str:
-    label = str(row["method"]) + ("\u2020" if row.get("cited_from") else "")
+    cited = row.get("cited_from")
+    label = str(row["method"]) + ("\u2020" if not _missing(cited) and cited else "")
     return label + (" (ablation)" if is_ablation(row["method"]) else "")
 
 

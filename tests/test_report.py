@@ -256,6 +256,8 @@ def test_write_table_round_trips_and_writes_every_file(tmp_path):
     numbers = report.metric_columns(table)
     np.testing.assert_allclose(back[numbers].to_numpy(float), table[numbers].to_numpy(float), rtol=1e-5)
     assert back["shirt_recall@10_ci_low"].isna().sum() == 9  # the cited and published rows: blank
+    # a table read back from its CSV renders the same (blank cells stay blank: no dagger, no bounds)
+    assert report.to_markdown(back) == report.to_markdown(table)
     diff = pd.read_csv(paths["differences"])
     assert list(diff.columns) == list(report.difference_table(table).columns)
     assert diff["average_recall@10_ci_high"].notna().all()
