@@ -319,22 +319,27 @@ def _check_same_inputs(path: Path, old: dict, must_match: dict) -> None:
             "same inputs (for a Combiner: the same --clip-run) or start a new run folder")
 
 
-def jsonable(value: Any) -> Any:
-    """`value` as plain JSON types: mappings, sequences, paths, numpy numbers and dataclasses
-    converted; anything else by str()."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
-        return value.item()  # numpy / torch scalars
+def _json_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+        return dataclasses.asdict(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)  # paths, devices, dtypes, anything else: its text
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data (dicts, lists, str, numbers, bool, None).
+
+    Dataclasses become dicts, numpy / torch scalars numbers, tuples and sets lists, and anything
+    else (paths, devices, ...) its `str`; mapping keys become strings.
+
+    Example:
+        >>> jsonable({"path": Path("a/b"), "lr": np.float32(0.5), "ks": (1, 5)})
+        {'path': 'a/b', 'lr': 0.5, 'ks': [1, 5]}
+    """
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 def read_run_config(run_dir) -> dict:
