@@ -851,7 +851,13 @@ def image_status(paths: Sequence, verify: bool = True, workers: int | None = Non
 
 
 def open_image(path, split_label: str = "") -> Image.Image:
-    """Open an image fully decoded, as RGB; missing / unreadable -> ImageError naming file and split."""
+    """Open an image fully decoded, in the file's own mode (palette, greyscale, RGBA, CMYK, ...);
+    missing / unreadable -> ImageError naming file and split.
+
+    The mode is kept on purpose: the original code pads and resizes the image as opened and converts
+    it to RGB last (`cir_lib.transform`); converting here first would change palette, transparent
+    and CMYK files.
+    """
     where = f" (split {split_label})" if split_label else ""
     if os.path.isdir(path):
         raise ImageError(
@@ -861,7 +867,7 @@ def open_image(path, split_label: str = "") -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()  # force a full decode here: truncated files fail now, not later
-            return im.convert("RGB")
+            return im
     except FileNotFoundError:
         raise ImageError(
             f"image file {path}{where} is missing; restore it, or load the split with "
@@ -875,7 +881,7 @@ def open_image(path, split_label: str = "") -> Image.Image:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Images for a DataLoader: item i = transform(RGB image at paths[i]).
+    """Images for a DataLoader: item i = transform(image at paths[i], in the file's own mode).
 
     Never returns None: a missing or unreadable file raises ImageError naming it and the split.
 

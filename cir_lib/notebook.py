@@ -364,7 +364,7 @@ def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     """Each method's selection score (FashionIQ: mean of average R@10 and R@50; CIRR: mean of the
     seven recalls) and whether zero-shot sum < stage 1 sum < stage 1 + Combiner holds."""
     from cir_lib.report import cirr_table, fashioniq_table
-    from cir_lib.validation import selection_score  # the rule that picks best.pt, on the table's flat rows
+    from cir_lib.selection import selection_score  # the rule that picks best.pt, on the table's flat rows
 
     table = (fashioniq_table if dataset == "fashioniq" else cirr_table)(rows, context=())
     scores = {r["method"]: float(selection_score(dataset, r)) for r in table.to_dict("records")}

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cir_lib.constants import CLIP_MEAN, CLIP_STD
 from cir_lib.data import (
     ImageDataset,
     Query,
@@ -453,10 +454,15 @@ def test_image_dataset_reads_and_transforms(tmp_path):
     assert isinstance(raw, Image.Image) and raw.mode == "RGB" and raw.size == (24, 32)
 
 
-def test_image_dataset_grayscale_becomes_rgb(tmp_path):
+def test_image_dataset_keeps_the_file_mode_and_the_transform_makes_rgb(tmp_path):
+    # the original pads / resizes in the file's mode and converts to RGB last (see cir_lib.transform)
     path = tmp_path / "gray.png"
     Image.new("L", (10, 12), 128).save(path)
-    assert ImageDataset([path], None, "x")[0].mode == "RGB"
+    assert ImageDataset([path], None, "x")[0].mode == "L"
+    out = ImageDataset([path], make_transform(PreprocessConfig("clip", image_size=8)), "x")[0]
+    assert out.shape == (3, 8, 8)
+    pixels = out * torch.tensor(CLIP_STD).view(3, 1, 1) + torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    assert torch.allclose(pixels, torch.full((3, 8, 8), 128 / 255), atol=1e-5)  # grey in all three channels
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "not_an_image", "empty"])
