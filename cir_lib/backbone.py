@@ -14,8 +14,6 @@ import difflib
 import hashlib
 import json
 import logging
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -23,8 +21,9 @@ from typing import Any, Optional, Sequence, Union
 import open_clip
 import torch
 
+from cir_lib import serialization
 from cir_lib.constants import MINI_NAME
-from cir_lib.errors import ConfigError
+from cir_lib.errors import ConfigError, UnsafeFileError
 from cir_lib.runs import atomic_torch_save
 
 logger = logging.getLogger(__name__)
@@ -216,22 +215,28 @@ def _model_from_config(cfg: dict, device, precision: str) -> torch.nn.Module:
     return model
 
 
-def _is_torchscript(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+def _read_checkpoint(path: Path, allow_torchscript: Optional[bool] = None) -> Any:
+    """A checkpoint file's content, read without running code (see `cir_lib.serialization`).
 
-
-def _read_checkpoint(path: Path) -> Any:
+    TorchScript archives (OpenAI's released CLIP files) give {name: tensor} read from the archive's data;
+    only an archive that cannot be read that way is handed to torch.jit.load, and only when allowed.
+    """
+    if serialization.is_torchscript(path):
+        try:
+            return serialization.read_torchscript_weights(path)
+        except UnsafeFileError:
+            if not serialization.torchscript_allowed(allow_torchscript):
+                raise
+            logger.warning("loading TorchScript archive %s with torch.jit.load (allowed explicitly)", path)
+            try:
+                return serialization.jit_load(path)
+            except Exception as err:
+                raise ConfigError(f"cannot read TorchScript archive {path}: {err}") from err
     try:
-        if _is_torchscript(path):  # OpenAI's released CLIP files are TorchScript archives
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                return torch.jit.load(str(path), map_location="cpu")
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
+        return serialization.load_file(path, "backbone checkpoint")
+    except UnsafeFileError:
+        raise
+    except ConfigError as err:
         raise ConfigError(
             f"cannot read checkpoint {path}: {err}. Pass a file written by torch.save (the kit's "
             f"backbone checkpoints, an open_clip/OpenAI state dict, or CLIP4Cir's {{'CLIP': ...}})."
@@ -392,6 +397,12 @@ def _backbone_from_tag(name: str, tag: str, cfg: dict, device, precision: str) -
     except RuntimeError as err:
         if "download" in str(err).lower():
             raise _tag_error(name, tag, err) from err
+        if "torchscript" in str(err).lower():  # open_clip fell back to a URL file: OpenAI's TorchScript archive
+            raise ConfigError(
+                f"open_clip found the {tag!r} weights of {name} only as a TorchScript archive, which it "
+                f"refuses to load weights-only. Pass that file's path as pretrained (e.g. `--pretrained "
+                f"~/.cache/clip/{name}.pt`): the kit reads its weights without running its code."
+            ) from err
         raise
     return _make_backbone(name, tag, model, cfg, device)
 
@@ -401,6 +412,7 @@ def load_backbone(
     pretrained: Optional[str] = "none",
     device: Union[str, torch.device] = "cpu",
     precision: str = "fp32",
+    allow_torchscript: Optional[bool] = None,
 ) -> Backbone:
     """Build an open_clip CLIP model with its tokenizer.
 
@@ -413,9 +425,19 @@ def load_backbone(
             CLIP4Cir fine-tuned format `{"CLIP": state_dict}` (OpenAI-format weights, QuickGELU).
         device: where the model is put.
         precision: open_clip precision ("fp32", "fp16", "bf16", "amp", ...).
+        allow_torchscript: files are read weights-only (no code they carry is run). TorchScript archives
+            (OpenAI's released RN50.pt) are read from their data without loading their code; an archive
+            that cannot be read that way is loaded with torch.jit.load, which runs its code, only when
+            this is True (None: the environment variable CIR_LIB_ALLOW_TORCHSCRIPT=1 allows it).
+            An open_clip tag such as "openai" downloads weights that open_clip itself loads weights-only
+            (safetensors from the Hugging Face hub; a TorchScript fallback file is refused by torch).
 
     Returns:
         A `Backbone` in eval mode.
+
+    Raises:
+        UnsafeFileError: the file could run code when loaded (a pickle of other objects than tensors
+            and plain containers, or a TorchScript archive that needs torch.jit.load, not allowed).
 
     Example:
         >>> bb = load_backbone("cir-mini")            # random weights
@@ -427,7 +449,9 @@ def load_backbone(
     random_init = pretrained is None or str(pretrained).strip().lower() in NO_WEIGHTS
     pretrained_str = "none" if random_init else str(pretrained)
     path = Path(pretrained_str).expanduser()
-    ckpt = _read_checkpoint(path) if not random_init and path.is_file() else None
+    ckpt = _read_checkpoint(path, allow_torchscript) if not random_init and path.is_file() else None
+    if not random_init and path.is_dir():
+        raise ConfigError(f"pretrained={pretrained_str!r} is a folder, not a checkpoint file")
 
     if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
         # the kit's own format: rebuilt from the config inside, whatever open_clip's registry holds
@@ -465,8 +489,10 @@ def load_backbone(
         )
 
     openai_format = False
-    if isinstance(ckpt, torch.jit.ScriptModule):  # OpenAI's released TorchScript archives
+    if isinstance(ckpt, torch.jit.ScriptModule):  # a TorchScript archive loaded with torch.jit.load
         sd, openai_format = ckpt.state_dict(), True
+    elif serialization.is_torchscript(path):  # OpenAI's released archives, read weights-only
+        sd, openai_format = ckpt, True
     elif isinstance(ckpt, dict) and "CLIP" in ckpt and isinstance(ckpt["CLIP"], dict):
         sd, openai_format = ckpt["CLIP"], True  # CLIP4Cir: {"epoch": e, "CLIP": clip_model.state_dict()}
     elif isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict):
@@ -489,14 +515,15 @@ def load_backbone(
 
 
 def load_backbone_checkpoint(
-    path: Union[str, Path], device: Union[str, torch.device] = "cpu", precision: str = "fp32"
+    path: Union[str, Path], device: Union[str, torch.device] = "cpu", precision: str = "fp32",
+    allow_torchscript: Optional[bool] = None,
 ) -> Backbone:
     """Rebuild a backbone from a file written by `save_backbone_checkpoint`, reading its name from the file.
 
     Example:
         >>> bb = load_backbone_checkpoint("data/cir-mini.pt")
     """
-    return load_backbone(None, str(path), device=device, precision=precision)
+    return load_backbone(None, str(path), device=device, precision=precision, allow_torchscript=allow_torchscript)
 
 
 def checkpoint_config(path: Union[str, Path]) -> dict:
@@ -504,7 +531,7 @@ def checkpoint_config(path: Union[str, Path]) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint file {path} not found; pass the path of an existing checkpoint")
-    ckpt = _read_checkpoint(path)
+    ckpt = _read_checkpoint(path, allow_torchscript=False)
     if not (isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT):
         raise ConfigError(
             f"{path} is not a cir_lib backbone checkpoint (no config inside); load it with "

@@ -10,12 +10,8 @@ be checked before fetching the images.
 from __future__ import annotations
 
 import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
-
-from PIL import Image
 
 from cir_lib.constants import (
     CIRR_DIR,
@@ -25,10 +21,9 @@ from cir_lib.constants import (
     FASHIONIQ_DIR,
     FASHIONIQ_SPLITS,
 )
-from cir_lib.data import _listing as data_listing
-from cir_lib.data import _rel, annotation_files, read_annotations
+from cir_lib.data import MISSING, annotation_files, format_listing, image_status, read_annotations, relative_path
+from cir_lib.data import verify_image  # noqa: F401 - public here too (one definition, in data)
 from cir_lib.errors import ConfigError
-from cir_lib.progress import progress_bar
 
 MAX_MISSING_LISTED = 20  # missing images named per split; the count is always exact
 DATASET_DIRS = {"fashioniq": FASHIONIQ_DIR, "cirr": CIRR_DIR}
@@ -41,42 +36,8 @@ def _groups(dataset: str) -> list:
     return [(s, None) for s in CIRR_SPLITS]
 
 
-def verify_image(path) -> str | None:
-    """None if the file decodes fully; "missing" if absent; otherwise the reason it is unreadable."""
-    try:
-        with Image.open(path) as im:
-            im.verify()  # structure and checksums (PNG CRCs)
-        with Image.open(path) as im:
-            im.load()  # full decode: catches truncated files verify() lets through
-    except FileNotFoundError:
-        return "missing"
-    except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-def _image_status(paths: list, verify: bool, workers: int | None, progress: bool) -> dict:
-    """path -> None (fine) / "missing" / reason unreadable."""
-    status = {}
-    present = []
-    for p in paths:
-        if os.path.isfile(p):
-            present.append(p)
-            status[p] = None
-        else:
-            status[p] = "missing"
-    if verify and present:
-        workers = workers or min(8, 2 * (os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(verify_image, present)
-            for p, res in progress_bar(zip(present, results), total=len(present), desc="verifying images",
-                                   unit="img", disable=not progress):
-                status[p] = res
-    return status
-
-
 def _listing(paths: list, limit: int, root: Path) -> str:
-    return data_listing([_rel(p, root) for p in paths], limit)
+    return format_listing([relative_path(p, root) for p in paths], limit)
 
 
 def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: bool = True, *,
@@ -87,19 +48,21 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
         data_root: folder holding fashionIQ_dataset/ and/or cirr_dataset/.
         datasets: datasets to check; None checks whichever is present (a missing dataset folder is
             a problem only when the dataset is asked for explicitly, or when neither is present).
-        verify_images: decode every present image (missing and unreadable both count as
-            missing_images); False only checks that the files exist.
+        verify_images: decode every present image (`data.verify_image`: empty, truncated, not an
+            image -> unreadable_images); False only checks that the files exist (a folder where an
+            image should be is unreadable either way).
         workers: threads decoding images (default min(8, 2 x cores)).
         progress: show a tqdm progress bar while decoding.
     Returns:
-        {"fashioniq": {split: {category: {"queries", "images", "missing_images"}}},
-         "cirr": {split: {"queries", "images", "missing_images"}}, "problems": [str, ...]}
+        {"fashioniq": {split: {category: counts}}, "cirr": {split: counts}, "problems": [str, ...]}
+        with counts {"queries", "images", "missing_images" (absent files), "unreadable_images"
+        (present, but no readable image; each named in problems with its reason)}.
         Clean when "problems" is empty.
 
     Example:
         >>> report = check_data("/data", ["cirr"])
         >>> report["cirr"]["val"]
-        {'queries': 4181, 'images': 2297, 'missing_images': 0}
+        {'queries': 4181, 'images': 2297, 'missing_images': 0, 'unreadable_images': 0}
     """
     root = Path(data_root)
     explicit = datasets is not None
@@ -142,13 +105,13 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
             problems.append(f"{ds}: no annotation files found under {root / DATASET_DIRS[ds]}")
 
     all_paths = list(dict.fromkeys(p for *_, ann in found for p in ann.image_paths))
-    status = _image_status(all_paths, verify_images, workers, progress)
+    status = image_status(all_paths, verify=verify_images, workers=workers, progress=progress)
 
     for ds, split, category, ann in found:
-        missing = [p for p in ann.image_paths if status[p] == "missing"]
-        broken = [(p, status[p]) for p in ann.image_paths if status[p] not in (None, "missing")]
+        missing = [p for p in ann.image_paths if status[p] == MISSING]
+        broken = [(p, status[p]) for p in ann.image_paths if status[p] not in (None, MISSING)]
         counts = {"queries": ann.n_entries, "images": len(ann.image_paths),
-                  "missing_images": len(missing) + len(broken)}
+                  "missing_images": len(missing), "unreadable_images": len(broken)}
         if category is None:
             report[ds][split] = counts
         else:
@@ -163,20 +126,20 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
                 f"{_listing(missing, limit, root)}"
             )
         for p, reason in broken:
-            problems.append(f"{ann.label}: unreadable image {_rel(p, root)} ({reason})")
+            problems.append(f"{ann.label}: unreadable image {relative_path(p, root)} ({reason})")
     report["problems"] = problems
     return report
 
 
 def format_report(report: dict) -> str:
     """The human-readable table printed by `cir-lib check-data`."""
-    rows = [("dataset", "split", "category", "queries", "images", "missing")]
+    rows = [("dataset", "split", "category", "queries", "images", "missing", "unreadable")]
     for ds in DATASETS:
         for split, value in report.get(ds, {}).items():
             groups = [(None, value)] if "queries" in value else list(value.items())
             for category, c in groups:
                 rows.append((ds, split, category or "-", str(c["queries"]), str(c["images"]),
-                             str(c["missing_images"])))
+                             str(c["missing_images"]), str(c.get("unreadable_images", 0))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for r in rows:

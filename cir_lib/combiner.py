@@ -1,4 +1,5 @@
-"""Query composition: the element-wise sum (stage 1, zero-shot baseline) and the Combiner (stage 2).
+"""Query composition: the element-wise sum (stage 1, zero-shot baseline) and the Combiner (stage 2),
+plus two ablation composers, image only and text only (one modality's feature as the query).
 
 Both take the raw (unnormalized) CLIP features of the reference image and of the relative caption and
 return the normalized query feature. The Combiner keeps the module names of the original CLIP4Cir code
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cir_lib.errors import ConfigError
+from cir_lib.serialization import load_file
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,45 @@ class ElementwiseSum(nn.Module):
         query = F.normalize(image_features + text_features, dim=-1)
         return (query, None) if return_lambda else query
 
+
+class ImageOnly(nn.Module):
+    """Ablation composer: query = normalize(image_feature), the caption ignored.
+
+    Same call as `ElementwiseSum` (reference features, text features[, return_lambda]); the text
+    features are only checked for shape. Ranks the index by similarity to the reference alone.
+    """
+
+    def __init__(self, dim: Optional[int] = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, return_lambda: bool = False):
+        """Normalized reference features [N, d] (and None for lambda when `return_lambda`)."""
+        _check_features(image_features, text_features, self.dim)
+        query = F.normalize(image_features, dim=-1)
+        return (query, None) if return_lambda else query
+
+
+class TextOnly(nn.Module):
+    """Ablation composer: query = normalize(text_feature), the reference image ignored.
+
+    Same call as `ElementwiseSum`; the reference features are only checked for shape.
+    """
+
+    def __init__(self, dim: Optional[int] = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, image_features: torch.Tensor, text_features: torch.Tensor, return_lambda: bool = False):
+        """Normalized caption features [N, d] (and None for lambda when `return_lambda`)."""
+        _check_features(image_features, text_features, self.dim)
+        query = F.normalize(text_features, dim=-1)
+        return (query, None) if return_lambda else query
+
+
+# The ablation rows of the tables: "<stage> image only" / "<stage> text only" use these composers
+# on that stage's encoders (e.g. "stage 1 text only": the fine-tuned text encoder, caption alone).
+ABLATION_COMPOSERS = {"image only": ImageOnly, "text only": TextOnly}
 
 
 class Combiner(nn.Module):
@@ -194,10 +235,7 @@ def load_combiner_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Combiner checkpoint {path} not found; pass the path of an existing file")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"cannot read Combiner checkpoint {path}: {err}") from err
+    ckpt = load_file(path, "Combiner checkpoint", map_location=map_location)  # weights-only
     if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
         config = CombinerConfig(**ckpt["config"])
         state_dict = ckpt["state_dict"]

@@ -65,3 +65,40 @@ PAPER_RESULTS = {
         },
     },
 }
+
+FASHIONIQ_POSTER_ORDER = ("shirt", "dress", "toptee")  # the poster's column order (then the average)
+
+# Earlier methods as the poster's comparison tables print them (FashionIQ on val, CIRR on test1).
+# `cited_from`: where the poster took the numbers from when not the method's own paper (the poster
+# marks those with a dagger); `backbone` only where the poster names one.
+CITED_RESULTS = {
+    "fashioniq": [
+        {"method": "ARTEMIS", "shirt": (21.78, 43.64), "dress": (27.16, 52.40), "toptee": (29.20, 54.83),
+         "average": (26.05, 50.29)},
+        {"method": "RTIC-GCN w/GloVe", "shirt": (23.79, 47.25), "dress": (29.15, 54.04), "toptee": (31.61, 57.98),
+         "average": (28.18, 53.09)},
+        {"method": "CoSMo", "shirt": (24.90, 49.18), "dress": (25.64, 50.30), "toptee": (29.21, 57.46),
+         "average": (26.58, 52.31)},
+        {"method": "AACL", "shirt": (24.82, 48.85), "dress": (29.89, 55.85), "toptee": (30.88, 56.85),
+         "average": (28.53, 53.85)},
+        {"method": "DCNet", "shirt": (23.95, 47.30), "dress": (28.95, 56.07), "toptee": (30.44, 58.29),
+         "average": (27.78, 53.89)},
+        {"method": "SAC w/BERT", "shirt": (28.02, 51.86), "dress": (26.52, 51.01), "toptee": (32.70, 61.23),
+         "average": (29.08, 54.70)},
+        {"method": "Baldrati et al. 2021 (ACM MM Asia)", "backbone": "RN50x4", "shirt": (35.76, 56.20),
+         "dress": (27.20, 53.57), "toptee": (36.31, 61.14), "average": (33.09, 56.99)},
+    ],
+    "cirr": [  # recall@1/5/10/50, recall_subset@1/2/3
+        {"method": "TIRG", "cited_from": "CIRR paper", "recall": (14.61, 48.37, 64.08, 90.03),
+         "recall_subset": (22.67, 44.97, 65.14)},
+        {"method": "MAAF", "cited_from": "CIRR paper", "recall": (10.31, 33.03, 48.30, 80.06),
+         "recall_subset": (21.05, 41.81, 61.60)},
+        {"method": "MAAF+BERT", "cited_from": "CIRR paper", "recall": (10.12, 33.10, 48.01, 80.57),
+         "recall_subset": (22.04, 42.41, 62.14)},
+        {"method": "ARTEMIS", "recall": (16.96, 46.10, 61.31, 87.73), "recall_subset": (39.99, 62.20, 75.67)},
+        {"method": "CIRPLANT", "cited_from": "CIRR paper", "recall": (15.18, 43.36, 60.48, 87.64),
+         "recall_subset": (33.81, 56.99, 75.40)},
+        {"method": "CIRPLANT w/OSCAR", "cited_from": "CIRR paper", "recall": (19.55, 52.55, 68.39, 92.38),
+         "recall_subset": (39.20, 63.03, 79.49)},
+    ],
+}

@@ -15,15 +15,19 @@ Public API:
 
     Query            frozen dataclass: reference, captions (tuple), target (None on test), pairid
                      (CIRR), members (CIRR img_set, 6 names incl. reference), category (FashionIQ)
-    SkipReport       dataclass: queries, images (counts removed by skip_missing), details
-                     (list of str), groups (per split/category counts); `to_dict()`
+    SkipReport       dataclass: queries, images (counts removed by skip_missing; images split
+                     into missing_images and unreadable_images), details (list of str), groups
+                     (per split/category counts); `to_dict()`
     Split            dataclass: dataset, split, category, data_root, image_names (index order =
                      split-file order), image_paths, queries, skipped (SkipReport)
                      .name_to_index (dict), .indices(names) -> LongTensor,
                      .reference_indices / .target_indices -> LongTensor [Q],
                      .member_indices -> LongTensor [Q, 6]
-    load_split(data_root, dataset, split, category=None, *, skip_missing=False, check_files=True)
+    load_split(data_root, dataset, split, category=None, *, skip_missing=False, check_files=True,
+               skip_members=True)
     load_fashioniq(data_root, category, split, **kw) / load_cirr(data_root, split, **kw)
+    annotation_fingerprint(data_root, dataset) -> {"files": {path: sha256}, "sha256", ...} (resume check)
+    verify_image(path) -> None or why the image is unusable; image_status(paths, verify) -> {path: ...}
     merge_splits(splits) -> Split   (pools FashionIQ categories; images de-duplicated by name)
     read_annotations(data_root, dataset, split, category=None) -> Annotations (every problem
                      collected, nothing raised for entry-level problems; used by check-data)
@@ -37,6 +41,7 @@ Public API:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -86,12 +91,18 @@ class Query:
 
 @dataclass
 class SkipReport:
-    """What `skip_missing=True` removed. Carry it with anything computed from the split."""
+    """What `skip_missing=True` removed. Carry it with anything computed from the split.
 
-    queries: int = 0  # queries removed (their reference, target or an img_set member is missing)
-    images: int = 0  # index images removed (file missing)
+    An image is unusable when its file is absent (`missing_images`) or present but unreadable
+    (`unreadable_images`: empty, truncated, not an image, a folder); `images` counts both.
+    """
+
+    queries: int = 0  # queries removed (their reference, target or an img_set member is unusable)
+    images: int = 0  # index images removed (missing_images + unreadable_images)
     details: list = field(default_factory=list)  # one human-readable line per split / category
-    groups: dict = field(default_factory=dict)  # "fashioniq dress val" -> {"queries": n, "images": n}
+    groups: dict = field(default_factory=dict)  # "fashioniq dress val" -> {"queries", "images", "missing_images", "unreadable_images"}
+    missing_images: int = 0  # of `images`: the file is absent
+    unreadable_images: int = 0  # of `images`: the file is there but is no readable image (reason in details)
 
     @property
     def is_empty(self) -> bool:
@@ -105,6 +116,8 @@ class SkipReport:
             "images": self.images,
             "details": list(self.details),
             "groups": {k: dict(v) for k, v in self.groups.items()},
+            "missing_images": self.missing_images,
+            "unreadable_images": self.unreadable_images,
         }
 
     @staticmethod
@@ -114,12 +127,17 @@ class SkipReport:
         for r in reports:
             out.queries += r.queries
             out.images += r.images
+            out.missing_images += r.missing_images
+            out.unreadable_images += r.unreadable_images
             out.details.extend(r.details)
             for key, counts in r.groups.items():
-                g = out.groups.setdefault(key, {"queries": 0, "images": 0})
-                g["queries"] += counts["queries"]
-                g["images"] += counts["images"]
+                g = out.groups.setdefault(key, dict.fromkeys(_GROUP_KEYS, 0))
+                for k in _GROUP_KEYS:
+                    g[k] = g.get(k, 0) + counts.get(k, 0)
         return out
+
+
+_GROUP_KEYS = ("queries", "images", "missing_images", "unreadable_images")
 
 
 @dataclass
@@ -290,6 +308,40 @@ def annotation_files(data_root, dataset: str, split: str, category: str | None =
             base / "image_splits" / f"split.{CIRR_VERSION}.{split}.json")
 
 
+TRAINING_SPLITS = ("train", "val")  # the splits a training run reads (trains on, validates on)
+
+
+def annotation_fingerprint(data_root, dataset: str, splits: Sequence[str] = TRAINING_SPLITS) -> dict:
+    """A stable hash of the annotation files a run reads: resuming on other annotations is refused.
+
+    Args:
+        data_root: folder holding fashionIQ_dataset/ and cirr_dataset/.
+        dataset: "fashioniq" (every category) or "cirr".
+        splits: the splits covered (default: train and val, what training reads).
+
+    Returns:
+        {"dataset", "splits", "files": {path relative to the data root: SHA-256 of its bytes, or None
+        when absent}, "sha256": one digest over all of them}. JSON-able; the same files give the same
+        dict wherever the data root is.
+
+    Example:
+        >>> annotation_fingerprint("/data", "cirr")["files"]["cirr_dataset/cirr/captions/cap.rc2.val.json"]
+        '5f0c...'
+    """
+    root = Path(data_root)
+    categories = FASHIONIQ_CATEGORIES if dataset == "fashioniq" else (None,)
+    files = {}
+    for split in splits:
+        for category in categories:
+            for path in annotation_files(root, dataset, split, category):
+                try:
+                    files[relative_path(path, root)] = hashlib.sha256(path.read_bytes()).hexdigest()
+                except FileNotFoundError:
+                    files[relative_path(path, root)] = None
+    total = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"dataset": dataset, "splits": list(splits), "files": files, "sha256": total}
+
+
 def _check_names(dataset: str, split: str, category: str | None) -> None:
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
@@ -305,7 +357,8 @@ def _check_names(dataset: str, split: str, category: str | None) -> None:
         raise ConfigError(f"CIRR has no categories (got category={category!r})")
 
 
-def _rel(path: Path, root: Path) -> str:
+def relative_path(path: Path, root: Path) -> str:
+    """`path` relative to `root` for messages (as it is when outside root)."""
     try:
         return str(Path(path).relative_to(root))
     except ValueError:
@@ -345,7 +398,7 @@ def _describe(x) -> str:
 
 def _read_fashioniq_index(split_file: Path, root: Path, problems: list) -> list:
     data = _read_json(split_file, root, "split")
-    rel = _rel(split_file, root)
+    rel = relative_path(split_file, root)
     if not isinstance(data, list):
         raise AnnotationError(
             f"{split_file}: expected a JSON list of image names, got {type(data).__name__}"
@@ -364,7 +417,7 @@ def _read_fashioniq_index(split_file: Path, root: Path, problems: list) -> list:
 
 def _read_cirr_index(split_file: Path, root: Path, problems: list) -> tuple:
     data = _read_json(split_file, root, "split")
-    rel = _rel(split_file, root)
+    rel = relative_path(split_file, root)
     if not isinstance(data, dict):
         raise AnnotationError(
             f"{split_file}: expected a JSON object mapping image names to paths like "
@@ -524,12 +577,26 @@ def read_annotations(data_root, dataset: str, split: str, category: str | None =
             raise
         problems.append(str(err))
         entries = []
-    rel, split_rel = _rel(captions_file, root), _rel(split_file, root)
+    rel, split_rel = relative_path(captions_file, root), relative_path(split_file, root)
     queries = []
     seen_pairids: dict = {}
+    seen_triplets: dict = {}  # FashionIQ (candidate, target, captions) -> first entry
     for i, entry in enumerate(entries):
         if dataset == "fashioniq":
             q = _fashioniq_entry(entry, i, rel, split, known, split_rel, category, problems)
+            # An exact repeat would be trained on and scored twice. Test entries carry no target:
+            # identical ones may be different queries whose targets are hidden, so they are kept.
+            if q is not None and q.target is not None:
+                key = (q.reference, q.target, q.captions)
+                if key in seen_triplets:
+                    problems.append(
+                        f"{rel} entry {i} (candidate {q.reference!r}): exact duplicate of entry "
+                        f"{seen_triplets[key]} (same candidate, target and captions), which would be "
+                        f"counted twice; delete entry {i} from {captions_file}"
+                    )
+                    q = None
+                else:
+                    seen_triplets[key] = i
         else:
             q = _cirr_entry(entry, i, rel, split, known, split_rel, seen_pairids, problems)
         if q is not None:
@@ -541,17 +608,20 @@ def read_annotations(data_root, dataset: str, split: str, category: str | None =
 # ------------------------------------------------------------------------------------------ loading
 
 
-def _listing(items: Sequence[str], limit: int = MAX_LISTED) -> str:
+def format_listing(items: Sequence[str], limit: int = MAX_LISTED) -> str:
+    """The first `limit` items joined by commas, then "... and N more"."""
     shown = ", ".join(items[:limit])
     return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _missing_files(paths: Sequence[Path]) -> list:
-    return [i for i, p in enumerate(paths) if not os.path.isfile(p)]
+def _unusable_files(paths: Sequence[Path], verify: bool) -> dict:
+    """{position: reason} of the unusable files among `paths` (reason MISSING when absent)."""
+    status = image_status(paths, verify=verify, progress=verify and len(paths) > 1000)
+    return {i: status[p] for i, p in enumerate(paths) if status[p] is not None}
 
 
 def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_missing: bool,
-              check_files: bool) -> Split:
+              check_files: bool, skip_members: bool = True) -> Split:
     ann = read_annotations(root, dataset, split, category)
     if ann.problems:
         n = len(ann.problems)
@@ -564,35 +634,47 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
     names, paths, queries = ann.image_names, ann.image_paths, ann.queries
     skipped = SkipReport()
     if check_files or skip_missing:
-        missing = _missing_files(paths)
-        if missing and not skip_missing:
-            listed = [_rel(paths[i], root) for i in missing]
+        # Without skip_missing only existence is checked (cheap); files are decoded when loaded.
+        bad = _unusable_files(paths, verify=skip_missing)
+        if bad and not skip_missing:
+            listed = [relative_path(paths[i], root) + ("" if bad[i] == MISSING else f" ({bad[i]})") for i in bad]
             none_there = " None of them is there: check --data-root and that the images were " \
-                "downloaded into the layout of the README's *Data layout* section." if len(missing) == len(paths) else ""
+                "downloaded into the layout of the README's *Data layout* section." if len(bad) == len(paths) else ""
             raise ImageError(
-                f"{ann.label}: {len(missing)} of {len(paths)} index image files are missing under "
-                f"data root {root} ({_listing(listed)}).{none_there} Pass skip_missing=True ({SKIP_MISSING_CLI}) "
+                f"{ann.label}: {len(bad)} of {len(paths)} index image files are missing under "
+                f"data root {root} ({format_listing(listed)}).{none_there} Pass skip_missing=True ({SKIP_MISSING_CLI}) "
                 f"to drop them and the queries that use them (the counts are reported), or run "
                 f"`cir-lib check-data --data-root {root}` for a full report."
             )
-        if missing:
-            gone = {names[i] for i in missing}
+        if bad:
+            gone = {names[i] for i in bad}
             keep = [i for i in range(len(names)) if names[i] not in gone]
 
-            def uses_missing(q: Query) -> bool:
-                used = [q.reference, q.target, *(q.members or ())]
+            def uses_unusable(q: Query) -> bool:
+                used = [q.reference, q.target, *((q.members or ()) if skip_members else ())]
                 return any(n in gone for n in used if n is not None)
 
-            kept_queries = [q for q in queries if not uses_missing(q)]
+            kept_queries = [q for q in queries if not uses_unusable(q)]
             n_q = len(queries) - len(kept_queries)
-            listed = [_rel(paths[i], root) for i in missing]
+            absent = [i for i in bad if bad[i] == MISSING]
+            unreadable = [i for i in bad if bad[i] != MISSING]
+            parts = []
+            if absent:
+                parts.append(f"missing image files: {format_listing([relative_path(paths[i], root) for i in absent])}")
+            if unreadable:
+                parts.append("unreadable image files: " + format_listing(
+                    [f"{relative_path(paths[i], root)} ({bad[i]})" for i in unreadable]))
             detail = (
-                f"{ann.label}: removed {n_q} of {len(queries)} queries and {len(missing)} of "
-                f"{len(names)} index images (missing image files: {_listing(listed)})"
+                f"{ann.label}: removed {n_q} of {len(queries)} queries and {len(bad)} of "
+                f"{len(names)} index images ({len(absent)} missing, {len(unreadable)} unreadable; "
+                f"{'; '.join(parts)})"
             )
             logger.warning("skip_missing: %s", detail)
-            skipped = SkipReport(queries=n_q, images=len(missing), details=[detail],
-                                 groups={ann.label: {"queries": n_q, "images": len(missing)}})
+            skipped = SkipReport(queries=n_q, images=len(bad), details=[detail],
+                                 groups={ann.label: {"queries": n_q, "images": len(bad),
+                                                     "missing_images": len(absent),
+                                                     "unreadable_images": len(unreadable)}},
+                                 missing_images=len(absent), unreadable_images=len(unreadable))
             names = [names[i] for i in keep]
             paths = [paths[i] for i in keep]
             queries = kept_queries
@@ -601,7 +683,7 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
 
 
 def load_split(data_root, dataset: str, split: str, category: str | None = None, *,
-               skip_missing: bool = False, check_files: bool = True) -> Split:
+               skip_missing: bool = False, check_files: bool = True, skip_members: bool = True) -> Split:
     """Read a split: its index (gallery) and its queries, validated strictly.
 
     Args:
@@ -610,11 +692,17 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
         split: FashionIQ "train" / "val" / "test"; CIRR "train" / "val" / "test1".
         category: FashionIQ "dress" / "shirt" / "toptee", or None to pool the three
             (merge_splits); must be None for CIRR.
-        skip_missing: drop index images whose file is missing and the queries that use them
-            (reference, target or CIRR img_set member); the counts go to Split.skipped and to a
-            logged warning. Implies checking files.
-        check_files: check that every index image file exists (missing -> ImageError). False
-            reads the annotation files alone.
+        skip_missing: drop unusable index images and the queries that use them (reference, target
+            or, with skip_members, a CIRR img_set member). Unusable: absent, empty, truncated, not an
+            image, or a folder; every file is decoded once to find out (`verify_image`). The counts
+            (missing and unreadable apart) go to Split.skipped and to a logged warning. Implies
+            checking files.
+        check_files: check that every index image file exists (missing -> ImageError; files are not
+            decoded). False reads the annotation files alone.
+        skip_members: with skip_missing, also drop CIRR queries whose img_set has an unusable member
+            besides the reference and target. True for evaluation (recall_subset needs all six
+            members); False for training, which uses only the reference and the target (kept queries
+            may then name members that are not in the index: `member_indices` raises on them).
     Returns:
         Split. Index order is the split-file order.
     Raises:
@@ -631,10 +719,11 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
     if dataset == "fashioniq" and category is None:
         _check_names(dataset, split, FASHIONIQ_CATEGORIES[0])
         return merge_splits([
-            _load_one(root, dataset, split, c, skip_missing, check_files) for c in FASHIONIQ_CATEGORIES
+            _load_one(root, dataset, split, c, skip_missing, check_files, skip_members)
+            for c in FASHIONIQ_CATEGORIES
         ])
     _check_names(dataset, split, category)
-    return _load_one(root, dataset, split, category, skip_missing, check_files)
+    return _load_one(root, dataset, split, category, skip_missing, check_files, skip_members)
 
 
 def load_fashioniq(data_root, category: str | None, split: str, **kw) -> Split:
@@ -681,13 +770,104 @@ def merge_splits(splits: Sequence[Split]) -> Split:
 # ------------------------------------------------------------------------------------------- images
 
 
+MISSING = "missing"  # verify_image's answer for an absent file
+FOLDER = "a folder, not an image file"  # verify_image's answer for a folder where an image should be
+VERIFY_WORKERS = min(8, 2 * (os.cpu_count() or 1))  # threads decoding images (PIL releases the GIL)
+
+
+def verify_image(path) -> str | None:
+    """Whether an image file is usable: None if it decodes fully, else why not.
+
+    Returns:
+        None (usable); MISSING ("missing") when absent; FOLDER when the path is a folder; otherwise the
+        reason it is unreadable ("empty file (0 bytes)", "not an image: ...", "truncated or corrupt:
+        ..."). JPEGs are decoded at 1/8 scale (`draft`): the whole stream is still read, so truncation
+        is caught, at a fraction of the cost.
+
+    Example:
+        >>> verify_image("data/fashionIQ_dataset/images/B0084Y8XIU.jpg") is None
+        True
+    """
+    if os.path.isdir(path):
+        return FOLDER
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+    except FileNotFoundError:
+        return MISSING
+    except OSError as err:
+        return f"unreadable: {err}"
+    try:
+        with Image.open(path) as im:
+            im.verify()  # structure and checksums (PNG CRCs)
+    except FileNotFoundError:
+        return MISSING
+    except UnidentifiedImageError:
+        return "not an image (no image format recognizes its content)"
+    except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
+        return f"truncated or corrupt: {type(err).__name__}: {err}"
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (1, 1))  # JPEG: DCT-scaled decode, still reads the whole stream
+            im.load()  # catches truncated files that verify() lets through
+    except Exception as err:  # noqa: BLE001
+        return f"truncated or corrupt: {type(err).__name__}: {err}"
+    return None
+
+
+def image_status(paths: Sequence, verify: bool = True, workers: int | None = None,
+                 progress: bool = True) -> dict:
+    """Check many image files at once.
+
+    Args:
+        paths: image paths (duplicates allowed).
+        verify: decode every present file (`verify_image`); False only tells absent files and folders
+            from present files (no decoding: fast).
+        workers: decoding threads (default VERIFY_WORKERS).
+        progress: show a tqdm bar while decoding.
+
+    Returns:
+        {path: None (usable) / MISSING / FOLDER / reason unreadable}.
+    """
+    status: dict = {}
+    present = []
+    for p in dict.fromkeys(paths):
+        if os.path.isfile(p):
+            present.append(p)
+            status[p] = None
+        else:
+            status[p] = FOLDER if os.path.isdir(p) else MISSING
+    if verify and present:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from cir_lib.progress import progress_bar
+
+        with ThreadPoolExecutor(max_workers=workers or VERIFY_WORKERS) as pool:
+            results = pool.map(verify_image, present)
+            for p, res in progress_bar(zip(present, results), total=len(present), desc="verifying images",
+                                       unit="img", disable=not progress, leave=False):
+                status[p] = res
+    return status
+
+
 def open_image(path, split_label: str = "") -> Image.Image:
-    """Open an image fully decoded, as RGB; missing / unreadable -> ImageError naming file and split."""
+    """Open an image fully decoded, in the file's own mode (palette, greyscale, RGBA, CMYK, ...);
+    missing / unreadable -> ImageError naming file and split.
+
+    The mode is kept on purpose: the original code pads and resizes the image as opened and converts
+    it to RGB last (`cir_lib.transform`); converting here first would change palette, transparent
+    and CMYK files.
+    """
     where = f" (split {split_label})" if split_label else ""
+    if os.path.isdir(path):
+        raise ImageError(
+            f"image path {path}{where} is {FOLDER}; put the image file there, or load the split with "
+            f"skip_missing=True ({SKIP_MISSING_CLI}) to drop the queries that use it"
+        )
     try:
         with Image.open(path) as im:
             im.load()  # force a full decode here: truncated files fail now, not later
-            return im.convert("RGB")
+            return im
     except FileNotFoundError:
         raise ImageError(
             f"image file {path}{where} is missing; restore it, or load the split with "
@@ -701,7 +881,7 @@ def open_image(path, split_label: str = "") -> Image.Image:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Images for a DataLoader: item i = transform(RGB image at paths[i]).
+    """Images for a DataLoader: item i = transform(image at paths[i], in the file's own mode).
 
     Never returns None: a missing or unreadable file raises ImageError naming it and the split.
 

@@ -32,3 +32,8 @@ class SubmissionError(CirError):
 
 class PipelineError(CirError):
     """A notebook of the series failed, or a profile's inputs are missing."""
+
+
+class UnsafeFileError(ConfigError):
+    """A file the kit refuses to load because loading it could run code it carries (a pickle naming
+    Python objects other than tensors and plain containers, or a TorchScript archive not allowed)."""

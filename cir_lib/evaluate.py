@@ -131,6 +131,21 @@ def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None,
 # --------------------------------------------------------------------------- metrics
 
 
+def split_ranks(encoded: EncodedSplit) -> dict:
+    """Per-query ranks (0 = first) of each target, by the metrics' protocol: {"ranks": [Q]} on
+    FashionIQ; {"ranks": [Q], "subset_ranks": [Q]} on CIRR (numpy int64). `cir_lib.intervals`
+    bootstraps the tables' intervals from them."""
+    from cir_lib.metrics import cirr_ranks, target_ranks
+
+    split = encoded.split
+    if split.dataset == "fashioniq":
+        return {"ranks": target_ranks(encoded.query_features, encoded.index_features,
+                                      split.target_indices).cpu().numpy()}
+    ranks, subset = cirr_ranks(encoded.query_features, encoded.index_features, split.reference_indices,
+                               split.target_indices, split.member_indices)
+    return {"ranks": ranks.cpu().numpy(), "subset_ranks": subset.cpu().numpy()}
+
+
 def split_metrics(encoded: EncodedSplit) -> dict:
     """The paper's metrics of an encoded split with targets (FashionIQ: recall@10/50; CIRR: seven).
 

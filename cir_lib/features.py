@@ -7,7 +7,11 @@ Image features of an index are computed once per (weights, preprocessing, image 
   - `preprocess.key()` (kind, input size, ratio),
   - the ordered image list: each path as given, with its file size and modification time
     (so images regenerated in place under the same names are not served stale features),
-  - the compute precision ("fp32" on CPU; "bf16"/"fp16" autocast on CUDA).
+  - the compute precision (`FEATURE_PRECISION`, "fp32", or the dtype of a model loaded in half
+    precision): caches written by versions that encoded under bf16/fp16 autocast are not reused.
+Features for evaluation, validation, the caches and submissions are computed in strict fp32 on every
+device, as the original code's validation does: no autocast, and on CUDA no TF32 either (half-precision
+features, bf16 above all, can reorder near-ties in a ranking). Autocast belongs to training steps only.
 Changing any of them gives another key: a miss, computed and stored; the same inputs give a hit
 that encodes nothing. Writes are atomic (temporary file, then rename), so an interrupted run never
 leaves a truncated cache entry behind. Queries reuse the index features for their reference image
@@ -28,32 +32,45 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from cir_lib.errors import ConfigError
-from cir_lib.runs import atomic_torch_save, atomic_write_text
+from cir_lib.errors import ConfigError, UnsafeFileError
 from cir_lib.progress import progress_bar
+from cir_lib.runs import atomic_torch_save, atomic_write_text
+from cir_lib.serialization import load_file
 
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when the cached content changes meaning
 
 
-def _autocast_dtype(device: torch.device) -> Optional[torch.dtype]:
-    """bf16 where the GPU supports it, else fp16; None (plain fp32) off CUDA."""
+FEATURE_PRECISION = "fp32"  # what `image_features` / `text_features` compute in (recorded in the cache)
+
+
+def _precision_name(backbone) -> str:
+    """The precision features are computed in: fp32 unless the model itself was loaded in half precision."""
+    try:
+        dtype = next(backbone.model.parameters()).dtype
+    except (StopIteration, AttributeError):
+        return FEATURE_PRECISION
+    return {torch.float32: FEATURE_PRECISION, torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
+@contextlib.contextmanager
+def strict_fp32(device: torch.device):
+    """No autocast, and on CUDA no TF32 in convolutions and matmuls (restored on exit)."""
+    device = torch.device(device)
     if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _precision_name(device: torch.device) -> str:
-    dtype = _autocast_dtype(device)
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def _autocast(device: torch.device):
-    dtype = _autocast_dtype(device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+        with torch.autocast(device.type, enabled=False):
+            yield
+        return
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.autocast("cuda", enabled=False), torch.backends.cudnn.flags(
+                enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def _resolve_device(backbone, device) -> torch.device:
@@ -86,16 +103,18 @@ def _file_stamp(path) -> list:
 def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[torch.device] = None) -> str:
     """The cache key of the image features of `paths` (see the module docstring for what it covers).
 
+    `device` is accepted for callers of earlier versions; features are fp32 on every device, so the
+    key no longer depends on it.
+
     Example:
         >>> feature_cache_key(bb, ["a.png", "b.png"], PreprocessConfig(image_size=64))
         '3f1c...'
     """
-    device = torch.device(device) if device is not None else torch.device(backbone.device)
     payload = {
         "version": CACHE_VERSION,
         "weights": backbone.image_weights_key,
         "preprocess": preprocess.key(),
-        "precision": _precision_name(device),
+        "precision": _precision_name(backbone),
         "images": [[str(p)] + _file_stamp(p) for p in paths],
     }
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()[:40]
@@ -103,7 +122,10 @@ def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[to
 
 def _read_cache(file: Path, n: int, dim: int) -> Optional[torch.Tensor]:
     try:
-        feats = torch.load(file, map_location="cpu", weights_only=True)
+        feats = load_file(file, "feature cache entry")  # weights-only: a cache file never runs code
+    except UnsafeFileError as err:  # not written by the kit: never trusted, replaced by recomputed features
+        logger.warning("%s; recomputing it (the entry is overwritten)", err)
+        return None
     except Exception as err:  # a damaged entry is recomputed, never trusted
         logger.warning("feature cache entry %s is unreadable (%s); recomputing it", file, err)
         return None
@@ -118,13 +140,13 @@ def _read_cache(file: Path, n: int, dim: int) -> Optional[torch.Tensor]:
 def encode_images(backbone, loader, device: torch.device, desc: str = "encode images") -> torch.Tensor:
     """Encode every batch of `loader` (image tensors) -> float32 [N, d] on the CPU (no cache).
 
-    On CUDA: channels_last inputs (the model was made channels_last where it was placed, see
-    `backbone.place_model`) and bf16/fp16 autocast; on CPU plain fp32.
+    Strict fp32 on every device (`strict_fp32`: no autocast, no TF32). On CUDA the inputs are
+    channels_last (the model was made channels_last where it was placed, see `backbone.place_model`).
     """
     model = backbone.model
     cuda = device.type == "cuda"
     out = []
-    with _autocast(device):
+    with strict_fp32(device):
         for images in progress_bar(loader, desc=desc, unit="batch", leave=False):
             images = images.to(device, non_blocking=cuda)
             if cuda:
@@ -222,7 +244,7 @@ def image_features(
             "pretrained": backbone.pretrained,
             "image_weights_key": backbone.image_weights_key,
             "preprocess": preprocess.key(),
-            "precision": _precision_name(device),
+            "precision": _precision_name(backbone),
             "split": label,
             "n_images": n,
             "dim": dim,
@@ -301,8 +323,9 @@ def text_features(
 ) -> torch.Tensor:
     """Raw (unnormalized) CLIP text features [N, d], float32 on the CPU.
 
-    Always computed in float32 (no autocast): caption encoding is cheap, and one precision keeps
-    the features of training-time validation, of stage 2 and of `evaluate` identical.
+    Always computed in strict fp32 (`strict_fp32`: no autocast, no TF32), like the image features:
+    one precision keeps the features of training-time validation, of stage 2 and of `evaluate`
+    identical, and matches the original code's fp32 validation.
 
     Args:
         backbone: a `cir_lib.backbone.Backbone`.
@@ -321,7 +344,7 @@ def text_features(
     model.eval()
     out = []
     try:
-        with torch.autocast(device.type, enabled=False):
+        with strict_fp32(device):
             for i in progress_bar(range(0, len(tokens), batch_size), desc="encode captions", unit="batch", leave=False):
                 out.append(encode_text(model, tokens[i : i + batch_size].to(device)).float().cpu())
     finally:

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cir_lib import runs
+from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.distributed import DistInfo, gather, init_distributed
 from cir_lib.errors import ConfigError
@@ -192,6 +193,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
                               writer=dist_info.is_main, extra={
                                   "data_root": str(Path(data_root).resolve()),
                                   "dataset": dataset,
+                                  "annotations": annotation_fingerprint(data_root, dataset),
                                   "backbone": {"name": backbone.name,
                                                "pretrained": resolve_pretrained(config.pretrained, data_root),
                                                "initial_weights_key": backbone.weights_key},

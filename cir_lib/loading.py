@@ -16,7 +16,7 @@ from typing import Optional
 
 from cir_lib import runs
 from cir_lib.errors import ConfigError
-from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, config_from_dict, resolve_pretrained
+from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, combiner_dims, config_from_dict, resolve_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def load_run(run_dir, device="cpu", which: str = "best"):
 
         last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
         d = backbone.embed_dim
-        combiner = Combiner(d, config.proj_multiplier * d, config.hidden_multiplier * d, config.dropout)
+        combiner = Combiner(d, *combiner_dims(config, d), config.dropout)
         combiner.load_state_dict(last["combiner"])
     return backbone, combiner.to(device).eval(), config
 

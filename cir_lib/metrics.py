@@ -333,7 +333,27 @@ def target_ranks(query_features, index_features, target_indices, exclude_indices
     return ranks
 
 
-def _recall(ranks: torch.Tensor, ks: Sequence[int], prefix: str) -> dict[str, float]:
+def recall_from_ranks(ranks, ks: Sequence[int], prefix: str = "recall") -> dict[str, float]:
+    """Recall@K in percent from per-query ranks (0 = first), exactly as the metric functions compute it.
+
+    Lets a caller keep the ranks (e.g. for `cir_lib.intervals`) and still get the same numbers as
+    `fashioniq_recall` / `cirr_recall`, from one ranking pass.
+
+    Args:
+        ranks: [Q] integer ranks, from `target_ranks` or `cirr_ranks` (MISS_RANK is a miss).
+        ks: cut-offs K.
+        prefix: key prefix, "recall" or "recall_subset".
+    Returns:
+        {f"{prefix}@{k}": percent}.
+    Example:
+        >>> recall_from_ranks(torch.tensor([0, 3, 12]), (1, 10))
+        {'recall@1': 33.33333333333333, 'recall@10': 66.66666666666666}
+    """
+    ks = _check_ks("ks", ks)
+    ranks = _to_tensor("ranks", ranks, "(Q,)")
+    if ranks.ndim != 1 or ranks.numel() == 0 or ranks.is_floating_point() or ranks.dtype == torch.bool:
+        raise InputError(f"ranks must be a non-empty 1-D integer tensor (one rank per query); "
+                         f"got shape {tuple(ranks.shape)}, dtype {ranks.dtype}")
     return {f"{prefix}@{k}": float((ranks < k).double().mean().item() * 100.0) for k in ks}
 
 
@@ -360,7 +380,7 @@ def fashioniq_recall(query_features, index_features, target_indices, ks: Sequenc
     ks = _check_ks("ks", ks)
     ranks = target_ranks(query_features, index_features, target_indices,
                          chunk_size=chunk_size, max_block_bytes=max_block_bytes)
-    return _recall(ranks, ks, "recall")
+    return recall_from_ranks(ranks, ks, "recall")
 
 
 def cirr_ranks(query_features, index_features, reference_indices, target_indices, member_indices, *,
@@ -441,7 +461,7 @@ def cirr_recall(query_features, index_features, reference_indices, target_indice
     subset_ks = _check_ks("subset_ks", subset_ks)
     ranks, subset_ranks = cirr_ranks(query_features, index_features, reference_indices, target_indices,
                                      member_indices, chunk_size=chunk_size, max_block_bytes=max_block_bytes)
-    return {**_recall(ranks, ks, "recall"), **_recall(subset_ranks, subset_ks, "recall_subset")}
+    return {**recall_from_ranks(ranks, ks, "recall"), **recall_from_ranks(subset_ranks, subset_ks, "recall_subset")}
 
 
 # --------------------------------------------------------------------------- rankings

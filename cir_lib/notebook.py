@@ -34,7 +34,7 @@ from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, PROJECT_
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import PROFILES, get_profile, resolve_data_root
 from cir_lib.recipes import EvalConfig
-from cir_lib.report import METHODS
+from cir_lib.report import ABLATIONS, METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -222,14 +222,18 @@ def eval_config(paths: ResultPaths, *, split: str = "val", skip_missing: bool = 
 
 
 def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPaths,
-                     config: Optional[EvalConfig] = None, *, methods: Sequence[str] = METHODS,
+                     config: Optional[EvalConfig] = None, *, methods: Sequence[str] = METHODS + ABLATIONS,
                      encoded: Optional[dict] = None) -> dict:
-    """Evaluate the three rows of the tables on a split, through `cir_lib.evaluate`.
+    """Evaluate the rows of the tables on a split, through `cir_lib.evaluate`.
 
     - "zero-shot sum": the stage-1 run's starting weights (its config's backbone and pretrained),
       element-wise sum;
     - "stage 1 sum": the stage-1 run's best checkpoint, element-wise sum;
-    - "stage 1 + Combiner": the Combiner run's best checkpoint over its stage-1 encoders.
+    - "stage 1 + Combiner": the Combiner run's best checkpoint over its stage-1 encoders;
+    - the ablations "zero-shot image only" / "text only" and "stage 1 image only" / "text only":
+      the query is the reference image's feature alone, or the caption's feature alone, with the
+      zero-shot or the stage-1 encoders (with a text-only stage 1, "stage 1 image only" equals
+      "zero-shot image only": the image encoder did not change).
 
     Args:
         data_root: the data root the runs were trained on.
@@ -245,7 +249,7 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     """
     from cir_lib import evaluate
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.combiner import ABLATION_COMPOSERS, ElementwiseSum
     from cir_lib.devices import pick_device
     from cir_lib.loading import load_run, preprocess_for, run_config
     from cir_lib.recipes import resolve_pretrained
@@ -255,18 +259,22 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     config = dataclasses.replace(config, device=device)
     stage1, combiner_run = paths.run(dataset, "finetune"), paths.run(dataset, "combiner")
     out = {}
+    known = METHODS + ABLATIONS
     for method in methods:
-        if method == "zero-shot sum":  # the stage-1 run's starting weights: its config is enough
-            run_cfg = run_config(stage1)
+        if method not in known:
+            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(known)}")
+        ablation = next((a for a in ABLATION_COMPOSERS if method.endswith(" " + a)), None)
+        if method == "zero-shot sum" or method.startswith("zero-shot "):
+            run_cfg = run_config(stage1)  # the stage-1 run's starting weights: its config is enough
             backbone = load_backbone(run_cfg.backbone, resolve_pretrained(run_cfg.pretrained, data_root),
                                      device=device)
             composer = ElementwiseSum(backbone.embed_dim)
-        elif method == "stage 1 sum":
-            backbone, composer, run_cfg = load_run(stage1, device=device)
         elif method == "stage 1 + Combiner":
             backbone, composer, run_cfg = load_run(combiner_run, device=device)
-        else:
-            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        else:  # stage 1 sum and the stage-1 ablations
+            backbone, composer, run_cfg = load_run(stage1, device=device)
+        if ablation is not None:
+            composer = ABLATION_COMPOSERS[ablation](backbone.embed_dim)
         preprocess = preprocess_for(run_cfg, backbone)
         fn = evaluate.evaluate_fashioniq if dataset == "fashioniq" else evaluate.evaluate_cirr
         logger.info("evaluating %s on %s %s", method, dataset, config.split)
@@ -275,6 +283,24 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
         if encoded is not None:
             encoded[method] = groups
     return out
+
+
+def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
+    """Per-query target ranks of each evaluated row, in the form `report.fashioniq_table` /
+    `cirr_table` bootstrap their intervals from.
+
+    Args:
+        encoded: {method: {group: EncodedSplit}}, as `evaluate_methods(..., encoded=...)` fills it.
+        dataset: "fashioniq" or "cirr".
+
+    Returns:
+        FashionIQ {method: {category: ranks}}; CIRR {method: {"ranks": .., "subset_ranks": ..}}.
+    """
+    from cir_lib.evaluate import split_ranks
+
+    if dataset == "fashioniq":
+        return {m: {g: split_ranks(e)["ranks"] for g, e in groups.items()} for m, groups in encoded.items()}
+    return {m: split_ranks(groups["cirr"]) for m, groups in encoded.items()}
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
@@ -315,20 +341,17 @@ def table_notes(profile: str, dataset: str, split: str = "val", rows: Optional[M
         split: the evaluated split.
         rows: the evaluation dicts ({method: metrics}); their "skipped" reports are summarised.
     """
-    from cir_lib.report import PAPER_NOTE
-
     notes = [f"this run: profile {profile}, {dataset} {split} split"]
     if profile not in PROFILES or PROFILES[profile].mini_preset is not None:
         notes.append("the mini benchmark is synthetic, not the paper's data: the paper's rows and the "
                      "differences to them are context, not a comparison")
-    notes.append(PAPER_NOTE[dataset])
     if dataset == "cirr" and split != "test1":
         notes.append("this run's CIRR rows are on val; the paper's are on test1 (evaluation server)")
     for method, metrics in (rows or {}).items():
         skipped = metrics.get("skipped") if isinstance(metrics, Mapping) else None
         if skipped and (skipped.get("queries") or skipped.get("images")):
             notes.append(f"{method}: {skipped.get('queries', 0)} queries and {skipped.get('images', 0)} index "
-                         "images skipped for missing files (not the full protocol)")
+                         "images skipped for missing or unreadable files (not the full protocol)")
     return notes
 
 
@@ -357,9 +380,9 @@ def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     """Each method's selection score (FashionIQ: mean of average R@10 and R@50; CIRR: mean of the
     seven recalls) and whether zero-shot sum < stage 1 sum < stage 1 + Combiner holds."""
     from cir_lib.report import cirr_table, fashioniq_table
-    from cir_lib.validation import selection_score  # the rule that picks best.pt, on the table's flat rows
+    from cir_lib.selection import selection_score  # the rule that picks best.pt, on the table's flat rows
 
-    table = (fashioniq_table if dataset == "fashioniq" else cirr_table)(rows, include_paper=False)
+    table = (fashioniq_table if dataset == "fashioniq" else cirr_table)(rows, context=())
     scores = {r["method"]: float(selection_score(dataset, r)) for r in table.to_dict("records")}
     values = [scores[m] for m in METHODS if m in scores]
     return {"scores": scores, "ascending": all(a < b for a, b in zip(values, values[1:]))}

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Optional, Union
 
 from cir_lib.constants import DATASETS, EVAL_IMAGE_BATCH, EVAL_TEXT_BATCH, MINI_NAME, PREPROCESS_KINDS, STAGES, TARGETPAD_RATIO
 from cir_lib.errors import ConfigError
+from cir_lib.selection import SELECTION_CHOICES
 
 ENCODER_CHOICES = ("text", "image", "both")
 AMP_CHOICES = ("bf16", "fp16", "none")
@@ -42,7 +43,8 @@ class FinetuneConfig:
     validate_every: int = 1  # validate every N epochs (and always after the last one)
     preprocess: str = "targetpad"  # "targetpad" | "squarepad" | "clip"
     preprocess_ratio: float = TARGETPAD_RATIO  # target-pad ratio (long side / short side)
-    amp: str = "bf16"  # autocast dtype on CUDA: "bf16" | "fp16" | "none" (CPU always fp32)
+    amp: str = "fp16"  # training-step autocast on CUDA: "fp16" (+ GradScaler, as the original) | "bf16" |
+    # "none"; CPU always fp32; features for validation / evaluation are fp32 whatever this says
     grad_checkpointing: bool = False  # recompute activations in backward (saves memory, "both")
     cache_image_features: bool = True  # text-only: use cached image features instead of re-encoding
     seed: int = 0  # seeds shuffling, caption augmentation and torch
@@ -50,6 +52,8 @@ class FinetuneConfig:
     encode_batch_size: int = 64  # batch size when encoding images / texts for caches and validation
     cache_dir: Optional[str] = None  # feature cache folder (None = no on-disk cache)
     skip_missing: bool = False  # skip queries whose images are missing (reported), else fail
+    selection: str = "arithmetic"  # CIRR best checkpoint by the "arithmetic" | "harmonic" | "geometric"
+    # mean of the seven metrics (cir_lib.selection); FashionIQ always uses (avg R@10 + avg R@50) / 2
     device: str = "auto"  # "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
     threads: Optional[int] = None  # torch CPU threads for the process (None: torch's choice); 1 can be
     # several times faster on a CPU shared with other jobs
@@ -66,8 +70,10 @@ class CombinerTrainConfig:
     batch_size: int = 4096  # triplets per step
     epochs: int = 300  # passes over the training triplets
     validate_every: int = 1  # validate every N epochs (and always after the last one)
-    proj_multiplier: int = 4  # projection dim p = proj_multiplier * d
-    hidden_multiplier: int = 8  # hidden dim h = hidden_multiplier * d
+    proj_multiplier: int = 4  # projection dim p = proj_multiplier * d (used when proj_dim is None)
+    hidden_multiplier: int = 8  # hidden dim h = hidden_multiplier * d (used when hidden_dim is None)
+    proj_dim: Optional[int] = None  # explicit projection dim p (the original: 2560 for every backbone)
+    hidden_dim: Optional[int] = None  # explicit hidden dim h (the original: 5120 for every backbone)
     dropout: float = 0.5  # dropout in the Combiner's branches
     preprocess: str = "targetpad"  # "targetpad" | "squarepad" | "clip"
     preprocess_ratio: float = TARGETPAD_RATIO  # target-pad ratio (long side / short side)
@@ -75,6 +81,7 @@ class CombinerTrainConfig:
     encode_batch_size: int = 64  # batch size when encoding images / texts for the feature caches
     cache_dir: Optional[str] = None  # feature cache folder (None = no on-disk cache)
     skip_missing: bool = False  # skip queries whose images are missing (reported), else fail
+    selection: str = "arithmetic"  # CIRR best checkpoint: "arithmetic" | "harmonic" | "geometric" mean
     device: str = "auto"  # "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
     threads: Optional[int] = None  # torch CPU threads for the process (None: torch's choice)
 
@@ -112,6 +119,20 @@ class EvalConfig:
     num_workers: int = 0  # DataLoader workers decoding images
 
 
+def combiner_dims(config: CombinerTrainConfig, dim: int) -> tuple:
+    """The Combiner's (projection dim p, hidden dim h) for features of size `dim`.
+
+    Explicit `proj_dim` / `hidden_dim` win; otherwise p = proj_multiplier * dim, h = hidden_multiplier * dim.
+
+    Example:
+        >>> combiner_dims(get_recipe("paper-rn50-cirr", stage="combiner"), 1024)
+        (2560, 5120)
+    """
+    p = config.proj_dim if config.proj_dim is not None else config.proj_multiplier * int(dim)
+    h = config.hidden_dim if config.hidden_dim is not None else config.hidden_multiplier * int(dim)
+    return int(p), int(h)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """A named pair of stage configs."""
@@ -122,15 +143,56 @@ class Recipe:
 
 
 def _paper(backbone: str, dataset: str, encoders: str) -> Recipe:
-    # The released commands: 100 epochs at batch 128 (stage 1), 300 epochs at batch 4096 with
-    # p = 4d, h = 8d (stage 2), targetpad 1.25, validation every epoch.
-    version = "workshop (text encoder)" if encoders == "text" else "journal (both encoders)"
+    """The published settings; where the papers are silent, the official code's (see RECIPE.md).
+
+    Stage 1 batch / epochs: the journal (both encoders) runs use the README's command, batch 128 for
+    100 epochs. The workshop (text encoder only) runs use the training script's argparse defaults,
+    batch 512 for 300 epochs: the first author wrote (CLIP4Cir issue #5) that the text-only runs of
+    the published papers used a much larger batch than the both-encoder ones (a small batch hurts
+    the contrastive loss), and the argparse defaults are the only text-only setting the code states;
+    the epochs go with that batch (with the best epoch kept, 300 epochs contain the first 100).
+    """
+    text_only = encoders == "text"
+    version = "workshop (text encoder)" if text_only else "journal (both encoders)"
+    if text_only:
+        batch_size = 512  # argparse default (clip_fine_tune.py); author's statement in CLIP4Cir issue #5
+        epochs = 300  # argparse default (clip_fine_tune.py), the batch's companion
+    else:
+        batch_size = 128  # README command (journal, both encoders)
+        epochs = 100  # README command
     return Recipe(
         description=f"{backbone} on {dataset}, {version}, released hyperparameters",
-        finetune=FinetuneConfig(backbone=backbone, pretrained="openai", dataset=dataset,
-                                encoders=encoders, batch_size=128, epochs=100, validate_every=1),
-        combiner=CombinerTrainConfig(backbone=backbone, pretrained="openai", dataset=dataset,
-                                     batch_size=4096, epochs=300, validate_every=1),
+        finetune=FinetuneConfig(
+            backbone=backbone,  # paper
+            pretrained="openai",  # paper (OpenAI CLIP weights)
+            dataset=dataset,
+            encoders=encoders,  # paper: text (workshop) | both (journal)
+            lr=2e-6,  # paper; argparse default and README command
+            betas=(0.9, 0.999),  # official code (clip_fine_tune.py optimizer)
+            eps=1e-7,  # official code (clip_fine_tune.py optimizer)
+            batch_size=batch_size,  # argparse default (text) / README command (both), above
+            epochs=epochs,  # argparse default (text) / README command (both), above
+            validate_every=1,  # argparse default and README command
+            preprocess="targetpad",  # argparse default and README command
+            preprocess_ratio=TARGETPAD_RATIO,  # argparse default and README command (1.25)
+            amp="fp16",  # official code: torch.cuda.amp.autocast + GradScaler
+            selection="arithmetic",  # paper (the original also kept harmonic / geometric bests)
+        ),
+        combiner=CombinerTrainConfig(
+            backbone=backbone,  # paper
+            pretrained="openai",  # paper
+            dataset=dataset,
+            lr=2e-5,  # paper; argparse default and README command
+            batch_size=4096,  # README command
+            epochs=300,  # README command
+            validate_every=1,  # README command
+            proj_dim=2560,  # official code: 640 * 4 for every backbone (README command for RN50x4)
+            hidden_dim=5120,  # official code: 640 * 8 for every backbone (README command for RN50x4)
+            dropout=0.5,  # paper
+            preprocess="targetpad",  # README command
+            preprocess_ratio=TARGETPAD_RATIO,  # README command (1.25)
+            selection="arithmetic",  # paper
+        ),
     )
 
 
@@ -285,6 +347,12 @@ def check_config(config) -> None:
             bad(f"dropout must be in [0, 1), got {config.dropout}")
         if config.proj_multiplier < 1 or config.hidden_multiplier < 1:
             bad("proj_multiplier and hidden_multiplier must be >= 1")
+        for name in ("proj_dim", "hidden_dim"):
+            value = getattr(config, name)
+            if value is not None and value < 1:
+                bad(f"{name} must be >= 1, or none for the multiplier rule; got {value}")
+    if config.selection not in SELECTION_CHOICES:
+        bad(f"selection must be one of {SELECTION_CHOICES}, got {config.selection!r}")
 
 
 def resolve_pretrained(pretrained: str, data_root) -> str:

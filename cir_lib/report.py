@@ -1,18 +1,37 @@
 """Result tables and figures, built from evaluation dicts and run folders (never typed in).
 
-Tables follow the workshop poster's layout: FashionIQ R@10 / R@50 per category and their average,
-CIRR R@1/5/10/50 and Rsubset@1/2/3. Each table has a `source` column ("this run", "paper RN50",
-"paper RN50x4"), a `method` column ("zero-shot sum", "stage 1 sum", "stage 1 + Combiner", in that
-order) and one column per metric. The paper's rows are its stage-1 + Combiner results on the REAL
-data (FashionIQ val, CIRR test1), taken from `cir_lib.constants.PAPER_RESULTS`; the difference
-section says what it compares, and the table's note says whether the run used the same data.
+Tables follow the workshop poster's layout: FashionIQ R@10 / R@50 per category in the poster's
+order (shirt, dress, toptee, then the average), CIRR R@1/5/10/50 and Rsubset@1/2/3. Every table
+has the columns `source`, `backbone`, `method`, `split`, `cited_from`, then one column per metric,
+each followed by its interval bounds (`<metric>_ci_low`, `<metric>_ci_high`, blank when unknown).
 
-Figures (PNG + PDF, sized for a paper page): recall bars of the three rows, training curves of both
-stages (from each run's history.csv), the distribution of the Combiner's lambda, retrieval grids.
+Rows, in the poster's order:
+- source "cited": earlier methods as the poster's comparison tables print them
+  (`cir_lib.constants.CITED_RESULTS`; `cited_from` names the paper the poster took them from when
+  not the method's own: the poster's dagger, "CIRR paper");
+- source "published": the poster's own stage 1 + Combiner rows, RN50 and RN50x4
+  (`cir_lib.constants.PAPER_RESULTS`; FashionIQ val, CIRR test1);
+- source "this run": this run's rows per backbone, `METHODS` in order, then the ablation rows
+  (`ABLATIONS`: one modality alone as the query), and for CIRR the test1 rows read from the
+  evaluation server's numbers (`read_cirr_test_results`) beside the val ones.
+
+Intervals: with per-query ranks (`ranks=`), each of this run's val rows gets a 95% percentile
+bootstrap interval over queries (`cir_lib.intervals`), and the differences table the PAIRED
+bootstrap interval of each difference (same queries, same resamples). Markdown and LaTeX print
+`value ±h`, h the half-width (high - low) / 2 of the percentile interval; the CSV keeps the exact
+bounds. Rows without ranks (cited, published, test server) have no interval.
+
+Marking: best in bold, second best underlined, per column, among the rows of the same split
+(CIRR val rows are not compared with test1 rows); ablation rows are never marked and are left out
+of the differences table (they are an explanation of the main rows, not a competing method).
+
+Figures (PNG + PDF, optionally SVG, sized for a paper page, byte-identical on reruns): recall bars
+of this run's rows, training curves of both stages (from each run's history.csv), the
+distribution of the Combiner's lambda, retrieval grids, triplets.
 
 Example:
     >>> rows = {"zero-shot sum": {"recall@1": 10.0, ...}, "stage 1 sum": {...}, ...}
-    >>> table = cirr_table(rows)
+    >>> table = cirr_table(rows, backbone="RN50", ranks={"zero-shot sum": {"ranks": r0, "subset_ranks": s0}, ...})
     >>> write_table(table, "results/mini/tables", "cirr", title="CIRR val")
 """
 
@@ -30,27 +49,43 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from cir_lib.constants import CIRR_KS, CIRR_SUBSET_KS, FASHIONIQ_CATEGORIES, FASHIONIQ_KS, PAPER_RESULTS
+from cir_lib.constants import (
+    CIRR_KS,
+    CIRR_SUBSET_KS,
+    CITED_RESULTS,
+    FASHIONIQ_KS,
+    FASHIONIQ_POSTER_ORDER,
+    PAPER_RESULTS,
+)
 from cir_lib.errors import ConfigError
+from cir_lib.intervals import DEFAULT_N_BOOT, BootstrapIntervals, cirr_intervals, fashioniq_intervals
 from cir_lib.runs import atomic_write_text, jsonable, read_history
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("zero-shot sum", "stage 1 sum", "stage 1 + Combiner")  # row order of every table
+METHODS = ("zero-shot sum", "stage 1 sum", "stage 1 + Combiner")  # main rows, in this order
+ABLATIONS = ("zero-shot image only", "zero-shot text only", "stage 1 image only", "stage 1 text only")
 DATASET_NAMES = {"fashioniq": "FashionIQ", "cirr": "CIRR"}  # for titles
-THIS_RUN = "this run"
+THIS_RUN, PUBLISHED, CITED = "this run", "published", "cited"  # the `source` column
+CONTEXT_SOURCES = (CITED, PUBLISHED)  # rows that can be put beside this run's
 PAPER_BACKBONES = ("RN50", "RN50x4")
-PAPER_METHOD = "stage 1 + Combiner"  # the poster's rows are its full method
-SOURCES = (THIS_RUN,) + tuple(f"paper {b}" for b in PAPER_BACKBONES)
+PUBLISHED_METHOD = "stage 1 + Combiner"  # the poster's rows are its full method
+CONTEXT_SPLIT = {"fashioniq": "val", "cirr": "test1"}  # the split of the cited and published rows
+ID_COLUMNS = ("source", "backbone", "method", "split", "cited_from")
 
-FASHIONIQ_GROUPS = tuple(FASHIONIQ_CATEGORIES) + ("average",)
+FASHIONIQ_GROUPS = tuple(FASHIONIQ_POSTER_ORDER) + ("average",)
 FASHIONIQ_COLUMNS = tuple(f"{g}_recall@{k}" for g in FASHIONIQ_GROUPS for k in FASHIONIQ_KS)
 CIRR_COLUMNS = tuple(f"recall@{k}" for k in CIRR_KS) + tuple(f"recall_subset@{k}" for k in CIRR_SUBSET_KS)
 TABLE_COLUMNS = {"fashioniq": FASHIONIQ_COLUMNS, "cirr": CIRR_COLUMNS}
+CI_SUFFIXES = ("_ci_low", "_ci_high")
 
-PAPER_NOTE = {
-    "fashioniq": "paper rows: the poster's stage 1 + Combiner on the real FashionIQ val split",
-    "cirr": "paper rows: the poster's stage 1 + Combiner on the real CIRR test1 split (server)",
+PUBLISHED_NOTE = {
+    "fashioniq": "published: the poster's stage 1 + Combiner on the real FashionIQ val split",
+    "cirr": "published: the poster's stage 1 + Combiner on the real CIRR test1 split (evaluation server)",
+}
+CITED_NOTE = {
+    "fashioniq": "cited: earlier methods as the poster's comparison table prints them (FashionIQ val)",
+    "cirr": "cited: earlier methods as the poster's comparison table prints them (CIRR test1)",
 }
 
 # Sizes that stay legible when a figure is printed at the width of a two-column paper page.
@@ -58,15 +93,29 @@ PAGE_WIDTH_IN = 6.9
 FIG_RC = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7,
     "ytick.labelsize": 7, "legend.fontsize": 7, "figure.dpi": 100, "savefig.dpi": 200,
-    "savefig.bbox": "tight",
+    "savefig.bbox": "tight", "svg.hashsalt": "cir_lib",  # fixed SVG ids: byte-identical reruns
 }
-METHOD_COLORS = {"zero-shot sum": "#9e9e9e", "stage 1 sum": "#4c72b0", "stage 1 + Combiner": "#dd8452"}
+FIGURE_FORMATS = ("png", "pdf", "svg")
+# Metadata that would change from one save to the next (dates) or with the installed versions.
+_SAVE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None},
+                  "svg": {"Date": None, "Creator": None}}
+METHOD_COLORS = {"zero-shot sum": "#9e9e9e", "stage 1 sum": "#4c72b0", "stage 1 + Combiner": "#dd8452",
+                 "zero-shot image only": "#d4d4d4", "zero-shot text only": "#d4d4d4",
+                 "stage 1 image only": "#a9bcdc", "stage 1 text only": "#a9bcdc"}
+ABLATION_HATCH = {"image only": "////", "text only": "...."}
 
 
 # --------------------------------------------------------------------------- tables
 
 
+def is_ablation(method: str) -> bool:
+    """Whether a method name is one of the ablation rows (`ABLATIONS`)."""
+    return method in ABLATIONS
+
+
 def _metric_value(metrics: Mapping[str, Any], key: str, where: str) -> float:
+    if not isinstance(metrics, Mapping):
+        raise ConfigError(f"{where}: expected a dict of metrics, got {type(metrics).__name__}")
     if key not in metrics:
         raise ConfigError(f"{where}: metric {key!r} is missing (have {sorted(metrics)}); "
                           "pass the dict returned by cir_lib.evaluate")
@@ -77,18 +126,32 @@ def _metric_value(metrics: Mapping[str, Any], key: str, where: str) -> float:
         raise ConfigError(f"{where}: metric {key!r} is not a number ({value!r})") from None
 
 
-def _check_methods(rows: Mapping[str, Any], dataset: str) -> list[str]:
-    unknown = [m for m in rows if m not in METHODS]
+def _check_methods(rows: Mapping[str, Any], where: str) -> list[str]:
+    known = METHODS + ABLATIONS
+    unknown = [m for m in rows if m not in known]
     if unknown:
-        raise ConfigError(f"{dataset} table: unknown method(s) {unknown}; use names from {METHODS}")
+        raise ConfigError(f"{where}: unknown method(s) {unknown}; use names from {known}")
     if not rows:
-        raise ConfigError(f"{dataset} table: no rows given; pass {{method: metrics}} for {METHODS}")
-    return [m for m in METHODS if m in rows]
+        raise ConfigError(f"{where}: no rows given; pass {{method: metrics}} for {METHODS}")
+    return [m for m in known if m in rows]
+
+
+def _by_backbone(rows: Mapping[str, Any], backbone: str, what: str) -> dict[str, Mapping[str, Any]]:
+    """{backbone: {method: ...}} from either {method: ...} (one backbone) or {backbone: {method: ...}}."""
+    if not isinstance(rows, Mapping) or not rows:
+        raise ConfigError(f"{what}: pass {{method: metrics}} or {{backbone: {{method: metrics}}}}")
+    if all(k in METHODS + ABLATIONS for k in rows):
+        return {backbone: rows}
+    for key, value in rows.items():
+        if not isinstance(value, Mapping) or not all(m in METHODS + ABLATIONS for m in value):
+            raise ConfigError(f"{what}: {key!r} is an unknown method (use names from {METHODS + ABLATIONS}) "
+                              "and not a backbone holding {method: ...}")
+    return dict(rows)
 
 
 def _fashioniq_flat(per_category: Mapping[str, Mapping[str, Any]], where: str) -> dict[str, float]:
     flat: dict[str, float] = {}
-    for cat in FASHIONIQ_CATEGORIES:
+    for cat in FASHIONIQ_POSTER_ORDER:
         if cat not in per_category:
             raise ConfigError(f"{where}: category {cat!r} is missing (have {sorted(per_category)})")
         for k in FASHIONIQ_KS:
@@ -97,98 +160,294 @@ def _fashioniq_flat(per_category: Mapping[str, Mapping[str, Any]], where: str) -
         if "average" in per_category:
             flat[f"average_recall@{k}"] = _metric_value(per_category["average"], f"recall@{k}", f"{where}/average")
         else:  # the protocol's average: plain mean over the three categories
-            flat[f"average_recall@{k}"] = float(np.mean([flat[f"{c}_recall@{k}"] for c in FASHIONIQ_CATEGORIES]))
+            flat[f"average_recall@{k}"] = float(np.mean([flat[f"{c}_recall@{k}"] for c in FASHIONIQ_POSTER_ORDER]))
     return flat
 
 
-def _with_paper(frame: pd.DataFrame, dataset: str, include_paper: bool) -> pd.DataFrame:
-    if not include_paper:
-        return frame
-    paper = [{"source": f"paper {b}", "method": PAPER_METHOD, **PAPER_RESULTS[dataset][b]} for b in PAPER_BACKBONES]
-    return pd.concat([frame, pd.DataFrame(paper)], ignore_index=True)
+def _cirr_flat(metrics: Mapping[str, Any], where: str) -> dict[str, float]:
+    return {c: _metric_value(metrics, c, where) for c in CIRR_COLUMNS}
 
 
-def fashioniq_table(rows: Mapping[str, Mapping[str, Mapping[str, Any]]], *, include_paper: bool = True) -> pd.DataFrame:
-    """The FashionIQ table: R@10 / R@50 per category and average, one row per method.
+def table_columns(dataset: str) -> list[str]:
+    """The columns of a result table (and of its CSV): `ID_COLUMNS`, then each metric followed by
+    its `_ci_low` / `_ci_high` bounds, e.g. ..., "shirt_recall@10", "shirt_recall@10_ci_low", ...."""
+    if dataset not in TABLE_COLUMNS:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(TABLE_COLUMNS)}")
+    out = list(ID_COLUMNS)
+    for column in TABLE_COLUMNS[dataset]:
+        out += [column] + [column + s for s in CI_SUFFIXES]
+    return out
+
+
+def _record(source: str, backbone: str, method: str, split: str, values: Mapping[str, float],
+            cited_from: str = "") -> dict[str, Any]:
+    return {"source": source, "backbone": backbone, "method": method, "split": split, "cited_from": cited_from,
+            **values}
+
+
+def _context_records(dataset: str, context: Sequence[str]) -> list[dict[str, Any]]:
+    unknown = [c for c in context if c not in CONTEXT_SOURCES]
+    if unknown:
+        raise ConfigError(f"unknown context row set(s) {unknown}; choose among {CONTEXT_SOURCES}")
+    split, records = CONTEXT_SPLIT[dataset], []
+    if CITED in context:
+        for entry in CITED_RESULTS[dataset]:
+            if dataset == "fashioniq":
+                values = {f"{g}_recall@{k}": entry[g][i] for g in FASHIONIQ_GROUPS for i, k in enumerate(FASHIONIQ_KS)}
+            else:
+                values = {**{f"recall@{k}": entry["recall"][i] for i, k in enumerate(CIRR_KS)},
+                          **{f"recall_subset@{k}": entry["recall_subset"][i] for i, k in enumerate(CIRR_SUBSET_KS)}}
+            records.append(_record(CITED, entry.get("backbone", ""), entry["method"], split, values,
+                                   entry.get("cited_from", "")))
+    if PUBLISHED in context:
+        records += [_record(PUBLISHED, b, PUBLISHED_METHOD, split, PAPER_RESULTS[dataset][b]) for b in PAPER_BACKBONES]
+    return records
+
+
+def _bootstrap(dataset: str, backbone: str, methods: list[str], flat: Mapping[str, Mapping[str, float]],
+               ranks: Mapping[str, Any], n_boot: int, seed: int) -> BootstrapIntervals:
+    """Intervals of the rows that have ranks, checked against the metric values the rows carry."""
+    where = f"{dataset} table, backbone {backbone!r}" if backbone else f"{dataset} table"
+    unknown = [m for m in ranks if m not in methods]
+    if unknown:
+        raise ConfigError(f"{where}: ranks given for method(s) {unknown} that have no row; rows are {methods}")
+    ordered = {m: ranks[m] for m in methods if m in ranks}
+    compute = fashioniq_intervals if dataset == "fashioniq" else cirr_intervals
+    boot = compute(ordered, n_boot=n_boot, seed=seed)
+    for m in ordered:
+        for column in TABLE_COLUMNS[dataset]:
+            if abs(boot.value[m][column] - flat[m][column]) > 1e-6:
+                raise ConfigError(
+                    f"{where}: the ranks of {m!r} give {column} = {boot.value[m][column]:.4f} but the row says "
+                    f"{flat[m][column]:.4f}; pass the ranks from the same evaluation as the metrics")
+    return boot
+
+
+def _this_run_table(dataset: str, rows, backbone: str, ranks, context: Sequence[str], n_boot: int, seed: int,
+                    flatten, test_results=None) -> pd.DataFrame:
+    per_backbone = _by_backbone(rows, backbone, f"{dataset} table rows")
+    ranks_by = {} if ranks is None else _by_backbone(ranks, backbone, f"{dataset} table ranks")
+    missing = [b for b in ranks_by if b not in per_backbone]
+    if missing:
+        raise ConfigError(f"{dataset} table: ranks given for backbone(s) {missing} that have no rows")
+    test_by = dict(test_results or {})
+    records = _context_records(dataset, context)
+    boots: dict[str, BootstrapIntervals] = {}
+    for bb in list(per_backbone) + [b for b in test_by if b not in per_backbone]:
+        bb_rows = per_backbone.get(bb, {})
+        methods = _check_methods(bb_rows, f"{dataset} table rows of {bb or 'this run'}") if bb_rows else []
+        flat = {m: flatten(bb_rows[m], f"{dataset} row {m!r}") for m in methods}
+        boot = _bootstrap(dataset, bb, methods, flat, ranks_by[bb], n_boot, seed) if ranks_by.get(bb) else None
+        if boot is not None:
+            boots[bb] = boot
+        tests = test_by.get(bb, {})
+        if tests:
+            tests = {m: _cirr_flat(tests[m], f"cirr test1 row {bb}/{m}")
+                     for m in _check_methods(tests, f"cirr test1 results of {bb!r}")}
+        for m in [m for m in METHODS + ABLATIONS if m in flat or m in tests]:
+            if m in flat:
+                values = dict(flat[m])
+                if boot is not None and m in boot.value:
+                    for c in TABLE_COLUMNS[dataset]:
+                        values[c + "_ci_low"], values[c + "_ci_high"] = boot.low[m][c], boot.high[m][c]
+                records.append(_record(THIS_RUN, bb, m, "val", values))
+            if m in tests:
+                records.append(_record(THIS_RUN, bb, m, "test1", tests[m]))
+    frame = pd.DataFrame(records, columns=table_columns(dataset))
+    frame.attrs["bootstrap"] = boots
+    return frame
+
+
+def fashioniq_table(rows: Mapping[str, Any], *, backbone: str = "", ranks: Mapping[str, Any] | None = None,
+                    context: Sequence[str] = (PUBLISHED,), n_boot: int = DEFAULT_N_BOOT,
+                    seed: int = 0) -> pd.DataFrame:
+    """The FashionIQ table: R@10 / R@50 for shirt, dress, toptee and their average, one row per method.
 
     Args:
         rows: {method: {"dress": {"recall@10": .., "recall@50": ..}, "shirt": .., "toptee": ..,
-            "average": ..}} as returned by `cir_lib.evaluate.evaluate_fashioniq`; methods from
-            `METHODS` (any subset). A missing "average" is computed as the mean of the categories.
-        include_paper: append the poster's rows ("paper RN50", "paper RN50x4").
+            "average": ..}} as returned by `cir_lib.evaluate.evaluate_fashioniq`, methods from
+            `METHODS` and `ABLATIONS` (any subset; a missing "average" is the mean of the
+            categories); or {backbone: {method: ...}} for several backbones.
+        backbone: the backbone of this run's rows when `rows` is {method: ...} (e.g. "RN50").
+        ranks: optional per-query target ranks, {method: {"dress": ranks, "shirt": ranks,
+            "toptee": ranks}} (or keyed by backbone first, like `rows`), as
+            `cir_lib.metrics.target_ranks` returns them on each category's val queries; they
+            must reproduce the rows' recalls. They give the bootstrap intervals.
+        context: which rows to put beside this run's: "cited" (earlier methods) and/or
+            "published" (the poster's RN50 / RN50x4 rows); () for this run's rows only.
+        n_boot, seed: bootstrap replicates and seed (`cir_lib.intervals`).
 
     Returns:
-        DataFrame with columns source, method, dress_recall@10 ... average_recall@50.
+        DataFrame: the `ID_COLUMNS`, then each metric column (shirt_recall@10 ...
+        average_recall@50) followed by its `_ci_low` / `_ci_high`. The bootstrap results are kept in
+        `table.attrs["bootstrap"]` ({backbone: BootstrapIntervals}) for `difference_table`.
 
     Example:
-        >>> fashioniq_table({"stage 1 sum": evaluate_fashioniq(root, backbone, ElementwiseSum(), ...)})
+        >>> fashioniq_table({"stage 1 sum": evaluate_fashioniq(root, backbone, ElementwiseSum(), ...)},
+        ...                 backbone="RN50", context=("cited", "published"))
     """
-    methods = _check_methods(rows, "fashioniq")
-    records = [{"source": THIS_RUN, "method": m, **_fashioniq_flat(rows[m], f"fashioniq row {m!r}")} for m in methods]
-    frame = pd.DataFrame(records, columns=["source", "method", *FASHIONIQ_COLUMNS])
-    return _with_paper(frame, "fashioniq", include_paper)[["source", "method", *FASHIONIQ_COLUMNS]]
+    return _this_run_table("fashioniq", rows, backbone, ranks, context, n_boot, seed, _fashioniq_flat)
 
 
-def cirr_table(rows: Mapping[str, Mapping[str, Any]], *, include_paper: bool = True) -> pd.DataFrame:
-    """The CIRR table: R@1/5/10/50 and Rsubset@1/2/3, one row per method.
+def cirr_table(rows: Mapping[str, Any], *, backbone: str = "", ranks: Mapping[str, Any] | None = None,
+               context: Sequence[str] = (PUBLISHED,), test_results: Mapping[str, Any] | None = None,
+               n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """The CIRR table: R@1/5/10/50 and Rsubset@1/2/3, one row per method; this run's rows on val.
 
     Args:
         rows: {method: {"recall@1": .., ..., "recall_subset@3": ..}} as returned by
-            `cir_lib.evaluate.evaluate_cirr`; methods from `METHODS` (any subset).
-        include_paper: append the poster's rows (its CIRR numbers are on test1).
+            `cir_lib.evaluate.evaluate_cirr` on val (methods from `METHODS` and `ABLATIONS`), or
+            {backbone: {method: ...}}.
+        backbone: the backbone of this run's rows when `rows` is {method: ...}.
+        ranks: optional {method: {"ranks": ranks, "subset_ranks": subset ranks}} (or keyed by
+            backbone first) as `cir_lib.metrics.cirr_ranks` returns them; give the intervals.
+        context: "cited" and/or "published" rows beside this run's (both on test1), or ().
+        test_results: this run's test1 numbers from the evaluation server, as
+            `read_cirr_test_results` returns them ({backbone: {method: metrics}}); each becomes a
+            "test1" row beside the val row of the same backbone and method.
+        n_boot, seed: bootstrap replicates and seed.
 
     Returns:
-        DataFrame with columns source, method, recall@1 ... recall_subset@3.
+        DataFrame: the `ID_COLUMNS`, then recall@1 ... recall_subset@3 each followed by its
+        `_ci_low` / `_ci_high`; `table.attrs["bootstrap"]` as in `fashioniq_table`.
 
     Example:
-        >>> cirr_table({"zero-shot sum": {"recall@1": 12.5, ...}})
+        >>> cirr_table({"zero-shot sum": {"recall@1": 12.5, ...}}, backbone="RN50",
+        ...            test_results=read_cirr_test_results("results/cirr_test1.json"))
     """
-    methods = _check_methods(rows, "cirr")
-    records = [{"source": THIS_RUN, "method": m,
-                **{c: _metric_value(rows[m], c, f"cirr row {m!r}") for c in CIRR_COLUMNS}} for m in methods]
-    frame = pd.DataFrame(records, columns=["source", "method", *CIRR_COLUMNS])
-    return _with_paper(frame, "cirr", include_paper)[["source", "method", *CIRR_COLUMNS]]
+    return _this_run_table("cirr", rows, backbone, ranks, context, n_boot, seed, _cirr_flat, test_results)
+
+
+def read_cirr_test_results(path: str | os.PathLike) -> dict[str, dict[str, dict[str, float]]]:
+    """Read this run's CIRR test1 numbers, as the evaluation server reported them, from a JSON file.
+
+    Format: one object per backbone, one object per method (names from `METHODS` / `ABLATIONS`),
+    the seven metrics in percent; top-level keys starting with "_" are ignored (for a note):
+
+        {"_note": "server results of 2026-12-01",
+         "RN50": {"stage 1 + Combiner": {"recall@1": 35.1, "recall@5": 68.2, "recall@10": 80.0,
+                                         "recall@50": 95.0, "recall_subset@1": 66.3,
+                                         "recall_subset@2": 85.0, "recall_subset@3": 93.0}}}
+
+    Args:
+        path: the JSON file.
+
+    Returns:
+        {backbone: {method: {metric: value}}} for `cirr_table(..., test_results=...)`.
+
+    Raises:
+        ConfigError naming the file and the key at fault (unknown method or metric, missing
+        metric, a value that is not a number in [0, 100]).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: CIRR test results file not found") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path} is not valid JSON ({err})") from None
+    fix = "see report.read_cirr_test_results for the format"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected an object {{backbone: {{method: {{metric: value}}}}}}; {fix}")
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for backbone, methods in data.items():
+        if backbone.startswith("_"):
+            continue
+        if not isinstance(methods, dict) or not methods:
+            raise ConfigError(f"{path}: {backbone!r} must hold {{method: {{metric: value}}}}; {fix}")
+        for method, metrics in methods.items():
+            key = f"{backbone}/{method}"
+            if method not in METHODS + ABLATIONS:
+                raise ConfigError(f"{path}: {key!r}: unknown method {method!r}; use one of {METHODS + ABLATIONS}")
+            if not isinstance(metrics, dict):
+                raise ConfigError(f"{path}: {key!r} must be an object {{metric: value}}; {fix}")
+            extra = sorted(set(metrics) - set(CIRR_COLUMNS))
+            missing = [c for c in CIRR_COLUMNS if c not in metrics]
+            if extra or missing:
+                raise ConfigError(f"{path}: {key!r}: " + "; ".join(
+                    ([f"unknown metric(s) {extra}"] if extra else []) + ([f"missing {missing}"] if missing else []))
+                    + f" (the seven are {list(CIRR_COLUMNS)})")
+            for column in CIRR_COLUMNS:
+                value = metrics[column]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+                    raise ConfigError(f"{path}: {key}/{column} = {value!r} is not a recall in percent (0-100)")
+            out.setdefault(backbone, {})[method] = {c: float(metrics[c]) for c in CIRR_COLUMNS}
+    if not out:
+        raise ConfigError(f"{path}: no backbone entries; {fix}")
+    return out
 
 
 def table_dataset(table: pd.DataFrame) -> str:
     """"fashioniq" or "cirr", from the table's metric columns."""
     for dataset, columns in TABLE_COLUMNS.items():
-        if list(table.columns[2:]) == list(columns):
+        if all(c in table.columns for c in columns):
             return dataset
     raise ConfigError(f"not a result table: columns {list(table.columns)}")
 
 
-def _row(table: pd.DataFrame, source: str, method: str) -> pd.Series | None:
-    hit = table[(table["source"] == source) & (table["method"] == method)]
-    return None if hit.empty else hit.iloc[0]
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """The metric columns of a result or difference table, in the poster's order (no bounds)."""
+    for columns in TABLE_COLUMNS.values():
+        if all(c in table.columns for c in columns):
+            return list(columns)
+    raise ConfigError(f"not a result table: columns {list(table.columns)}")
+
+
+def _label(backbone: str, split: str) -> str:
+    return "this run (" + ", ".join(x for x in (backbone, split) if x) + ")"
 
 
 def difference_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Differences in recall points, each row labelled with what it compares.
+    """Differences in recall points, each row labelled with what it compares, with paired intervals.
 
-    Rows: this run's "stage 1 sum" and "stage 1 + Combiner" minus this run's "zero-shot sum"
-    (the gain of each stage), "stage 1 + Combiner" minus "stage 1 sum" (the Combiner's own gain),
-    and this run's "stage 1 + Combiner" minus each paper row (present rows only).
+    Rows, per backbone and split of this run: each main method minus the one above it (stage 1
+    sum - zero-shot sum, stage 1 + Combiner - stage 1 sum), the last minus the first (stage 1 +
+    Combiner - zero-shot sum), then this run's stage 1 + Combiner minus each published row.
+    Ablation rows are left out. Intervals: the paired bootstrap interval (same resamples for both
+    rows) when the table was built with ranks; for a difference to a published number, this run's
+    own interval shifted by that number (the published value is taken as fixed); blank otherwise.
 
     Returns:
-        DataFrame with columns comparison, then the table's metric columns.
+        DataFrame with columns comparison, then each metric column with `_ci_low` / `_ci_high`.
     """
-    columns = list(table.columns[2:])
-    pairs: list[tuple[str, tuple[str, str], tuple[str, str]]] = [
-        ("this run: stage 1 sum - zero-shot sum", (THIS_RUN, "stage 1 sum"), (THIS_RUN, "zero-shot sum")),
-        ("this run: stage 1 + Combiner - zero-shot sum", (THIS_RUN, "stage 1 + Combiner"), (THIS_RUN, "zero-shot sum")),
-        ("this run: stage 1 + Combiner - stage 1 sum", (THIS_RUN, "stage 1 + Combiner"), (THIS_RUN, "stage 1 sum")),
-    ]
-    for backbone in PAPER_BACKBONES:
-        pairs.append((f"this run's stage 1 + Combiner - paper {backbone}",
-                      (THIS_RUN, "stage 1 + Combiner"), (f"paper {backbone}", PAPER_METHOD)))
+    dataset = table_dataset(table)
+    columns = TABLE_COLUMNS[dataset]
+    boots: Mapping[str, BootstrapIntervals] = table.attrs.get("bootstrap", {})
+    ours = table[(table["source"] == THIS_RUN) & ~table["method"].isin(ABLATIONS)]
+    published = table[table["source"] == PUBLISHED]
     records = []
-    for label, a, b in pairs:
-        ra, rb = _row(table, *a), _row(table, *b)
-        if ra is None or rb is None:
-            continue
-        records.append({"comparison": label, **{c: float(ra[c]) - float(rb[c]) for c in columns}})
-    return pd.DataFrame(records, columns=["comparison", *columns])
+
+    def add(label: str, a: pd.Series, b: pd.Series, bounds=None) -> None:
+        rec: dict[str, Any] = {"comparison": label}
+        for c in columns:
+            rec[c] = float(a[c]) - float(b[c])
+            rec[c + "_ci_low"], rec[c + "_ci_high"] = (bounds[0][c], bounds[1][c]) if bounds else (np.nan, np.nan)
+        records.append(rec)
+
+    for (bb, split), group in ours.groupby(["backbone", "split"], sort=False):
+        rows = {r["method"]: r for _, r in group.iterrows()}
+        present = [m for m in METHODS if m in rows]
+        boot = boots.get(bb) if split == "val" else None
+        pairs = list(zip(present[1:], present[:-1]))
+        if len(present) >= 3:
+            pairs.append((present[-1], present[0]))
+        for a, b in pairs:
+            bounds = None
+            if boot is not None and a in boot.replicates and b in boot.replicates:
+                _, lo, hi = boot.paired_difference(a, b)
+                bounds = (lo, hi)
+            add(f"{_label(bb, split)}: {a} - {b}", rows[a], rows[b], bounds)
+        if PUBLISHED_METHOD in rows:
+            mine = rows[PUBLISHED_METHOD]
+            for _, pub in published.iterrows():
+                bounds = None
+                if not any(pd.isna(mine[c + "_ci_low"]) for c in columns):
+                    bounds = ({c: float(mine[c + "_ci_low"]) - float(pub[c]) for c in columns},
+                              {c: float(mine[c + "_ci_high"]) - float(pub[c]) for c in columns})
+                add(f"{_label(bb, split)}: {PUBLISHED_METHOD} - published {pub['backbone']} ({pub['split']})",
+                    mine, pub, bounds)
+    frame_columns = ["comparison"] + [x for c in columns for x in (c, c + "_ci_low", c + "_ci_high")]
+    return pd.DataFrame(records, columns=frame_columns)
 
 
 def _header_label(column: str) -> str:
@@ -201,27 +460,127 @@ def _header_label(column: str) -> str:
     return f"{group} R{metric}"
 
 
-def _fmt(value: Any, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or bool(pd.isna(value))
+
+
+def _marks(table: pd.DataFrame, separate: bool = False) -> dict[tuple[int, str], str]:
+    """{(row position, column): "best" | "second"} per column among the non-ablation rows of each split
+    (and, when `separate`, apart for this run's rows and for the cited / published rows).
+
+    Compared at the printed precision (2 decimals), so rows printed equal get the same mark."""
+    marks: dict[tuple[int, str], str] = {}
+    table = table.reset_index(drop=True)
+    eligible = table[~table["method"].isin(ABLATIONS)]
+    keys = [eligible["split"]] + ([eligible["source"] == THIS_RUN] if separate else [])
+    for _, group in eligible.groupby(keys, sort=False):
+        for c in metric_columns(table):
+            values = {i: round(float(v), 2) for i, v in group[c].items() if not _missing(v)}
+            levels = sorted(set(values.values()), reverse=True)
+            for i, v in values.items():
+                if v == levels[0]:
+                    marks[(i, c)] = "best"
+                elif len(levels) > 1 and v == levels[1]:
+                    marks[(i, c)] = "second"
+    return marks
+
+
+def _cell(row: pd.Series, column: str, *, signed: bool, mark: str | None, latex: bool) -> str:
+    value = row[column]
+    if _missing(value):
         return "-"
-    return f"{float(value):+.2f}" if signed else f"{float(value):.2f}"
+    text = f"{float(value):+.2f}" if signed else f"{float(value):.2f}"
+    if mark == "best":
+        text = rf"\textbf{{{text}}}" if latex else f"**{text}**"
+    elif mark == "second":
+        text = rf"\underline{{{text}}}" if latex else f"<u>{text}</u>"
+    lo, hi = row.get(column + "_ci_low"), row.get(column + "_ci_high")
+    if not (_missing(lo) or _missing(hi)):
+        half = (float(hi) - float(lo)) / 2
+        text += rf"\,{{\scriptsize$\pm${half:.2f}}}" if latex else f" ±{half:.2f}"
+    return text
+
+
+def _method_label(row: pd.Series) -> str:
+    cited = row.get("cited_from")
+    label = str(row["method"]) + ("\u2020" if not _missing(cited) and cited else "")
+    return label + (" (ablation)" if is_ablation(row["method"]) else "")
+
+
+def _shown_id_columns(table: pd.DataFrame) -> list[str]:
+    """source and method always; backbone when any row has one; split when the rows differ in it."""
+    shown = ["source"]
+    if (table["backbone"].fillna("") != "").any():
+        shown.append("backbone")
+    shown.append("method")
+    if table["split"].nunique() > 1:
+        shown.append("split")
+    return shown
+
+
+def context_notes(table: pd.DataFrame, separate_marks: bool = False) -> list[str]:
+    """The notes a table needs to be read: what its context rows are, the dagger, marks, intervals."""
+    dataset = table_dataset(table)
+    notes = []
+    sources = set(table["source"])
+    if CITED in sources:
+        notes.append(CITED_NOTE[dataset])
+        for paper in sorted({p for p in table["cited_from"].fillna("") if p}):
+            notes.append(f"\u2020 numbers cited from the {paper}, as the poster prints them")
+    if PUBLISHED in sources:
+        notes.append(PUBLISHED_NOTE[dataset])
+    if table["method"].isin(ABLATIONS).any():
+        notes.append("(ablation): the query is one modality's feature alone (image only: the reference image; "
+                     "text only: the caption), on that stage's encoders; never marked best, not in the differences")
+    apart = "; this run's rows apart from the cited and published ones" if separate_marks else ""
+    notes.append("bold: best, underlined: second best in each column among the rows of the same split "
+                 f"(ablations excluded{apart})")
+    boots = table.attrs.get("bootstrap") or {}
+    if boots:
+        boot = next(iter(boots.values()))
+        per = "; FashionIQ categories resampled independently" if dataset == "fashioniq" else ""
+        notes.append(f"\u00b1h: half-width of the {boot.level:.0%} percentile bootstrap interval over the val queries "
+                     f"({boot.n_boot} resamples, seed {boot.seed}{per}); exact bounds in the CSV; differences: "
+                     "paired bootstrap (same resamples for both rows); rows without \u00b1 have no per-query ranks")
+    return notes
 
 
 def to_markdown(table: pd.DataFrame, difference: pd.DataFrame | None = None, *, title: str = "",
-                notes: Sequence[str] = ()) -> str:
-    """The table (and its difference section) as GitHub Markdown, numbers to 2 decimals."""
-    columns = list(table.columns[2:])
+                notes: Sequence[str] = (), separate_marks: bool = False) -> str:
+    """The table (and its difference section) as GitHub Markdown, numbers to 2 decimals.
+
+    Cells read `21.22 ±1.91` (± the half-width of the 95% interval) where intervals are known;
+    best in bold and second best underlined per column, among the rows of the same split.
+
+    Args:
+        table: from `fashioniq_table` / `cirr_table`.
+        difference: from `difference_table`, printed under the table (None: none).
+        title: heading; notes: lines printed as a list under the tables.
+        separate_marks: mark this run's rows apart from the cited / published ones (for runs on
+            other data than the paper's, e.g. the mini benchmark, where ranking them together
+            would mean nothing).
+
+    Returns:
+        The Markdown text.
+    """
+    columns = metric_columns(table)
+    ids = _shown_id_columns(table)
+    table = table.reset_index(drop=True)
+    marks = _marks(table, separate_marks)
     lines = [f"### {title}", ""] if title else []
-    lines.append("| source | method | " + " | ".join(_header_label(c) for c in columns) + " |")
-    lines.append("| --- | --- | " + " | ".join("---:" for _ in columns) + " |")
-    for _, row in table.iterrows():
-        lines.append(f"| {row['source']} | {row['method']} | " + " | ".join(_fmt(row[c]) for c in columns) + " |")
+    lines.append("| " + " | ".join(ids) + " | " + " | ".join(_header_label(c) for c in columns) + " |")
+    lines.append("| " + " | ".join("---" for _ in ids) + " | " + " | ".join("---:" for _ in columns) + " |")
+    for i, row in table.iterrows():
+        cells = [_method_label(row) if c == "method" else str(row[c] if not _missing(row[c]) else "") for c in ids]
+        cells += [_cell(row, c, signed=False, mark=marks.get((i, c)), latex=False) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
     if difference is not None and not difference.empty:
         lines += ["", "Difference (recall points):", ""]
         lines.append("| comparison | " + " | ".join(_header_label(c) for c in columns) + " |")
         lines.append("| --- | " + " | ".join("---:" for _ in columns) + " |")
         for _, row in difference.iterrows():
-            lines.append(f"| {row['comparison']} | " + " | ".join(_fmt(row[c], signed=True) for c in columns) + " |")
+            lines.append(f"| {row['comparison']} | "
+                         + " | ".join(_cell(row, c, signed=True, mark=None, latex=False) for c in columns) + " |")
     if notes:
         lines.append("")
         lines += [f"- {n}" for n in notes]
@@ -229,7 +588,8 @@ def to_markdown(table: pd.DataFrame, difference: pd.DataFrame | None = None, *, 
 
 
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                "\u2020": r"$^\dagger$", "\u00b1": r"$\pm$"}
 
 
 def _tex_escape(text: str) -> str:
@@ -237,41 +597,59 @@ def _tex_escape(text: str) -> str:
 
 
 def to_latex(table: pd.DataFrame, difference: pd.DataFrame | None = None, *, caption: str = "",
-             label: str = "") -> str:
-    """The table as a booktabs LaTeX `table` (needs \\usepackage{booktabs}), poster layout."""
+             label: str = "", separate_marks: bool = False) -> str:
+    """The table as a booktabs LaTeX `table` (needs \\usepackage{booktabs}), poster layout.
+
+    Cells as in `to_markdown` (`\\textbf` best, `\\underline` second best, `$\\pm$h` in small type).
+
+    Args:
+        table, difference, separate_marks: as in `to_markdown`.
+        caption, label: the table's `\\caption` and `\\label` (omitted when empty).
+
+    Returns:
+        The LaTeX text.
+    """
     dataset = table_dataset(table)
-    columns = list(table.columns[2:])
-    n = len(columns)
+    columns = metric_columns(table)
+    ids = _shown_id_columns(table)
+    table = table.reset_index(drop=True)
+    marks = _marks(table, separate_marks)
+    n, m = len(columns), len(ids)
     out = [r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{4pt}",
-           r"\begin{tabular}{ll" + "r" * n + "}", r"\toprule"]
+           r"\begin{tabular}{" + "l" * m + "r" * n + "}", r"\toprule"]
+    pad = " & " * (m - 1)
+    id_header = " & ".join(c.capitalize() for c in ids)
     if dataset == "fashioniq":
         groups = " & ".join(rf"\multicolumn{{{len(FASHIONIQ_KS)}}}{{c}}{{{g.capitalize()}}}" for g in FASHIONIQ_GROUPS)
-        out.append(r" & & " + groups + r" \\")
+        out.append(pad + " & " + groups + r" \\")
         rules = []
         for i in range(len(FASHIONIQ_GROUPS)):
-            start = 3 + i * len(FASHIONIQ_KS)
+            start = m + 1 + i * len(FASHIONIQ_KS)
             rules.append(rf"\cmidrule(lr){{{start}-{start + len(FASHIONIQ_KS) - 1}}}")
         out.append("".join(rules))
-        out.append("Source & Method & " + " & ".join(f"R@{c.split('@')[1]}" for c in columns) + r" \\")
+        out.append(id_header + " & " + " & ".join(f"R@{c.split('@')[1]}" for c in columns) + r" \\")
     else:
         nk, ns = len(CIRR_KS), len(CIRR_SUBSET_KS)
-        out.append(rf" & & \multicolumn{{{nk}}}{{c}}{{Recall@K}} & \multicolumn{{{ns}}}{{c}}{{Recall$_\mathrm{{subset}}$@K}} \\")
-        out.append(rf"\cmidrule(lr){{3-{2 + nk}}}\cmidrule(lr){{{3 + nk}-{2 + nk + ns}}}")
-        out.append("Source & Method & " + " & ".join(f"K={c.split('@')[1]}" for c in columns) + r" \\")
+        out.append(pad + rf" & \multicolumn{{{nk}}}{{c}}{{Recall@K}} & "
+                   rf"\multicolumn{{{ns}}}{{c}}{{Recall$_\mathrm{{subset}}$@K}} \\")
+        out.append(rf"\cmidrule(lr){{{m + 1}-{m + nk}}}\cmidrule(lr){{{m + 1 + nk}-{m + nk + ns}}}")
+        out.append(id_header + " & " + " & ".join(f"K={c.split('@')[1]}" for c in columns) + r" \\")
     out.append(r"\midrule")
     previous = None
-    for _, row in table.iterrows():
-        if previous is not None and row["source"] != previous and previous == THIS_RUN:
+    for i, row in table.iterrows():
+        if previous is not None and row["source"] != previous:
             out.append(r"\midrule")
         previous = row["source"]
-        out.append(f"{_tex_escape(row['source'])} & {_tex_escape(row['method'])} & "
-                   + " & ".join(_fmt(row[c]) for c in columns) + r" \\")
+        cells = [_tex_escape(_method_label(row) if c == "method" else ("" if _missing(row[c]) else row[c]))
+                 for c in ids]
+        cells += [_cell(row, c, signed=False, mark=marks.get((i, c)), latex=True) for c in columns]
+        out.append(" & ".join(cells) + r" \\")
     if difference is not None and not difference.empty:
         out.append(r"\midrule")
-        out.append(rf"\multicolumn{{{n + 2}}}{{l}}{{\emph{{Difference (recall points)}}}} \\")
+        out.append(rf"\multicolumn{{{n + m}}}{{l}}{{\emph{{Difference (recall points)}}}} \\")
         for _, row in difference.iterrows():
-            out.append(rf"\multicolumn{{2}}{{l}}{{{_tex_escape(row['comparison'])}}} & "
-                       + " & ".join(_fmt(row[c], signed=True) for c in columns) + r" \\")
+            out.append(rf"\multicolumn{{{m}}}{{l}}{{{_tex_escape(row['comparison'])}}} & "
+                       + " & ".join(_cell(row, c, signed=True, mark=None, latex=True) for c in columns) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     if caption:
         out.append(rf"\caption{{{_tex_escape(caption)}}}")
@@ -282,45 +660,46 @@ def to_latex(table: pd.DataFrame, difference: pd.DataFrame | None = None, *, cap
 
 
 def write_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, *, title: str = "",
-                notes: Sequence[str] = (), meta: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """Write `<name>.csv`, `<name>.md`, `<name>.tex` and the sidecar `<name>.meta.json`.
+                notes: Sequence[str] = (), meta: Mapping[str, Any] | None = None,
+                separate_marks: bool = False) -> dict[str, Path]:
+    """Write `<name>.csv`, `<name>_differences.csv`, `<name>.md`, `<name>.tex` and `<name>.meta.json`.
 
-    The CSV holds the table itself at full precision (source, method, metric columns); the
-    Markdown and LaTeX files add the difference section (`difference_table`) and the notes; the
-    sidecar records `meta` (run configs, environment, data root, ...).
+    The CSVs hold the table and its differences (`difference_table`) at full precision, interval
+    bounds beside each metric (blank where unknown); the Markdown and LaTeX files show both with
+    `±h`, the marks, `notes` and the table's own notes (`context_notes`); the sidecar records
+    `meta` (run configs, environment, data root, ...).
 
     Args:
         table: from `fashioniq_table` / `cirr_table`.
         out_dir: folder for the files (created).
         name: file stem, "fashioniq" or "cirr".
         title: heading / caption of the Markdown and LaTeX versions.
-        notes: lines printed under the table (what the rows are, which data).
+        notes: lines printed under the table (what the rows are, which data), before the
+            table's own notes.
         meta: JSON-serialisable record written to `<name>.meta.json` (and summarised in the .md).
+        separate_marks: see `to_markdown` (True for the smoke / mini profiles).
 
     Returns:
-        {"csv": path, "md": path, "tex": path, "meta": path}.
+        {"csv": path, "differences": path, "md": path, "tex": path, "meta": path}.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     difference = difference_table(table)
-    paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "tex": out / f"{name}.tex",
-             "meta": out / f"{name}.meta.json"}
-    atomic_write_text(paths["csv"], table.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.6g"))
-    md = to_markdown(table, difference, title=title, notes=notes)
+    notes = [*notes, *context_notes(table, separate_marks)]
+    paths = {"csv": out / f"{name}.csv", "differences": out / f"{name}_differences.csv", "md": out / f"{name}.md",
+             "tex": out / f"{name}.tex", "meta": out / f"{name}.meta.json"}
+    for key, frame in (("csv", table), ("differences", difference)):
+        atomic_write_text(paths[key], frame.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.6g"))
+    md = to_markdown(table, difference, title=title, notes=notes, separate_marks=separate_marks)
     if meta:
         md += "\n" + _meta_markdown(meta)
     atomic_write_text(paths["md"], md)
     caption = ". ".join(t.strip().rstrip(".") for t in [title, *notes] if t.strip())
     atomic_write_text(paths["tex"], to_latex(table, difference, caption=caption + "." if caption else "",
-                                              label=f"tab:{name}"))
+                                              label=f"tab:{name}", separate_marks=separate_marks))
     atomic_write_text(paths["meta"], json.dumps(jsonable(dict(meta or {})), indent=2, sort_keys=True) + "\n")
     logger.info("wrote %s table to %s.{csv,md,tex}", name, out / name)
     return paths
-
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read back a table CSV written by `write_table`."""
-    return pd.read_csv(path)
 
 
 def _meta_markdown(meta: Mapping[str, Any]) -> str:
@@ -370,57 +749,111 @@ def _finish(fig, out_stem):
     return fig
 
 
-def save_figure(fig, stem: str | os.PathLike) -> list[Path]:
-    """Save `fig` as `<stem>.png` and `<stem>.pdf` (folders created) and close it in pyplot.
+def save_figure(fig, stem: str | os.PathLike, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Save `fig` as `<stem>.<format>` for each format (folders created) and close it in pyplot.
 
-    The figure object stays usable: a notebook can still show it with `display(fig)`.
+    The files are byte-identical from one run to the next (no dates or version strings in the
+    metadata, fixed SVG ids), so regenerated figures show no spurious diffs. The figure object
+    stays usable: a notebook can still show it with `display(fig)`.
+
+    Args:
+        fig: a matplotlib Figure.
+        stem: path without extension.
+        formats: among "png", "pdf", "svg".
 
     Returns:
-        [png_path, pdf_path].
+        The written paths, in `formats` order.
+
+    Example:
+        >>> save_figure(plot_recall_bars(table), "results/mini/figures/recall_bars_cirr", ("png", "pdf", "svg"))
     """
+    unknown = [f for f in formats if f not in FIGURE_FORMATS]
+    if unknown or not formats:
+        raise ConfigError(f"figure formats must be among {FIGURE_FORMATS}; got {list(formats)}")
     plt = _pyplot()
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")]
+    paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
     with plt.rc_context(FIG_RC):
-        for path in paths:
-            fig.savefig(path)
+        for fmt, path in zip(formats, paths):
+            fig.savefig(path, format=fmt, metadata=_SAVE_METADATA[fmt])
     plt.close(fig)
-    logger.info("wrote figure %s.{png,pdf}", stem)
+    logger.info("wrote figure %s.{%s}", stem, ",".join(formats))
     return paths
 
 
+def _bar_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """This run's val rows, main methods then ablations, backbone by backbone."""
+    ours = table[(table["source"] == THIS_RUN) & (table["split"] == "val")]
+    order = {m: i for i, m in enumerate(METHODS + ABLATIONS)}
+    backbones = pd.Categorical(ours["backbone"], ours["backbone"].unique())  # first-seen order
+    ours = ours.assign(_order=ours["method"].map(order), _bb=backbones)
+    return ours.sort_values(["_bb", "_order"], kind="stable").drop(columns=["_order", "_bb"])
+
+
 def plot_recall_bars(table: pd.DataFrame, *, title: str = "", out_stem: str | os.PathLike | None = None):
-    """Grouped bars of this run's three rows (zero-shot sum, stage 1 sum, stage 1 + Combiner).
+    """Grouped bars of this run's val rows: the main methods, then the ablations (hatched, lighter).
+
+    Error bars show the 95% bootstrap interval where the table has one.
 
     Args:
-        table: from `fashioniq_table` / `cirr_table` (only the "this run" rows are drawn).
+        table: from `fashioniq_table` / `cirr_table` (only the "this run" val rows are drawn; with
+            several backbones, one bar per method and backbone).
         title: axes title.
         out_stem: when given, save `<out_stem>.png/.pdf`.
 
     Returns:
         The matplotlib Figure.
     """
+    import seaborn as sns
+    from matplotlib.container import BarContainer
+
     plt = _pyplot()
-    columns = list(table.columns[2:])
-    ours = table[table["source"] == THIS_RUN]
+    columns = metric_columns(table)
+    ours = _bar_rows(table)
+    several = ours["backbone"].nunique() > 1
+    labels, colors, long = [], [], []
+    for _, row in ours.iterrows():
+        label = f"{row['method']} ({row['backbone']})" if several else row["method"]
+        label += " (ablation)" if is_ablation(row["method"]) else ""
+        labels.append(label)
+        colors.append(METHOD_COLORS.get(row["method"], "#777777"))
+        for c in columns:
+            long.append({"metric": _header_label(c).replace(" ", "\n"), "recall": float(row[c]), "row": label,
+                         "low": row.get(c + "_ci_low"), "high": row.get(c + "_ci_high")})
+    long = pd.DataFrame(long, columns=["metric", "recall", "row", "low", "high"])
     with plt.rc_context(FIG_RC):
         fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 2.4))
-        width = 0.8 / max(len(ours), 1)
-        x = np.arange(len(columns))
-        for i, (_, row) in enumerate(ours.iterrows()):
-            values = [float(row[c]) for c in columns]
-            bars = ax.bar(x + (i - (len(ours) - 1) / 2) * width, values, width, label=row["method"],
-                          color=METHOD_COLORS.get(row["method"]))
-            ax.bar_label(bars, fmt="%.0f", fontsize=5.5, padding=1)
-        ax.set_xticks(x, [_header_label(c).replace(" ", "\n") for c in columns])
+        if labels:
+            sns.barplot(data=long, x="metric", y="recall", hue="row", hue_order=labels, palette=colors,
+                        errorbar=None, width=0.8, saturation=1.0, legend=False, ax=ax)
+        bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+        for label, container, (_, row) in zip(labels, bars, ours.iterrows()):
+            part = long[long["row"] == label]
+            hatch = next((h for key, h in ABLATION_HATCH.items() if row["method"].endswith(key)), None)
+            for patch in container:
+                patch.set_edgecolor("white" if hatch is None else "#555555")
+                patch.set_linewidth(0.3)
+                if hatch:
+                    patch.set_hatch(hatch)
+            if part["low"].notna().all() and part["high"].notna().all():
+                x = [p.get_x() + p.get_width() / 2 for p in container]
+                v = part["recall"].to_numpy(float)
+                yerr = np.vstack([v - part["low"].to_numpy(float), part["high"].to_numpy(float) - v])
+                ax.errorbar(x, v, yerr=yerr, fmt="none", ecolor="#222222", elinewidth=0.6, capsize=1.2)
+            if not is_ablation(row["method"]) and len(labels) <= 4:
+                ax.bar_label(container, fmt="%.0f", fontsize=5.5, padding=1)
+        ax.set_xlabel("")
         ax.set_ylabel("recall (%)")
         ax.set_ylim(0, 106)
         ax.set_yticks(range(0, 101, 20))
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+        ax.set_axisbelow(True)
+        if labels:
+            ax.legend([c[0] for c in bars], labels, ncol=min(len(labels), 4), loc="lower center",
+                      bbox_to_anchor=(0.5, 1.0), frameon=False)
         if title:
-            ax.set_title(title, pad=16)
+            ax.set_title(title, pad=16 + 9 * ((len(labels) - 1) // 4))
         fig.tight_layout()
     return _finish(fig, out_stem)
 
@@ -482,6 +915,8 @@ def plot_lambda_distribution(lambdas: Mapping[str, Sequence[float] | np.ndarray]
     Returns:
         The matplotlib Figure (first panel: all datasets pooled; then one per dataset).
     """
+    import seaborn as sns
+
     plt = _pyplot()
     values = {k: np.asarray(v, dtype=float).ravel() for k, v in lambdas.items()}
     if not values or not any(len(v) for v in values.values()):
@@ -491,10 +926,12 @@ def plot_lambda_distribution(lambdas: Mapping[str, Sequence[float] | np.ndarray]
     with plt.rc_context(FIG_RC):
         fig, axes = plt.subplots(1, len(panels), figsize=(PAGE_WIDTH_IN, 2.2), sharey=False, squeeze=False)
         for ax, (label, v) in zip(axes[0], panels):
-            ax.hist(v, bins=bins, color="#dd8452" if label == "all datasets" else "#4c72b0", alpha=0.9)
+            sns.histplot(x=v, bins=bins, color="#dd8452" if label == "all datasets" else "#4c72b0", alpha=0.9,
+                         edgecolor="white", linewidth=0.3, ax=ax)
             ax.axvline(float(np.mean(v)), color="k", lw=1, ls="--")
             ax.set_title(f"{label} (n={len(v)}, mean {np.mean(v):.2f})")
             ax.set_xlabel("lambda (weight of text)")
+            ax.set_ylabel("")
             ax.set_xlim(0, 1)
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("queries")

@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 
 from cir_lib.errors import ConfigError
+from cir_lib.serialization import load_file
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ _TMP_PREFIX = ".tmp-"
 
 # Fields that may change when a run is resumed: they do not change the numbers.
 RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "cache_dir", "encode_batch_size", "threads"}
+# Records of `extra` that a resumed run must share with the run it continues (the data it reads).
+# "annotations" is `cir_lib.data.annotation_fingerprint(data_root, dataset)`.
+RESUME_INPUTS = ("data_root", "dataset", "annotations")
+MAX_LISTED = 5  # changed files named in one message
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -98,15 +103,13 @@ def atomic_torch_save(obj: Any, path) -> Path:
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by this module; a clear ConfigError when missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # truncated / not a torch file
-        raise ConfigError(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); "
-                          "it may be truncated or not a checkpoint") from err
+    """Load a checkpoint written by this module, weights-only (no code in the file can run).
+
+    Raises:
+        ConfigError: missing, truncated or not a torch file.
+        UnsafeFileError: the file holds Python objects other than tensors and plain containers.
+    """
+    return load_file(path, "run checkpoint", map_location=map_location)
 
 
 # ----------------------------------------------------------------------------- environment
@@ -214,7 +217,10 @@ class RunFolder:
             config: the resolved config dataclass, written to config.json.
             resume: continue from last.pt. Without it, a folder that already holds checkpoints is
                 refused (choose another folder or pass resume) rather than overwritten.
-            extra: more JSON-able facts for config.json (data root, clip run, ...).
+            extra: more JSON-able facts for config.json (data root, clip run, ...). Its records
+                "data_root", "dataset" and "annotations" (`data.annotation_fingerprint`) are the run's
+                inputs: resuming with other values is refused (naming the difference), and a resume
+                keeps the values config.json already holds.
             device: the device, for the environment record.
             writer: whether this process writes (rank 0).
             must_match: {record key: {field: value}} that a resumed run's config.json must hold besides
@@ -238,7 +244,9 @@ class RunFolder:
                 raise ConfigError(f"run folder {run.path} holds a {old.get('kind')!r} run, not a {kind!r} run")
             if resume and has_ckpt:
                 _check_same_config(run.path, old.get("config", {}), dataclasses.asdict(config))
+                _check_same_data(run.path, old, extra or {})
                 _check_same_inputs(run.path, old, must_match or {})
+                extra = {**(extra or {}), **{k: old[k] for k in RESUME_INPUTS if k in old}}
         if writer:
             run.path.mkdir(parents=True, exist_ok=True)
             stale_files = list(run.path.glob(_TMP_PREFIX + "*"))
@@ -277,6 +285,30 @@ def _check_same_config(path: Path, old: dict, new: dict) -> None:
             "resume with the same settings or start a new run folder")
 
 
+def _check_same_data(path: Path, old: dict, new: dict) -> None:
+    """Refuse to resume on another data root, dataset or annotation files (naming what differs)."""
+    diffs = []
+    for key in ("data_root", "dataset"):
+        if key in old and key in new and jsonable(old[key]) != jsonable(new[key]):
+            diffs.append(f"{key}: {old[key]!r} -> {new[key]!r}")
+    was, now = old.get("annotations"), new.get("annotations")
+    if isinstance(was, dict) and isinstance(now, dict) and was.get("sha256") != now.get("sha256"):
+        before, after = was.get("files") or {}, now.get("files") or {}
+        changed = [f for f in sorted(set(before) | set(after)) if before.get(f) != after.get(f)]
+        shown = ", ".join(
+            f"{f} ({'absent' if before.get(f) is None else str(before[f])[:12]} -> "
+            f"{'absent' if after.get(f) is None else str(after[f])[:12]})" for f in changed[:MAX_LISTED])
+        more = f" and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
+        diffs.append(f"annotation files changed: {shown or 'the file list'}{more}")
+    elif "annotations" not in old and now is not None:
+        logger.warning("%s was started without an annotation fingerprint: resuming without checking "
+                       "that the annotation files are the same", path)
+    if diffs:
+        raise ConfigError(
+            f"cannot resume {path}: it was started on other data ({'; '.join(diffs)}); resume with the "
+            "data root and annotation files it was started with, or start a new run folder")
+
+
 def _check_same_inputs(path: Path, old: dict, must_match: dict) -> None:
     diffs = [f"{key}.{field}: {(old.get(key) or {}).get(field)!r} -> {value!r}"
              for key, fields in must_match.items() for field, value in fields.items()
@@ -287,22 +319,27 @@ def _check_same_inputs(path: Path, old: dict, must_match: dict) -> None:
             "same inputs (for a Combiner: the same --clip-run) or start a new run folder")
 
 
-def jsonable(value: Any) -> Any:
-    """`value` as plain JSON types: mappings, sequences, paths, numpy numbers and dataclasses
-    converted; anything else by str()."""
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
-        return value.item()  # numpy / torch scalars
+def _json_default(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+        return dataclasses.asdict(value)
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)  # paths, devices, dtypes, anything else: its text
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data (dicts, lists, str, numbers, bool, None).
+
+    Dataclasses become dicts, numpy / torch scalars numbers, tuples and sets lists, and anything
+    else (paths, devices, ...) its `str`; mapping keys become strings.
+
+    Example:
+        >>> jsonable({"path": Path("a/b"), "lr": np.float32(0.5), "ks": (1, 5)})
+        {'path': 'a/b', 'lr': 0.5, 'ks': [1, 5]}
+    """
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 def read_run_config(run_dir) -> dict:

@@ -16,11 +16,12 @@ import torch
 from tqdm.auto import tqdm
 
 from cir_lib import runs
+from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
 from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.losses import contrastive_loss
-from cir_lib.recipes import CombinerTrainConfig, check_config, resolve_pretrained
+from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
 from cir_lib.training import RunResult, check_finite, due, finish_epoch, make_optimizer, resume_state
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
@@ -105,6 +106,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     same_clip = {"clip": {k: clip_record[k] for k in ("backbone", "weights_key")}}
     run = runs.RunFolder.open(out_dir, "combiner", config, resume, device=str(device), must_match=same_clip, extra={
         "data_root": str(Path(data_root).resolve()), "dataset": dataset, "clip": clip_record,
+        "annotations": annotation_fingerprint(data_root, dataset),
         "skipped": {"train": train_split.skipped.to_dict(),
                     **{k: s.skipped.to_dict() for k, s in val_splits.items()}}})
 
@@ -126,8 +128,8 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
 
     dim = backbone.embed_dim
     torch.manual_seed(config.seed)
-    combiner = Combiner(dim, proj_dim=config.proj_multiplier * dim, hidden_dim=config.hidden_multiplier * dim,
-                        dropout=config.dropout).to(device)
+    proj_dim, hidden_dim = combiner_dims(config, dim)  # the paper recipes: 2560 / 5120, as the original
+    combiner = Combiner(dim, proj_dim=proj_dim, hidden_dim=hidden_dim, dropout=config.dropout).to(device)
     optimizer = make_optimizer(torch.optim.Adam, combiner.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     def load_into(last: dict) -> None:

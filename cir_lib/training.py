@@ -23,7 +23,8 @@ import torch
 
 from cir_lib import runs
 from cir_lib.errors import ConfigError, TrainingError
-from cir_lib.validation import format_metrics, selection_score
+from cir_lib.selection import selection_score, selection_scores
+from cir_lib.validation import format_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
     epoch = row["epoch"]
     if metrics is not None:
         row.update(metrics)
-        row["score"] = selection_score(dataset, metrics)
+        row["score"] = selection_score(dataset, metrics, getattr(config, "selection", "arithmetic"))
+        if dataset == "cirr":  # the original keeps a best by each mean: record all three
+            row.update({f"score_{k}": v for k, v in selection_scores(dataset, metrics).items()})
     row["seconds"] = time.perf_counter() - t0
     state["history"].append(row)
     state["epoch"] = epoch

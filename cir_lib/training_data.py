@@ -24,7 +24,9 @@ def load_train_split(data_root, dataset: str, skip_missing: bool = False):
     """The training triplets: FashionIQ's three categories pooled, or CIRR's train split."""
     from cir_lib.data import load_split
 
-    return load_split(data_root, dataset, "train", None, skip_missing=skip_missing)
+    # Training reads only each query's reference and target: a CIRR query whose other img_set
+    # members are unusable still trains (skip_members=False); evaluation drops it (Recall_subset).
+    return load_split(data_root, dataset, "train", None, skip_missing=skip_missing, skip_members=False)
 
 
 def load_val_splits(data_root, dataset: str, skip_missing: bool = False) -> dict:

@@ -4,10 +4,13 @@ Every pipeline ends the way CLIP's own does: bicubic resize of the short side to
 size, center crop, RGB, ToTensor, normalize with the CLIP mean / std. "squarepad" first pads the
 image to a square; "targetpad" pads only images whose long side / short side is at least `ratio`,
 and only up to that ratio (zeros, centered). The padding arithmetic (integer truncation, the same
-amount on both sides) follows the original code, so for RGB and greyscale files the pixels match it
-exactly. The kit's readers convert every image to RGB before the
-pipeline (`data.open_image`), where the original pads first: for palette, transparent or CMYK files
-the padding colour and resampling can differ from the original.
+amount on both sides) follows the original code.
+
+As in the original, the pipeline takes the image in the file's own mode (`data.open_image` keeps
+it) and converts it to RGB last, after padding, resizing and cropping. For RGB and greyscale files
+the order does not matter; for the others it does, and the output is the original's bit for bit:
+palette ("P") files are padded with palette index 0 and resized with nearest-neighbour (Pillow's
+rule for palette images), RGBA / LA files with transparent black, CMYK files with CMYK 0 (white).
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def target_pad(image: Image.Image, ratio: float = TARGETPAD_RATIO) -> Image.Imag
 
 
 class ImageTransform:
-    """PIL image -> normalized float tensor [3, S, S]. Picklable (DataLoader workers)."""
+    """PIL image (any mode, as opened) -> normalized float tensor [3, S, S]. Picklable (DataLoader workers)."""
 
     def __init__(self, cfg: PreprocessConfig):
         self.cfg = cfg
@@ -101,6 +104,7 @@ class ImageTransform:
         return image
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        # Pad, resize and crop in the image's own mode; RGB last (the original's order, see above).
         size = self.cfg.image_size
         image = self.pad(image)
         image = F.resize(image, size, interpolation=InterpolationMode.BICUBIC)

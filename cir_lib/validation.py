@@ -1,8 +1,9 @@
 """Validation during training and model selection: the val splits with what stays fixed across
 epochs, their metrics for any composer, and the paper's selection score.
 
-best.pt is chosen by the paper's validation score: FashionIQ (mean R@10 + mean R@50) / 2 over the
-three categories; CIRR the mean of the seven recalls.
+best.pt is chosen by the paper's validation score (`cir_lib.selection`): FashionIQ (mean R@10 +
+mean R@50) / 2 over the three categories; CIRR a mean of the seven recalls (arithmetic by default;
+the recipe's `selection` may name the harmonic or geometric mean, which history.csv also records).
 """
 
 from __future__ import annotations
@@ -13,19 +14,7 @@ from typing import Optional
 import torch
 
 from cir_lib.metrics import fashioniq_flat
-
-
-def selection_score(dataset: str, metrics: dict) -> float:
-    """The paper's model-selection number from flat validation metrics.
-
-    FashionIQ: (average R@10 + average R@50) / 2 over the three categories; CIRR: the arithmetic
-    mean of R@1, R@5, R@10, R@50, Rsubset@1, @2, @3.
-    """
-    if dataset == "fashioniq":
-        return (metrics["average_recall@10"] + metrics["average_recall@50"]) / 2
-    keys = ["recall@1", "recall@5", "recall@10", "recall@50",
-            "recall_subset@1", "recall_subset@2", "recall_subset@3"]
-    return sum(metrics[k] for k in keys) / len(keys)
+from cir_lib.selection import selection_score, selection_scores  # noqa: F401 - the selection rule, re-exported
 
 
 @dataclass

@@ -32,13 +32,13 @@ def test_real_annotations_json_counts_and_nonzero_exit(real_root, capsys):
     assert set(report) == {"fashioniq", "cirr", "problems"}
     val = report["fashioniq"]["val"]
     assert val == {
-        "dress": {"queries": 2017, "images": 3817, "missing_images": 3817},
-        "shirt": {"queries": 2038, "images": 6346, "missing_images": 6346},
-        "toptee": {"queries": 1961, "images": 5373, "missing_images": 5373},
+        "dress": {"queries": 2017, "images": 3817, "missing_images": 3817, "unreadable_images": 0},
+        "shirt": {"queries": 2038, "images": 6346, "missing_images": 6346, "unreadable_images": 0},
+        "toptee": {"queries": 1961, "images": 5373, "missing_images": 5373, "unreadable_images": 0},
     }
     assert set(report["fashioniq"]) == {"train", "val", "test"}
-    assert report["cirr"]["val"] == {"queries": 4181, "images": 2297, "missing_images": 2297}
-    assert report["cirr"]["test1"] == {"queries": 4148, "images": 2315, "missing_images": 2315}
+    assert report["cirr"]["val"] == {"queries": 4181, "images": 2297, "missing_images": 2297, "unreadable_images": 0}
+    assert report["cirr"]["test1"] == {"queries": 4148, "images": 2315, "missing_images": 2315, "unreadable_images": 0}
     problems = report["problems"]
     # no annotation problem in the real files: the only problems are the absent images (one short
     # line per split) and the CIRR train captions file, which is not shipped
@@ -102,9 +102,9 @@ def test_clean_tree_exits_zero(tmp_path, capsys):
     report = json.loads(out)
     assert rc == 0 and report["problems"] == []
     assert report["fashioniq"] == {"val": {
-        "dress": {"queries": 2, "images": 6, "missing_images": 0},
-        "shirt": {"queries": 2, "images": 6, "missing_images": 0}}}
-    assert report["cirr"] == {"val": {"queries": 2, "images": 8, "missing_images": 0}}
+        "dress": {"queries": 2, "images": 6, "missing_images": 0, "unreadable_images": 0},
+        "shirt": {"queries": 2, "images": 6, "missing_images": 0, "unreadable_images": 0}}}
+    assert report["cirr"] == {"val": {"queries": 2, "images": 8, "missing_images": 0, "unreadable_images": 0}}
     rc, out = run_cli(capsys, "--data-root", tmp_path)
     assert rc == 0 and "clean" in out and "fashioniq  val    shirt" in out
 
@@ -119,9 +119,10 @@ def test_damaged_images_are_each_named(tmp_path, capsys):
     rc, out = run_cli(capsys, "--data-root", tmp_path, "--json")
     report = json.loads(out)
     assert rc == 1
-    assert report["fashioniq"]["val"]["dress"]["missing_images"] == 1
-    assert report["fashioniq"]["val"]["shirt"]["missing_images"] == 1
-    assert report["cirr"]["val"]["missing_images"] == 1
+    assert report["fashioniq"]["val"]["dress"]["missing_images"] == 1  # absent and unreadable apart
+    assert report["fashioniq"]["val"]["shirt"]["unreadable_images"] == 1
+    assert report["cirr"]["val"]["unreadable_images"] == 1
+    assert report["cirr"]["val"]["missing_images"] == report["fashioniq"]["val"]["shirt"]["missing_images"] == 0
     problems = "\n".join(report["problems"])
     assert "fashioniq dress val: 1 of 6 index images missing: fashionIQ_dataset/images/dress3.jpg" in problems
     assert "cirr val: unreadable image cirr_dataset/dev/dev-4-0-img0.png" in problems
@@ -145,7 +146,7 @@ def test_no_verify_only_checks_existence(tmp_path):
     report = check_data(tmp_path, ["cirr"], verify_images=False, progress=False)
     assert report["problems"] == [] and report["cirr"]["val"]["missing_images"] == 0
     report = check_data(tmp_path, ["cirr"], verify_images=True, progress=False)
-    assert report["cirr"]["val"]["missing_images"] == 1
+    assert report["cirr"]["val"]["unreadable_images"] == 1
 
 
 def test_missing_images_listing_is_capped_but_counts_exact(tmp_path):
@@ -156,7 +157,7 @@ def test_missing_images_listing_is_capped_but_counts_exact(tmp_path):
     for n in names[:10]:
         save_image(tmp_path / f"fashionIQ_dataset/images/{n}.jpg", size=(8, 8))
     report = check_data(tmp_path, progress=False)
-    assert report["fashioniq"]["val"]["toptee"] == {"queries": 1, "images": 60, "missing_images": 50}
+    assert report["fashioniq"]["val"]["toptee"] == {"queries": 1, "images": 60, "missing_images": 50, "unreadable_images": 0}
     (line,) = report["problems"]
     assert line.startswith("fashioniq toptee val: 50 of 60 index images missing: ")
     assert "fashionIQ_dataset/images/n010.jpg" in line and "n029.jpg" in line and "n030.jpg" not in line
@@ -186,7 +187,7 @@ def test_all_annotation_problems_collected(tmp_path):
     assert "cap.rc2.val.json entry 2 (pairid 3): img_set members" in joined and "reference 'dev-0-0-img0'" in joined
     # counts still given: entries in each caption file (valid or not), index images of each split
     assert report["fashioniq"]["val"]["shirt"]["queries"] == 2
-    assert report["fashioniq"]["val"]["dress"] == {"queries": 0, "images": 6, "missing_images": 0}
+    assert report["fashioniq"]["val"]["dress"] == {"queries": 0, "images": 6, "missing_images": 0, "unreadable_images": 0}
     assert report["cirr"]["val"]["queries"] == 3
 
 
@@ -208,14 +209,14 @@ def test_split_file_without_captions_file(tmp_path):
     build_tree(tmp_path)
     (tmp_path / "cirr_dataset/cirr/captions/cap.rc2.val.json").unlink()
     report = check_data(tmp_path, ["cirr"], progress=False)
-    assert report["cirr"]["val"] == {"queries": 0, "images": 8, "missing_images": 0}
+    assert report["cirr"]["val"] == {"queries": 0, "images": 8, "missing_images": 0, "unreadable_images": 0}
     assert len(report["problems"]) == 1 and "cap.rc2.val.json is missing" in report["problems"][0]
 
 
 def test_format_report_table():
-    text = format_report({"cirr": {"val": {"queries": 5, "images": 7, "missing_images": 1}},
+    text = format_report({"cirr": {"val": {"queries": 5, "images": 7, "missing_images": 1, "unreadable_images": 2}},
                           "problems": ["cirr val: something"]})
-    assert "cirr     val    -               5       7        1" in text
+    assert "cirr     val    -               5       7        1           2" in text
     assert "1 problem(s):\n  - cirr val: something" in text
 
 
@@ -252,4 +253,38 @@ def test_smoke_damaged_copy_names_each_image(smoke_root, tmp_path, capsys):
     joined = "\n".join(report["problems"])
     assert str(deleted.relative_to(root)) in joined
     assert f"unreadable image {truncated.relative_to(root)}" in joined
-    assert report["cirr"]["val"]["missing_images"] == 1
+    assert report["cirr"]["val"]["unreadable_images"] == 1
+
+
+def test_absent_and_unreadable_images_are_reported_apart_with_their_reasons(tmp_path):
+    build_tree(tmp_path)
+    images = tmp_path / "fashionIQ_dataset/images"
+    (images / "dress1.jpg").unlink()
+    (images / "dress2.jpg").write_bytes(b"")
+    (images / "dress3.jpg").write_text("<html><body>Access denied</body></html>")
+    (images / "shirt0.jpg").unlink()
+    (images / "shirt0.jpg").mkdir()
+    for verify in (True, False):
+        report = check_data(tmp_path, ["fashioniq"], verify_images=verify, progress=False)
+        dress, shirt = report["fashioniq"]["val"]["dress"], report["fashioniq"]["val"]["shirt"]
+        assert (dress["missing_images"], dress["unreadable_images"]) == (1, 2 if verify else 0)
+        assert (shirt["missing_images"], shirt["unreadable_images"]) == (0, 1)  # a folder is never "missing"
+        problems = "\n".join(report["problems"])
+        assert "fashioniq dress val: 1 of 6 index images missing: fashionIQ_dataset/images/dress1.jpg" in problems
+        assert ("unreadable image fashionIQ_dataset/images/shirt0.jpg (a folder, not an image file)"
+                in problems)
+        if verify:
+            assert "unreadable image fashionIQ_dataset/images/dress2.jpg (empty file (0 bytes))" in problems
+            assert "unreadable image fashionIQ_dataset/images/dress3.jpg (not an image" in problems
+    assert "missing  unreadable" in format_report(report)
+
+
+def test_duplicate_fashioniq_entries_are_a_problem_naming_file_and_entries(tmp_path):
+    build_tree(tmp_path)
+    cap = tmp_path / "fashionIQ_dataset/captions/cap.dress.val.json"
+    write_json(cap, json.loads(cap.read_text()) * 2)  # entries 2 and 3 repeat 0 and 1
+    report = check_data(tmp_path, ["fashioniq"], progress=False)
+    assert len(report["problems"]) == 2
+    assert report["problems"][0].startswith(
+        "fashionIQ_dataset/captions/cap.dress.val.json entry 2 (candidate 'dress0'): exact duplicate of entry 0")
+    assert "entry 3" in report["problems"][1] and f"delete entry 3 from {cap}" in report["problems"][1]

@@ -154,3 +154,33 @@ def test_original_clip4cir_format_from_random_weights(tmp_path):
     torch.save({"CLIP": {}}, tmp_path / "clip.pt")
     with pytest.raises(ConfigError, match="not a Combiner checkpoint"):
         load_combiner_checkpoint(tmp_path / "clip.pt")
+
+
+@pytest.mark.parametrize("name", ["image only", "text only"])
+def test_ablation_composers_rank_as_a_naive_computation(name):
+    import numpy as np
+
+    from cir_lib.combiner import ABLATION_COMPOSERS
+    from cir_lib.evaluate import compose_queries
+    from cir_lib.metrics import target_ranks
+
+    image, text = _features(n=70, d=12, seed=4)
+    index = torch.randn(90, 12, generator=torch.Generator().manual_seed(9)) * 2
+    targets = torch.randint(0, 90, (70,), generator=torch.Generator().manual_seed(1))
+    composer = ABLATION_COMPOSERS[name](12)
+    query, lam = compose_queries(composer, image, text)
+    assert lam is None and composer(image, text).shape == (70, 12)
+    ranks = target_ranks(query, index, targets)
+    # naive: cosine similarity of the one kept modality to every index image, in float64
+    kept = (image if name == "image only" else text).double().numpy()
+    x = index.double().numpy()
+    sims = (kept / np.linalg.norm(kept, axis=1, keepdims=True)) @ (x / np.linalg.norm(x, axis=1, keepdims=True)).T
+    expect = [int((row > row[t]).sum()) for row, t in zip(sims, targets.tolist())]
+    assert ranks.tolist() == expect
+    # the ignored modality does not change the query
+    moved = (image, text * 5 + 1) if name == "image only" else (image * 5 + 1, text)
+    assert torch.equal(composer(*moved), composer(image, text))
+    with pytest.raises(ConfigError, match="differ in shape"):
+        composer(image, text[:3])
+    with pytest.raises(ConfigError, match="d=12"):
+        ABLATION_COMPOSERS[name](12)(image[:, :6], text[:, :6])

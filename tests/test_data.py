@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cir_lib.constants import CLIP_MEAN, CLIP_STD
 from cir_lib.data import (
     ImageDataset,
     Query,
@@ -108,7 +109,9 @@ def test_real_skip_missing_counts_everything(real_root, caplog):
     assert split.queries == [] and split.image_names == []
     assert split.skipped.queries == 2017 + 2038 + 1961
     assert split.skipped.images == 3817 + 6346 + 5373
-    assert split.skipped.groups["fashioniq shirt val"] == {"queries": 2038, "images": 6346}
+    assert split.skipped.groups["fashioniq shirt val"] == {"queries": 2038, "images": 6346,
+                                                           "missing_images": 6346, "unreadable_images": 0}
+    assert (split.skipped.missing_images, split.skipped.unreadable_images) == (3817 + 6346 + 5373, 0)
     assert len(split.skipped.details) == 3
     assert sum("fashioniq" in r.getMessage() and "removed" in r.getMessage() for r in caplog.records) == 3
 
@@ -393,7 +396,8 @@ def test_skip_missing_fashioniq_counts_and_warns(tmp_path, caplog):
     assert [q.reference for q in split.queries] == [names[2], names[4]]
     assert split.target_indices.tolist() == [2, 0]  # positions in the reduced index
     assert (split.skipped.queries, split.skipped.images) == (1, 2)
-    assert split.skipped.to_dict()["groups"] == {"fashioniq dress val": {"queries": 1, "images": 2}}
+    assert split.skipped.to_dict()["groups"] == {"fashioniq dress val": {
+        "queries": 1, "images": 2, "missing_images": 2, "unreadable_images": 0}}
     assert "removed 1 of 3 queries and 2 of 6 index images" in split.skipped.details[0]
     assert any("fashioniq dress val" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
@@ -450,10 +454,15 @@ def test_image_dataset_reads_and_transforms(tmp_path):
     assert isinstance(raw, Image.Image) and raw.mode == "RGB" and raw.size == (24, 32)
 
 
-def test_image_dataset_grayscale_becomes_rgb(tmp_path):
+def test_image_dataset_keeps_the_file_mode_and_the_transform_makes_rgb(tmp_path):
+    # the original pads / resizes in the file's mode and converts to RGB last (see cir_lib.transform)
     path = tmp_path / "gray.png"
     Image.new("L", (10, 12), 128).save(path)
-    assert ImageDataset([path], None, "x")[0].mode == "RGB"
+    assert ImageDataset([path], None, "x")[0].mode == "L"
+    out = ImageDataset([path], make_transform(PreprocessConfig("clip", image_size=8)), "x")[0]
+    assert out.shape == (3, 8, 8)
+    pixels = out * torch.tensor(CLIP_STD).view(3, 1, 1) + torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    assert torch.allclose(pixels, torch.full((3, 8, 8), 128 / 255), atol=1e-5)  # grey in all three channels
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "not_an_image", "empty"])
@@ -534,3 +543,152 @@ def test_cirr_split_paths_must_stay_inside_the_dataset(tmp_path, value):
     write_json(spl, mapping)
     with pytest.raises(AnnotationError, match=f"split.rc2.val.json image '{names[2]}': path"):
         load_split(tmp_path, "cirr", "val", check_files=False)
+
+
+# ------------------------------------------------------------------------------ unusable images
+
+
+def _noise_jpeg(path: Path, size=(96, 96)) -> None:
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(size[1], size[0], 3, generator=g) * 255).to(torch.uint8).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=95)
+
+
+def _damage(path: Path, damage: str) -> None:
+    if damage == "absent":
+        path.unlink()
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        _noise_jpeg(path)
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    elif damage == "html":
+        path.write_text("<!DOCTYPE html><html><body>404 Not Found</body></html>")
+    elif damage == "folder":
+        path.unlink()
+        path.mkdir()
+
+
+REASONS = {"absent": "missing", "empty": "empty file (0 bytes)", "truncated": "truncated or corrupt",
+           "html": "not an image", "folder": "a folder, not an image file"}
+
+
+@pytest.mark.parametrize("damage", list(REASONS))
+def test_verify_image_tells_why_an_image_is_unusable(tmp_path, damage):
+    from cir_lib.data import verify_image
+
+    path = tmp_path / "x.jpg"
+    _noise_jpeg(path)
+    assert verify_image(path) is None
+    _damage(path, damage)
+    assert verify_image(path).startswith(REASONS[damage])
+
+
+@pytest.mark.parametrize("damage", list(REASONS))
+def test_skip_missing_drops_queries_on_every_kind_of_unusable_image(tmp_path, damage, caplog):
+    names, _ = build_fashioniq(tmp_path)
+    _damage(tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg", damage)  # target of query 0
+    with caplog.at_level(logging.WARNING, logger="cir_lib.data"):
+        split = load_split(tmp_path, "fashioniq", "val", "dress", skip_missing=True)
+    assert names[1] not in split.image_names and [q.reference for q in split.queries] == [names[2], names[4]]
+    absent = damage == "absent"
+    report = split.skipped.to_dict()
+    assert (report["queries"], report["images"]) == (1, 1)
+    assert (report["missing_images"], report["unreadable_images"]) == ((1, 0) if absent else (0, 1))
+    assert report["groups"]["fashioniq dress val"] == {
+        "queries": 1, "images": 1, "missing_images": int(absent), "unreadable_images": int(not absent)}
+    detail = report["details"][0]
+    assert f"{names[1]}.jpg" in detail
+    if absent:
+        assert "missing image files" in detail
+    else:
+        assert "unreadable image files" in detail and REASONS[damage] in detail
+        assert "missing image files" not in detail
+    assert detail in caplog.text
+
+
+def test_without_skip_missing_a_folder_is_named_as_a_folder(tmp_path):
+    names, _ = build_fashioniq(tmp_path)
+    _damage(tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg", "folder")
+    with pytest.raises(ImageError, match="a folder, not an image file"):
+        load_split(tmp_path, "fashioniq", "val", "dress")
+    with pytest.raises(ImageError, match="a folder, not an image file"):
+        ImageDataset([tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg"])[0]
+
+
+def test_without_skip_missing_files_are_only_checked_for_existence(tmp_path, monkeypatch):
+    import cir_lib.data as data
+
+    names, _ = build_fashioniq(tmp_path)
+    _damage(tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg", "empty")
+    monkeypatch.setattr(data, "verify_image", lambda p: pytest.fail("decoded an image"))
+    assert len(load_split(tmp_path, "fashioniq", "val", "dress").image_names) == 6  # caught when loaded
+
+
+def test_training_keeps_cirr_queries_whose_other_img_set_member_is_unusable(tmp_path):
+    names, _ = build_cirr(tmp_path)
+    _damage(tmp_path / "cirr_dataset/dev" / f"{names[5]}.png", "html")  # member of pairids 10 and 11 only
+    evaluation = load_split(tmp_path, "cirr", "val", skip_missing=True)
+    assert [q.pairid for q in evaluation.queries] == [12]
+    assert (evaluation.skipped.queries, evaluation.skipped.unreadable_images) == (2, 1)
+    training = load_split(tmp_path, "cirr", "val", skip_missing=True, skip_members=False)
+    assert [q.pairid for q in training.queries] == [10, 11, 12]
+    assert names[5] not in training.image_names
+    assert (training.skipped.queries, training.skipped.images, training.skipped.unreadable_images) == (0, 1, 1)
+    assert training.reference_indices.shape == training.target_indices.shape == (3,)
+    # the reference or target still counts in training
+    _damage(tmp_path / "cirr_dataset/dev" / f"{names[6]}.png", "empty")  # target of pairid 11
+    training = load_split(tmp_path, "cirr", "val", skip_missing=True, skip_members=False)
+    assert [q.pairid for q in training.queries] == [10, 12] and training.skipped.queries == 1
+
+
+def test_skip_reports_combine_old_and_new_counts():
+    a = SkipReport(queries=1, images=2, groups={"x": {"queries": 1, "images": 2}})  # an older report
+    b = SkipReport(queries=3, images=1, missing_images=0, unreadable_images=1,
+                   groups={"x": {"queries": 3, "images": 1, "missing_images": 0, "unreadable_images": 1}})
+    both = SkipReport.combine([a, b]).to_dict()
+    assert {k: both[k] for k in ("queries", "images", "missing_images", "unreadable_images")} == {
+        "queries": 4, "images": 3, "missing_images": 0, "unreadable_images": 1}
+    assert both["groups"]["x"] == {"queries": 4, "images": 3, "missing_images": 0, "unreadable_images": 1}
+
+
+# ------------------------------------------------------------------------------ duplicate entries
+
+
+def test_exact_duplicate_fashioniq_entries_are_an_annotation_problem(tmp_path):
+    names, entries = build_fashioniq(tmp_path, images=False)
+    cap, _ = fiq_files(tmp_path, "dress", "val")
+    write_json(cap, entries + [dict(entries[1]), dict(entries[0]), dict(entries[1])])  # entries 3, 4, 5
+    ann = read_annotations(tmp_path, "fashioniq", "val", "dress")
+    assert len(ann.queries) == 3 and len(ann.problems) == 3
+    assert ann.problems[0].startswith(
+        f"fashionIQ_dataset/captions/cap.dress.val.json entry 3 (candidate {names[2]!r}): exact duplicate of entry 1")
+    assert "entry 4" in ann.problems[1] and "duplicate of entry 0" in ann.problems[1]
+    assert f"delete entry 5 from {cap}" in ann.problems[2]
+    with pytest.raises(AnnotationError, match="3 annotation problem") as err:
+        load_split(tmp_path, "fashioniq", "val", "dress", check_files=False)
+    assert "exact duplicate of entry 1" in str(err.value) and "check-data" in str(err.value)
+
+
+def test_same_pair_with_other_captions_is_not_a_duplicate(tmp_path):
+    names, entries = build_fashioniq(tmp_path, images=False)
+    cap, _ = fiq_files(tmp_path, "dress", "val")
+    write_json(cap, entries + [{**entries[0], "captions": ["is darker", "is longer"]}])
+    assert len(load_split(tmp_path, "fashioniq", "val", "dress", check_files=False).queries) == 4
+
+
+def test_identical_test_entries_are_kept_as_their_targets_are_hidden(tmp_path):
+    _, entries = build_fashioniq(tmp_path, split="test", images=False)
+    cap, _ = fiq_files(tmp_path, "dress", "test")
+    write_json(cap, entries + [entries[0]])
+    assert len(load_split(tmp_path, "fashioniq", "test", "dress", check_files=False).queries) == 4
+
+
+@pytest.mark.parametrize("split_name", ["train", "val", "test"])
+def test_real_fashioniq_files_hold_no_duplicate_problem(real_root, real_annotations, split_name):
+    # the real test files repeat a few entries verbatim (hidden targets): they are all kept
+    for category in ("dress", "shirt", "toptee"):
+        ann = read_annotations(real_root, "fashioniq", split_name, category)
+        n = len(json.loads((real_annotations / f"fashionIQ/captions/cap.{category}.{split_name}.json").read_text()))
+        assert ann.problems == [] and len(ann.queries) == n

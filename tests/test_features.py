@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from types import SimpleNamespace
@@ -58,7 +59,7 @@ def test_features_are_raw_in_order_and_batch_independent(backbone, images):
     transform = make_transform(PRE)
     with torch.no_grad():
         direct = backbone.model.eval().encode_image(
-            torch.stack([transform(Image.open(p).convert("RGB")) for p in images[::-1]])
+            torch.stack([transform(Image.open(p)) for p in images[::-1]])
         )
     assert torch.allclose(feats, direct.flip(0), atol=1e-4)
     assert torch.allclose(image_features(backbone, images, PRE, batch_size=3), feats, atol=1e-5)
@@ -144,6 +145,43 @@ def test_cache_key_covers_exactly_the_three_inputs(backbone, images):
     assert feature_cache_key(backbone, list(images), PreprocessConfig("targetpad", 64, 1.25)) == key
     assert feature_cache_key(backbone, images[1:], PRE) != key
     assert feature_cache_key(backbone, images, PreprocessConfig("clip", 64)) != key
+
+
+def test_cache_key_carries_the_precision_and_the_sidecar_records_it(backbone, images, tmp_path, monkeypatch):
+    import cir_lib.features as features
+
+    key = feature_cache_key(backbone, images, PRE)
+    # the payload names the precision: another precision gives another key (old bf16 caches are not reused)
+    monkeypatch.setattr(features, "_precision_name", lambda bb: "bf16")
+    assert feature_cache_key(backbone, images, PRE) != key
+    monkeypatch.undo()
+    assert feature_cache_key(backbone, images, PRE) == key
+    # the key does not depend on the device any more: fp32 everywhere
+    assert feature_cache_key(backbone, images, PRE, torch.device("cuda")) == key
+    # a model loaded in half precision is keyed as such
+    half = SimpleNamespace(model=copy.deepcopy(backbone.model).to(torch.bfloat16),
+                           image_weights_key=backbone.image_weights_key)
+    assert features._precision_name(half) == "bf16" and feature_cache_key(half, images, PRE) != key
+    image_features(backbone, images, PRE, cache_dir=tmp_path / "cache")
+    meta = json.loads(next((tmp_path / "cache").glob("*.json")).read_text())
+    assert meta["precision"] == "fp32" == features.FEATURE_PRECISION
+
+
+def test_features_are_fp32_even_under_an_enclosing_autocast(backbone, images):
+    """A training step's autocast (bf16 here, on the CPU) must not leak into evaluation features."""
+    transform = make_transform(PRE)
+    batch = torch.stack([transform(Image.open(p)) for p in images])
+    tokens = backbone.tokenize(["is red and has long sleeves", "a dog on a sofa"])
+    model = backbone.model.eval()
+    with torch.no_grad():
+        plain_images, plain_text = model.encode_image(batch), model.encode_text(tokens)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            leaked = model.encode_image(batch)
+            feats = image_features(backbone, images, PRE, batch_size=10)
+            text = text_features(backbone, tokens)
+    assert not torch.allclose(leaked.float(), plain_images, atol=1e-4)  # autocast does change them
+    assert feats.dtype == torch.float32 and torch.allclose(feats, plain_images, atol=1e-5)
+    assert text.dtype == torch.float32 and torch.allclose(text, plain_text, atol=1e-5)
 
 
 def test_damaged_cache_entry_is_recomputed(backbone, images, counter, tmp_path, caplog):

@@ -78,7 +78,6 @@ def test_evaluation_does_not_import_training():
         assert not (_imported_modules(modules[name]) & TRAINING_MODULES), name
 
 
-@pytest.mark.skip(reason="enabled once check.py stops importing data._listing/_rel")
 def test_no_private_names_cross_modules():
     modules = _modules()
     for name, tree in modules.items():

@@ -348,3 +348,21 @@ def test_bad_inputs_raise_clear_errors():
             call()
         assert fragment in str(info.value)
         assert isinstance(info.value, ValueError) and isinstance(info.value, CirError)
+
+
+def test_recall_from_ranks_gives_the_metric_functions_numbers():
+    g = torch.Generator().manual_seed(21)
+    q, x = torch.randn(130, 16, generator=g), torch.randn(300, 16, generator=g)
+    target = torch.randint(0, 300, (130,), generator=g)
+    ranks = target_ranks(q, x, target)
+    assert metrics.recall_from_ranks(ranks, (10, 50)) == fashioniq_recall(q, x, target)
+    assert metrics.recall_from_ranks(ranks.numpy(), (10, 50)) == fashioniq_recall(q, x, target)
+    members = torch.stack([torch.randperm(300, generator=g)[:6] for _ in range(130)])
+    reference, target = members[:, 0], members[:, 1]
+    r, s = metrics.cirr_ranks(q, x, reference, target, members)
+    got = {**metrics.recall_from_ranks(r, (1, 5, 10, 50)), **metrics.recall_from_ranks(s, (1, 2, 3), "recall_subset")}
+    assert got == cirr_recall(q, x, reference, target, members)
+    with pytest.raises(InputError, match="1-D integer"):
+        metrics.recall_from_ranks(torch.zeros(3), (1,))
+    with pytest.raises(InputError, match="ks"):
+        metrics.recall_from_ranks(ranks, (0,))

@@ -11,6 +11,7 @@ from cir_lib.recipes import (
     RECIPES,
     CombinerTrainConfig,
     FinetuneConfig,
+    combiner_dims,
     config_from_dict,
     get_recipe,
     list_recipes,
@@ -33,7 +34,9 @@ def test_workshop_recipes_follow_recipe_md(name):
     assert isinstance(s1, FinetuneConfig)
     assert s1.encoders == "text"
     assert (s1.lr, tuple(s1.betas), s1.eps) == (2e-6, (0.9, 0.999), 1e-7)
-    assert s1.batch_size == 128 and s1.epochs == 100
+    # text-only: the training script's argparse defaults (the larger batch of CLIP4Cir issue #5)
+    assert s1.batch_size == 512 and s1.epochs == 300
+    assert s1.amp == "fp16" and s1.selection == "arithmetic"
     assert s1.pretrained == "openai"
     assert s1.backbone == ("RN50x4" if "rn50x4" in name else "RN50")
     assert s1.dataset == name.rsplit("-", 1)[1]
@@ -41,15 +44,59 @@ def test_workshop_recipes_follow_recipe_md(name):
     s2 = get_recipe(name, stage="combiner")
     assert isinstance(s2, CombinerTrainConfig)
     assert (s2.lr, s2.batch_size, s2.epochs) == (2e-5, 4096, 300)
-    assert (s2.proj_multiplier, s2.hidden_multiplier, s2.dropout) == (4, 8, 0.5)
-    assert s2.backbone == s1.backbone
+    assert s2.dropout == 0.5 and s2.backbone == s1.backbone
+    # the original code's Combiner is 640*4 / 640*8 for every backbone, RN50 (d = 1024) included
+    dim = 640 if s1.backbone == "RN50x4" else 1024
+    assert combiner_dims(s2, dim) == (2560, 5120)
 
 
 @pytest.mark.parametrize("name", JOURNAL)
 def test_journal_recipes_train_both_encoders(name):
     cfg = get_recipe(name, grad_checkpointing=True)
-    assert cfg.encoders == "both" and cfg.backbone == "RN50x4" and cfg.batch_size == 128
-    assert cfg.grad_checkpointing is True
+    assert cfg.encoders == "both" and cfg.backbone == "RN50x4"
+    assert cfg.batch_size == 128 and cfg.epochs == 100  # the README's command
+    assert cfg.amp == "fp16" and cfg.grad_checkpointing is True
+    assert combiner_dims(get_recipe(name, stage="combiner"), 640) == (2560, 5120)
+
+
+def test_paper_amp_can_be_switched_to_bf16_and_bad_values_are_refused():
+    assert get_recipe("paper-rn50-cirr", **parse_overrides(["amp=bf16"])).amp == "bf16"
+    with pytest.raises(ConfigError, match="amp"):
+        get_recipe("paper-rn50-cirr", amp="fp8")
+
+
+def test_combiner_dims_explicit_or_by_multiplier():
+    mini = get_recipe("mini", stage="combiner")
+    assert (mini.proj_dim, mini.hidden_dim) == (None, None)
+    assert combiner_dims(mini, 128) == (2 * 128, 4 * 128)  # the mini recipe keeps its multipliers
+    assert combiner_dims(get_recipe("mini", stage="combiner", proj_dim="96"), 128) == (96, 512)
+    assert combiner_dims(get_recipe("paper-rn50-cirr", stage="combiner", proj_dim="none",
+                                    hidden_dim="none"), 1024) == (4096, 8192)
+    with pytest.raises(ConfigError, match="proj_dim"):
+        get_recipe("mini", stage="combiner", proj_dim=0)
+
+
+@pytest.mark.parametrize("stage", ["finetune", "combiner"])
+def test_selection_is_a_checked_recipe_field(stage):
+    assert get_recipe("paper-rn50x4-cirr", stage=stage, selection="harmonic").selection == "harmonic"
+    with pytest.raises(ConfigError, match="arithmetic"):
+        get_recipe("paper-rn50x4-cirr", stage=stage, selection="median")
+
+
+def test_every_paper_value_carries_its_provenance():
+    """Each setting of the paper recipes names where it comes from (a trailing comment)."""
+    import inspect
+
+    import cir_lib.recipes as recipes
+
+    source = inspect.getsource(recipes._paper)
+    body = source[source.index("finetune=FinetuneConfig("):]
+    lines = [ln for ln in body.splitlines() if "=" in ln and not ln.strip().startswith(("#", ")"))]
+    sources = ("paper", "README command", "argparse default", "official code", "issue #5")
+    unexplained = [ln for ln in lines if "#" not in ln and not ln.strip().startswith(("dataset=", "finetune=",
+                                                                                     "combiner="))]
+    assert not unexplained, unexplained
+    assert all(any(src in ln.split("#", 1)[1] for src in sources) for ln in lines if "#" in ln)
 
 
 def test_mini_recipe_uses_the_pretrained_mini_checkpoint():

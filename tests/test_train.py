@@ -17,7 +17,7 @@ from cir_lib.finetune import Stage1Encoder, enable_grad_checkpointing, finetune,
 from cir_lib.loading import ZERO_SHOT, load_run
 from cir_lib.train_combiner import train_combiner
 from cir_lib.errors import CirError, ConfigError, TrainingError
-from cir_lib.recipes import get_recipe
+from cir_lib.recipes import combiner_dims, get_recipe
 
 
 # Image features of the frozen random-init cir-mini are shared by the tests through the on-disk cache
@@ -301,7 +301,7 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint
 def test_an_interrupted_save_never_leaves_a_truncated_best(smoke_root, tmp_path, monkeypatch):
     out = tmp_path / "r"
     scores = iter([10.0, 20.0, 30.0])  # every validation improves: each epoch writes best.pt
-    monkeypatch.setattr(training, "selection_score", lambda dataset, metrics: next(scores))
+    monkeypatch.setattr(training, "selection_score", lambda dataset, metrics, selection="arithmetic": next(scores))
     real_save = torch.save
     saves = {"n": 0}
 
@@ -390,7 +390,7 @@ def test_combiner_run_loads_back_and_reproduces_its_metrics(stage1_run, smoke_ro
     result = train_combiner(smoke_root, _stage2("fashioniq"), clip_dir, tmp_path / "c")
     backbone, combiner, cfg = load_run(tmp_path / "c")
     assert isinstance(combiner, Combiner) and not combiner.training
-    assert combiner.config.proj_dim == cfg.proj_multiplier * backbone.embed_dim
+    assert combiner.config.proj_dim == combiner_dims(cfg, backbone.embed_dim)[0]
     res = evaluate_fashioniq(smoke_root, backbone, combiner,
                              preprocess=PreprocessConfig(cfg.preprocess, backbone.image_size, cfg.preprocess_ratio))
     assert res["average"]["recall@10"] == pytest.approx(result.best_metrics["average_recall@10"], abs=1e-6)

@@ -175,3 +175,101 @@ def test_transform_is_picklable():
     t2 = pickle.loads(pickle.dumps(t))
     image = noise_image(20, 30)
     assert torch.equal(t(image), t2(image))
+
+
+# --------------------------------------------------- bit-exactness with the original code, every mode
+# The reference below is the published pipeline (CLIP4Cir src/data_utils.py, and CLIP's own for "clip")
+# written out with the torchvision calls it makes, applied as the original applies it: to the file as
+# `PIL.Image.open` returns it, RGB conversion last. It shares no code with cir_lib.transform.
+
+from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor  # noqa: E402
+from torchvision.transforms import functional as TF  # noqa: E402
+
+from cir_lib.data import ImageDataset  # noqa: E402
+
+_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _reference_square_pad(image):
+    w, h = image.size
+    max_wh = max(w, h)
+    hp = int((max_wh - w) / 2)
+    vp = int((max_wh - h) / 2)
+    return TF.pad(image, [hp, vp, hp, vp], 0, "constant")
+
+
+def _reference_target_pad(ratio):
+    def pad(image):
+        w, h = image.size
+        if max(w, h) / min(w, h) < ratio:
+            return image
+        scaled_max_wh = max(w, h) / ratio
+        hp = max(int((scaled_max_wh - w) / 2), 0)
+        vp = max(int((scaled_max_wh - h) / 2), 0)
+        return TF.pad(image, [hp, vp, hp, vp], 0, "constant")
+    return pad
+
+
+def reference_transform(kind: str, dim: int, ratio: float = 1.25):
+    first = {"squarepad": [_reference_square_pad], "targetpad": [_reference_target_pad(ratio)], "clip": []}[kind]
+    return Compose(first + [
+        Resize(dim, interpolation=Image.BICUBIC),
+        CenterCrop(dim),
+        lambda image: image.convert("RGB"),
+        ToTensor(),
+        Normalize(_MEAN, _STD),
+    ])
+
+
+def mode_image(mode: str, w: int, h: int, seed: int) -> Image.Image:
+    """Random pixels in `mode` (P: a random palette; RGBA / LA: random alpha)."""
+    rng = np.random.default_rng(seed)
+    bands = {"RGB": 3, "L": 1, "P": 1, "RGBA": 4, "LA": 2, "CMYK": 4}[mode]
+    pixels = rng.integers(0, 256, size=(h, w, bands), dtype=np.uint8)
+    if mode in ("L", "P"):
+        image = Image.fromarray(pixels[..., 0], mode="L")
+        if mode == "P":
+            image = image.convert("P")  # keeps the values as indices; give it a random palette
+            image.putpalette(rng.integers(0, 256, size=768, dtype=np.uint8).tolist())
+        return image
+    if mode == "LA":
+        return Image.merge("LA", [Image.fromarray(pixels[..., i], mode="L") for i in range(2)])
+    if mode == "CMYK":
+        return Image.merge("CMYK", [Image.fromarray(pixels[..., i], mode="L") for i in range(4)])
+    return Image.fromarray(pixels, mode=mode)
+
+
+MODES = ["RGB", "L", "P", "RGBA", "LA", "CMYK"]
+# (w, h): square, below 1.25, exactly 1.25, just above, tall, wide, odd sizes
+SHAPES = [(40, 40), (50, 60), (48, 60), (47, 60), (40, 90), (120, 50), (37, 101)]
+
+
+def _save(image: Image.Image, path) -> None:
+    image.save(path, format="TIFF" if image.mode == "CMYK" else "PNG")  # both lossless
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", PREPROCESS_KINDS)
+def test_bit_exact_with_the_original_pipeline_in_every_mode(tmp_path, mode, kind):
+    transform = make_transform(PreprocessConfig(kind, image_size=24))
+    reference = reference_transform(kind, 24)
+    for i, (w, h) in enumerate(SHAPES):
+        path = tmp_path / f"{mode}_{w}x{h}.{'tif' if mode == 'CMYK' else 'png'}"
+        _save(mode_image(mode, w, h, seed=i), path)
+        with Image.open(path) as opened:
+            assert opened.mode == mode
+            expected = reference(opened)
+        got = ImageDataset([path], transform, "test")[0]  # the kit's reader + transform
+        assert got.dtype == expected.dtype and got.shape == (3, 24, 24)
+        assert torch.equal(got, expected), f"{mode} {w}x{h} {kind}"
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "CMYK"])
+def test_converting_to_rgb_first_would_differ(tmp_path, mode):
+    """Why the order matters: RGB first gives other pixels for these modes (padded images)."""
+    image = mode_image(mode, 40, 90, seed=7)
+    reference = reference_transform("targetpad", 24)(image)
+    rgb_first = make_transform(PreprocessConfig("targetpad", image_size=24))(image.convert("RGB"))
+    assert not torch.equal(rgb_first, reference)
+    assert torch.equal(make_transform(PreprocessConfig("targetpad", image_size=24))(image), reference)

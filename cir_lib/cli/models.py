@@ -15,6 +15,7 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--preprocess", default=None, choices=PREPROCESS_KINDS,
                         help="image preprocessing (default targetpad, ratio 1.25; with --run: the run's)")
     parser.add_argument("--device", default="auto", help="torch device: auto (default: CUDA when available), cpu, cuda")
+    add_torchscript_argument(parser)
     g = parser.add_argument_group("trained models (instead of --pretrained)")
     g.add_argument("--run", metavar="RUN",
                    help="a run folder: a `finetune` run is evaluated with the element-wise sum, a "
@@ -27,6 +28,23 @@ def add_model_arguments(parser) -> None:
                         "(without it: the element-wise sum)")
 
 
+def add_torchscript_argument(parser) -> None:
+    parser.add_argument("--allow-torchscript", action="store_true",
+                        help="allow loading a weights file as a TorchScript archive (it carries code that is run); "
+                             "without it, such files are read for their tensors only, or refused")
+
+
+def apply_torchscript_choice(args) -> None:
+    """--allow-torchscript: the backbone loaders read CIR_LIB_ALLOW_TORCHSCRIPT (cir_lib.serialization)."""
+    import logging
+    import os
+
+    if getattr(args, "allow_torchscript", False):
+        os.environ["CIR_LIB_ALLOW_TORCHSCRIPT"] = "1"
+        logging.getLogger("cir_lib").warning("--allow-torchscript: TorchScript archives may be loaded, and their "
+                                             "code run; use it only for files you trust")
+
+
 def resolve_models(args):
     """(backbone, composer, preprocess, device) named by the command line."""
     from cir_lib.backbone import load_backbone
@@ -36,6 +54,7 @@ def resolve_models(args):
     from cir_lib.loading import resolve_trained_models, run_preprocess
     from cir_lib.transform import PreprocessConfig
 
+    apply_torchscript_choice(args)
     device = pick_device(args.device)
     trained = resolve_trained_models(run=args.run, clip_checkpoint=args.clip_checkpoint,
                                      combiner_checkpoint=args.combiner_checkpoint, backbone=args.backbone,

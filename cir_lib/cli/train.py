@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cir_lib.cli.models import add_torchscript_argument, apply_torchscript_choice
 from cir_lib.constants import DATASETS
 
 ZERO_SHOT = "zero-shot"  # --clip-run value (cir_lib.loading.ZERO_SHOT)
@@ -50,6 +51,7 @@ def _finetune(args) -> int:
     from cir_lib.finetune import finetune
     from cir_lib.validation import format_metrics
 
+    apply_torchscript_choice(args)
     config = _config(args, "finetune")
     result = finetune(args.data_root, config, args.out, resume=args.resume)
     print(f"stage 1 done: best epoch {result.best_epoch}, score {result.best_score:.2f} "
@@ -64,6 +66,7 @@ def _train_combiner(args) -> int:
     from cir_lib.train_combiner import train_combiner
     from cir_lib.validation import format_metrics
 
+    apply_torchscript_choice(args)
     config = _config(args, "combiner")
     result = train_combiner(args.data_root, config, args.clip_run, args.out, resume=args.resume)
     print(f"Combiner done: best epoch {result.best_epoch}, score {result.best_score:.2f} "
@@ -90,4 +93,5 @@ def configure(name: str, p) -> None:
                    help="override a recipe field, e.g. --set epochs=5 --set lr=1e-5 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--list-recipes", action="store_true", help="list the recipes and exit")
+    add_torchscript_argument(p)
     p.set_defaults(func=_finetune if name == "finetune" else _train_combiner)
