@@ -24,7 +24,6 @@ from cir_lib.serialization import load_file
 
 logger = logging.getLogger(__name__)
 
-COMBINER_KINDS = ("sum", "combiner")
 CHECKPOINT_FORMAT = "cir_lib.combiner/1"  # marks files written by save_combiner_checkpoint
 
 
@@ -156,32 +155,6 @@ class Combiner(nn.Module):
         output = self.output_layer(combined) + lam * text_features + (1 - lam) * image_features
         query = F.normalize(output, dim=-1)
         return (query, lam.squeeze(-1)) if return_lambda else query
-
-
-
-def build_combiner(kind: str, dim: int, **kw: Any) -> nn.Module:
-    """Build a query composer by name.
-
-    Args:
-        kind: "sum" (element-wise sum) or "combiner".
-        dim: CLIP feature dimension d.
-        **kw: Combiner options (proj_dim, hidden_dim, dropout); the sum takes none.
-
-    Returns:
-        An `ElementwiseSum` or a `Combiner`.
-
-    Example:
-        >>> build_combiner("combiner", 128, proj_dim=256).config.hidden_dim
-        1024
-    """
-    if kind == "sum":
-        extra = {k: v for k, v in kw.items() if v is not None}
-        if extra:
-            raise ConfigError(f"the element-wise sum has no options; got {sorted(extra)}")
-        return ElementwiseSum(dim)
-    if kind == "combiner":
-        return Combiner(dim, **kw)
-    raise ConfigError(f"unknown combiner kind {kind!r}; choose one of {', '.join(COMBINER_KINDS)}")
 
 
 def combiner_from_config(config: CombinerConfig) -> nn.Module:

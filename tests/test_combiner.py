@@ -10,7 +10,6 @@ from cir_lib.combiner import (
     Combiner,
     CombinerConfig,
     ElementwiseSum,
-    build_combiner,
     load_combiner_checkpoint,
     save_combiner_checkpoint,
 )
@@ -81,16 +80,6 @@ def test_elementwise_sum_normalizes_the_sum_of_raw_features():
     assert torch.allclose(query, F.normalize(image + text, dim=-1))
     assert not torch.allclose(query, F.normalize(F.normalize(image, dim=-1) + F.normalize(text, dim=-1), dim=-1))
     assert list(ElementwiseSum().parameters()) == []
-
-
-def test_build_combiner_by_name():
-    assert isinstance(build_combiner("sum", 16), ElementwiseSum)
-    comb = build_combiner("combiner", 16, proj_dim=24, hidden_dim=40, dropout=0.1)
-    assert isinstance(comb, Combiner) and comb.config == CombinerConfig("combiner", 16, 24, 40, 0.1)
-    with pytest.raises(ConfigError, match="unknown combiner kind 'mlp'"):
-        build_combiner("mlp", 16)
-    with pytest.raises(ConfigError):
-        build_combiner("sum", 16, proj_dim=3)
 
 
 def test_mismatched_feature_dims_are_refused():
