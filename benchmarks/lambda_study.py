@@ -182,10 +182,11 @@ def _logit_snapshot(combiner: Combiner, vals: dict) -> dict:
             "lambda_mean": float(lam.mean()), "lambda_std": float(lam.std())}
 
 
-def train_traced(dataset: str, train_split, train_feats, vals: dict, lr: float, epochs: int, threads: int) -> dict:
+def train_traced(dataset: str, train_split, train_feats, vals: dict, lr: float, epochs: int, threads: int,
+                 seed: int = 0) -> dict:
     """Train a Combiner as stage 2 does (the mini recipe's config, `lr` and `epochs` overridden),
     recording the logit distribution and the validation metrics at `snapshot_epochs(epochs)`."""
-    cfg = stage_config(RECIPE, "combiner", dataset, epochs=epochs, lr=lr, threads=threads)
+    cfg = stage_config(RECIPE, "combiner", dataset, epochs=epochs, lr=lr, threads=threads, seed=seed)
     index, text = train_feats
     reference, target = train_split.reference_indices, train_split.target_indices
     q_count, n_var, dim = text.shape
@@ -289,6 +290,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS),
                    help="Combiner trainings as features:lr:epochs (features: stage1 | zero-shot)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the Combiners' seed (init, batches, dropout); stage 1 keeps the recipe's")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     runs = [parse_run(s) for s in args.runs]
@@ -296,7 +299,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     ensure_mini(data_root, "mini")
     ensure_mini_backbone(data_root)
-    report = {"data_root": str(data_root), "recipe": RECIPE, "threads": args.threads,
+    report = {"data_root": str(data_root), "recipe": RECIPE, "threads": args.threads, "combiner_seed": args.seed,
               "saturated_if_abs_logit_above": SATURATED, "datasets": {}}
     for dataset in args.datasets:
         backbones, stage1_record, s1cfg = _backbones(data_root, dataset, work_dir, args.threads)
@@ -317,7 +320,7 @@ def main(argv=None) -> int:
                 train_feats[features] = _train_features(bb, train_split, preprocess_for(s1cfg, bb), cache)
             name = f"{features} lr {lr:g}"
             r["combiner_runs"][name] = train_traced(dataset, train_split, train_feats[features], vals[features],
-                                                    lr, epochs, args.threads)
+                                                    lr, epochs, args.threads, args.seed)
         report["datasets"][dataset] = r
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     out = Path(args.out)
