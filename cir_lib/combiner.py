@@ -156,6 +156,24 @@ class Combiner(nn.Module):
         query = F.normalize(output, dim=-1)
         return (query, lam.squeeze(-1)) if return_lambda else query
 
+    def dynamic_scalar_logit(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """The dynamic scalar before its Sigmoid: lambda = sigmoid(logit), one value per query.
+
+        For diagnosing saturation (|logit| > 5 puts lambda within 0.007 of 0 or 1, where its gradient
+        vanishes). Follows the module's mode: call `.eval()` first for deterministic values.
+
+        Args:
+            image_features, text_features: raw CLIP features [N, d], as `forward` takes them.
+
+        Returns:
+            The logits [N].
+        """
+        _check_features(image_features, text_features, self.dim)
+        text_proj = self.dropout1(F.relu(self.text_projection_layer(text_features)))
+        image_proj = self.dropout2(F.relu(self.image_projection_layer(image_features)))
+        raw_combined = torch.cat((text_proj, image_proj), dim=-1)
+        return self.dynamic_scalar[:-1](raw_combined).squeeze(-1)  # every layer but the Sigmoid
+
 
 def combiner_from_config(config: CombinerConfig) -> nn.Module:
     """Build the module a `CombinerConfig` describes."""
