@@ -35,24 +35,22 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# Everything taken from the kit, in one place: cir_lib.train is being split into cir_lib.finetune
-# (finetune), cir_lib.train_combiner and cir_lib.training / cir_lib.validation (the loop pieces), and
-# cir_lib.pipeline becomes cir_lib.notebook (ensure_mini, ensure_mini_backbone, stage_config).
+# Everything taken from the kit, in one place.
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.combiner import Combiner  # noqa: E402
 from cir_lib.data import eval_captions  # noqa: E402
 from cir_lib.features import image_features, text_features  # noqa: E402
 from cir_lib.metrics import cirr_recall, fashioniq_recall  # noqa: E402
-from cir_lib.pipeline import ensure_mini, ensure_mini_backbone, stage_config  # noqa: E402
+from cir_lib.finetune import finetune  # noqa: E402
+from cir_lib.loading import preprocess_for  # noqa: E402
+from cir_lib.losses import contrastive_loss  # noqa: E402
+from cir_lib.notebook import ensure_mini, ensure_mini_backbone, stage_config  # noqa: E402
 from cir_lib.recipes import resolve_pretrained  # noqa: E402
-from cir_lib.train import (  # noqa: E402
-    contrastive_loss,
+from cir_lib.selection import selection_score  # noqa: E402
+from cir_lib.training_data import (  # noqa: E402
     epoch_batches,
-    finetune,
     load_train_split,
     load_val_splits,
-    preprocess_for,
-    selection_score,
     tokenize_variants,
     training_captions,
 )
@@ -69,7 +67,7 @@ DEFAULT_RUNS = ("stage1:1e-3:50", "stage1:2e-5:400", "zero-shot:1e-3:50", "stage
 
 def _backbones(data_root: Path, dataset: str, work_dir: Path, threads: int) -> dict:
     """{"zero-shot": Backbone, "stage1": Backbone} and the stage-1 run's record."""
-    cfg = stage_config(RECIPE, "stage1", dataset, cache_dir=work_dir / "cache", threads=threads)
+    cfg = stage_config(RECIPE, "finetune", dataset, cache_dir=work_dir / "cache", threads=threads)
     zero = load_backbone(cfg.backbone, resolve_pretrained(cfg.pretrained, data_root))
     run_dir = work_dir / "runs" / f"{dataset}-stage1"
     t0 = time.perf_counter()
