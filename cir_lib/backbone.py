@@ -197,7 +197,7 @@ def place_model(model: torch.nn.Module, device) -> torch.nn.Module:
     return model
 
 
-def _model_from_config(cfg: dict, device, precision: str) -> torch.nn.Module:
+def model_from_config(cfg: dict, device, precision: str) -> torch.nn.Module:
     """Build an open_clip model from a full config dict alone (as stored in the kit's checkpoints)."""
     cfg = copy.deepcopy(cfg)
     custom_text = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
@@ -334,7 +334,7 @@ def _expected_shapes(cfg: dict) -> tuple:
     """Shapes of the state dict of the model `cfg` builds, and the names of its non-persistent
     buffers (built on the meta device: no memory, instant)."""
     with torch.device("meta"):
-        model = _model_from_config(cfg, "meta", "fp32")
+        model = model_from_config(cfg, "meta", "fp32")
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     return shapes, {k for k, _ in model.named_buffers()} - set(shapes)
 
@@ -363,7 +363,7 @@ def _model_with_state_dict(cfg: dict, sd: dict, path, name: str, device, precisi
     if "positional_embedding" in sd and "text.positional_embedding" in expected:
         sd = open_clip.model.convert_to_custom_text_state_dict(sd)  # old layout -> CustomTextCLIP
     _check_state_dict(sd, expected, path, name)
-    model = _model_from_config(cfg, device, precision)
+    model = model_from_config(cfg, device, precision)
     model.load_state_dict(sd, strict=True)
     return model
 

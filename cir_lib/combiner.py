@@ -24,7 +24,6 @@ from cir_lib.serialization import load_file
 
 logger = logging.getLogger(__name__)
 
-COMBINER_KINDS = ("sum", "combiner")
 CHECKPOINT_FORMAT = "cir_lib.combiner/1"  # marks files written by save_combiner_checkpoint
 
 
@@ -157,31 +156,23 @@ class Combiner(nn.Module):
         query = F.normalize(output, dim=-1)
         return (query, lam.squeeze(-1)) if return_lambda else query
 
+    def dynamic_scalar_logit(self, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+        """The dynamic scalar before its Sigmoid: lambda = sigmoid(logit), one value per query.
 
+        For diagnosing saturation (|logit| > 5 puts lambda within 0.007 of 0 or 1, where its gradient
+        vanishes). Follows the module's mode: call `.eval()` first for deterministic values.
 
-def build_combiner(kind: str, dim: int, **kw: Any) -> nn.Module:
-    """Build a query composer by name.
+        Args:
+            image_features, text_features: raw CLIP features [N, d], as `forward` takes them.
 
-    Args:
-        kind: "sum" (element-wise sum) or "combiner".
-        dim: CLIP feature dimension d.
-        **kw: Combiner options (proj_dim, hidden_dim, dropout); the sum takes none.
-
-    Returns:
-        An `ElementwiseSum` or a `Combiner`.
-
-    Example:
-        >>> build_combiner("combiner", 128, proj_dim=256).config.hidden_dim
-        1024
-    """
-    if kind == "sum":
-        extra = {k: v for k, v in kw.items() if v is not None}
-        if extra:
-            raise ConfigError(f"the element-wise sum has no options; got {sorted(extra)}")
-        return ElementwiseSum(dim)
-    if kind == "combiner":
-        return Combiner(dim, **kw)
-    raise ConfigError(f"unknown combiner kind {kind!r}; choose one of {', '.join(COMBINER_KINDS)}")
+        Returns:
+            The logits [N].
+        """
+        _check_features(image_features, text_features, self.dim)
+        text_proj = self.dropout1(F.relu(self.text_projection_layer(text_features)))
+        image_proj = self.dropout2(F.relu(self.image_projection_layer(image_features)))
+        raw_combined = torch.cat((text_proj, image_proj), dim=-1)
+        return self.dynamic_scalar[:-1](raw_combined).squeeze(-1)  # every layer but the Sigmoid
 
 
 def combiner_from_config(config: CombinerConfig) -> nn.Module:

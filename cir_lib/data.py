@@ -25,7 +25,6 @@ Public API:
                      .member_indices -> LongTensor [Q, 6]
     load_split(data_root, dataset, split, category=None, *, skip_missing=False, check_files=True,
                skip_members=True)
-    load_fashioniq(data_root, category, split, **kw) / load_cirr(data_root, split, **kw)
     annotation_fingerprint(data_root, dataset) -> {"files": {path: sha256}, "sha256", ...} (resume check)
     verify_image(path) -> None or why the image is unusable; image_status(paths, verify) -> {path: ...}
     merge_splits(splits) -> Split   (pools FashionIQ categories; images de-duplicated by name)
@@ -224,11 +223,6 @@ class Split:
 
 
 # ----------------------------------------------------------------------------------------- captions
-
-
-def fashioniq_clean(caption: str) -> str:
-    """Strip ".?, " from both ends and capitalize (Python's str.capitalize, as the original)."""
-    return caption.strip(".?, ").capitalize()
 
 
 def fashioniq_caption_variants(c1: str, c2: str) -> tuple:
@@ -724,16 +718,6 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
         ])
     _check_names(dataset, split, category)
     return _load_one(root, dataset, split, category, skip_missing, check_files, skip_members)
-
-
-def load_fashioniq(data_root, category: str | None, split: str, **kw) -> Split:
-    """load_split(data_root, "fashioniq", split, category, **kw); category None pools the three."""
-    return load_split(data_root, "fashioniq", split, category, **kw)
-
-
-def load_cirr(data_root, split: str, **kw) -> Split:
-    """load_split(data_root, "cirr", split, **kw)."""
-    return load_split(data_root, "cirr", split, None, **kw)
 
 
 def merge_splits(splits: Sequence[Split]) -> Split:

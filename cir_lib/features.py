@@ -45,7 +45,7 @@ CACHE_VERSION = 1  # bump when the cached content changes meaning
 FEATURE_PRECISION = "fp32"  # what `image_features` / `text_features` compute in (recorded in the cache)
 
 
-def _precision_name(backbone) -> str:
+def precision_name(backbone) -> str:
     """The precision features are computed in: fp32 unless the model itself was loaded in half precision."""
     try:
         dtype = next(backbone.model.parameters()).dtype
@@ -114,7 +114,7 @@ def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[to
         "version": CACHE_VERSION,
         "weights": backbone.image_weights_key,
         "preprocess": preprocess.key(),
-        "precision": _precision_name(backbone),
+        "precision": precision_name(backbone),
         "images": [[str(p)] + _file_stamp(p) for p in paths],
     }
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()[:40]
@@ -244,7 +244,7 @@ def image_features(
             "pretrained": backbone.pretrained,
             "image_weights_key": backbone.image_weights_key,
             "preprocess": preprocess.key(),
-            "precision": _precision_name(backbone),
+            "precision": precision_name(backbone),
             "split": label,
             "n_images": n,
             "dim": dim,
@@ -257,7 +257,7 @@ def image_features(
     return feats
 
 
-def _text_length(model, tokens: torch.Tensor) -> Optional[int]:
+def text_length(model, tokens: torch.Tensor) -> Optional[int]:
     """Positions a batch needs: up to its last end-of-text token. None when trimming is not exact
     for this model (only the causal-mask, end-of-text-pooled text tower of open_clip's CLIP)."""
     import open_clip
@@ -298,7 +298,7 @@ def encode_text(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     the result against open_clip's own encode_text and falls back to it for good if they differ
     (another open_clip version, another text tower).
     """
-    length = _text_length(model, tokens)
+    length = text_length(model, tokens)
     if length is None or length >= tokens.shape[1]:
         return model.encode_text(tokens)
     checked = getattr(model, "_cir_trim_checked", None)

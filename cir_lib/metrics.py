@@ -178,7 +178,7 @@ def block_rows(num_queries: int, num_index: int, max_block_bytes: int = DEFAULT_
         num_queries: number of query rows (Q).
         num_index: number of index images (N).
         max_block_bytes: the budget; never fewer than 64 rows per block (or Q when smaller). A block
-            holds `rows` to 2 * rows - 1 rows (see `_blocks`), so `rows` is sized from half of it.
+            holds `rows` to 2 * rows - 1 rows (see `query_blocks`), so `rows` is sized from half of it.
     Returns:
         The number of rows per block.
     Example:
@@ -189,7 +189,7 @@ def block_rows(num_queries: int, num_index: int, max_block_bytes: int = DEFAULT_
     return int(max(1, min(num_queries, max(MIN_BLOCK_ROWS, rows))))
 
 
-def _blocks(num_queries: int, rows: int) -> list[tuple[int, int]]:
+def query_blocks(num_queries: int, rows: int) -> list[tuple[int, int]]:
     """Balanced [start, end) blocks of `rows` to 2 * rows - 1 rows (one block when Q <= rows).
 
     Never smaller than `rows`: below 64 rows BLAS changes kernels and rounding (module docstring)."""
@@ -214,7 +214,7 @@ def _similarity_blocks(q: torch.Tensor, x: torch.Tensor, chunk_size: int | None,
             raise InputError(f"chunk_size must be a positive integer (queries per block); got {chunk_size!r}")
         rows = chunk_size
     xt = x.T
-    blocks = _blocks(q.shape[0], rows)
+    blocks = query_blocks(q.shape[0], rows)
     # one buffer reused by every block: fresh multi-hundred-MB allocations per block would cost
     # page faults (system time) comparable to the product itself at 1,000,000 index images
     buffer = torch.empty(blocks[0][1] - blocks[0][0], x.shape[0], dtype=q.dtype, device=q.device)

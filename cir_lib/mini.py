@@ -135,7 +135,7 @@ def _key(part) -> int:
     return int(part)
 
 
-def _rng(seed: int, *keys) -> np.random.Generator:
+def seeded_rng(seed: int, *keys) -> np.random.Generator:
     """A generator for one item, seeded by the benchmark seed and the item's keys."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), *map(_key, keys)]))
 
@@ -465,7 +465,7 @@ def render_garment(attrs: Garment, rng: np.random.Generator) -> Image.Image:
         an RGB PIL image, about 56-96 px per side, often non-square.
 
     Example:
-        >>> img = render_garment(random_garment("dress", _rng(0, 1)), _rng(0, 2))
+        >>> img = render_garment(random_garment("dress", seeded_rng(0, 1)), seeded_rng(0, 2))
     """
     g = attrs
     spec = _SILHOUETTES[g.category]
@@ -940,7 +940,7 @@ def render_scene(scene: Scene, rng: np.random.Generator) -> Image.Image:
         an RGB PIL image, 64-96 px per side.
 
     Example:
-        >>> img = render_scene(random_scene(_rng(0, 1)), _rng(0, 2))
+        >>> img = render_scene(random_scene(seeded_rng(0, 1)), seeded_rng(0, 2))
     """
     width, height = _pick_weighted(rng, {s: w for s, w in SCENE_SIZES.items()})
     sky, ground, _ = BACKGROUNDS[scene.background]
@@ -1159,7 +1159,7 @@ def _plan_fashioniq_split(preset: MiniPreset, seed: int, category: str, split: s
         return len(garments) - 1
 
     for q in range(n_queries):
-        qrng = _rng(seed, "fashioniq", category, split, "query", q)
+        qrng = seeded_rng(seed, "fashioniq", category, split, "query", q)
         # The reference is sometimes an image already used (as reference or target) in the split,
         # always when the image budget would not allow a new one: a new reference costs one
         # image, and every query still to come needs one for its target.
@@ -1175,7 +1175,7 @@ def _plan_fashioniq_split(preset: MiniPreset, seed: int, category: str, split: s
     # Distractors: half random garments, half near-duplicates of images of the split.
     d = 0
     while len(garments) < n_images:
-        drng = _rng(seed, "fashioniq", category, split, "distractor", d)
+        drng = seeded_rng(seed, "fashioniq", category, split, "distractor", d)
         d += 1
         if _chance(drng, 0.5):
             new_image(random_garment(category, drng))
@@ -1188,11 +1188,11 @@ def _plan_fashioniq_split(preset: MiniPreset, seed: int, category: str, split: s
 def _make_fashioniq_split(root: Path, preset: MiniPreset, seed: int, category: str, split: str, taken: set,
                           progress) -> dict:
     garments, pairs = _plan_fashioniq_split(preset, seed, category, split)
-    rng = _rng(seed, "fashioniq", category, split, "plan")
+    rng = seeded_rng(seed, "fashioniq", category, split, "plan")
     names = _asin_names(rng, len(garments), taken)
     image_dir = root / FASHIONIQ_DIR / "images"
     for i, g in enumerate(garments):
-        image = render_garment(g, _rng(seed, "fashioniq", category, split, "image", i))
+        image = render_garment(g, seeded_rng(seed, "fashioniq", category, split, "image", i))
         _save_jpg(image, image_dir / f"{names[i]}.jpg")
         progress.update(1)
 
@@ -1229,13 +1229,13 @@ def _plan_cirr_split(preset: MiniPreset, seed: int, split: str) -> tuple[list, l
     """Scenes (name, folder, Scene) and pairs (dict without pairid) of one CIRR split."""
     n_sets = getattr(preset, f"cirr_{split}_sets")
     prefix = CIRR_SPLIT_DIRS[split]
-    rng = _rng(seed, "cirr", split, "plan")
+    rng = seeded_rng(seed, "cirr", split, "plan")
     bases = sorted(int(b) for b in rng.choice(max(3 * n_sets, 10), n_sets, replace=False))
     set_ids = [int(i) for i in rng.permutation(n_sets)]
     slots = [(k, j) for k in range(4) for j in range(2)]  # NLVR2-style "<base>-<k>-img<j>"
     images, pairs = [], []
     for s, base_id in enumerate(bases):
-        srng = _rng(seed, "cirr", split, "set", s)
+        srng = seeded_rng(seed, "cirr", split, "set", s)
         variants = scene_variants(random_scene(srng), CIRR_SET_SIZE, srng)
         chosen = [slots[i] for i in sorted(srng.choice(len(slots), CIRR_SET_SIZE, replace=False))]
         names = [f"{prefix}-{base_id}-{k}-img{j}" for k, j in chosen]
@@ -1258,7 +1258,7 @@ def _plan_cirr_split(preset: MiniPreset, seed: int, split: str) -> tuple[list, l
                 continue
             seen.add((r_ref, r_tgt))
             i_ref, i_tgt = by_rank[r_ref], by_rank[r_tgt]
-            prng = _rng(seed, "cirr", split, "pair", s, r_ref, r_tgt)
+            prng = seeded_rng(seed, "cirr", split, "pair", s, r_ref, r_tgt)
             soft = {names[i_tgt]: 1.0}
             if _chance(prng, 0.1):  # as in the real files: a member marked as not the target
                 others = [n for n in names if n not in (names[i_ref], names[i_tgt])]
@@ -1278,7 +1278,7 @@ def _make_cirr(root: Path, preset: MiniPreset, seed: int) -> dict:
     plans = {split: _plan_cirr_split(preset, seed, split) for split in CIRR_SPLITS}
     # Pair ids: unique over the three splits, interleaved between them as in the real files.
     n_pairs = sum(len(p) for _, p in plans.values())
-    rng = _rng(seed, "cirr", "pairids")
+    rng = seeded_rng(seed, "cirr", "pairids")
     pairids = [int(i) + 10000 for i in sorted(rng.choice(4 * n_pairs, n_pairs, replace=False))]
     pairids = [pairids[i] for i in rng.permutation(n_pairs)]
     base = root / CIRR_DIR
@@ -1291,7 +1291,7 @@ def _make_cirr(root: Path, preset: MiniPreset, seed: int) -> dict:
             split_map = {}
             for i, (name, folder, scene) in enumerate(images):
                 (base / folder).mkdir(parents=True, exist_ok=True)
-                _save_png(render_scene(scene, _rng(seed, "cirr", split, "image", name)), base / folder / f"{name}.png")
+                _save_png(render_scene(scene, seeded_rng(seed, "cirr", split, "image", name)), base / folder / f"{name}.png")
                 split_map[name] = f"./{folder}/{name}.png"
                 progress.update(1)
             entries = []
@@ -1303,7 +1303,7 @@ def _make_cirr(root: Path, preset: MiniPreset, seed: int) -> dict:
                              "img_set": {k: v for k, v in entry["img_set"].items() if k != "target_rank"}}
                 entries.append(entry)
             entries.sort(key=lambda e: e["pairid"])
-            order = _rng(seed, "cirr", split, "order").permutation(len(images))
+            order = seeded_rng(seed, "cirr", split, "order").permutation(len(images))
             split_map = {images[i][0]: split_map[images[i][0]] for i in order}
             _write_json(base / "cirr" / "captions" / f"cap.{CIRR_VERSION}.{split}.json", entries)
             _write_json(base / "cirr" / "image_splits" / f"split.{CIRR_VERSION}.{split}.json", split_map)
@@ -1343,14 +1343,14 @@ def _make_pool(root: Path, preset: MiniPreset, seed: int, preset_name: str) -> d
     total = preset.pool_fashion_images + preset.pool_scene_images
     with progress_bar(total=total, desc="pool images", unit="img", disable=None, leave=False) as progress:
         for i in range(preset.pool_fashion_images):
-            rng = _rng(seed, "pool", "fashion", i)
+            rng = seeded_rng(seed, "pool", "fashion", i)
             g = random_garment(_pick(rng, FASHIONIQ_CATEGORIES), rng)
             rel = f"images/fashion_{i:05d}.jpg"
             _save_jpg(render_garment(g, rng), pool / rel)
             entries.append({"image": rel, "caption": absolute_garment_caption(g, rng), "domain": "fashion"})
             progress.update(1)
         for i in range(preset.pool_scene_images):
-            rng = _rng(seed, "pool", "scene", i)
+            rng = seeded_rng(seed, "pool", "scene", i)
             scene = random_scene(rng)
             if _chance(rng, 0.5):
                 scene = scene_variants(scene, 2, rng)[1]  # also 5-object scenes, as in the benchmark

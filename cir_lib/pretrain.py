@@ -79,7 +79,7 @@ def _normalize(batch_u8: torch.Tensor) -> torch.Tensor:
     return (batch_u8.float() / 255 - mean) / std
 
 
-def _shift(batch_u8: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+def random_shift(batch_u8: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Random translation of each image by up to max_shift pixels (zero fill, like the padding)."""
     if max_shift <= 0:
         return batch_u8
@@ -183,7 +183,7 @@ def pretrain_mini(
         bar = progress_bar(range(steps_per_epoch), desc=f"pretrain {epoch + 1}/{config.epochs}", unit="step", leave=False)
         for i in bar:
             idx = order[i * batch_size : (i + 1) * batch_size]
-            batch = _normalize(_shift(images[idx], config.max_shift, generator))
+            batch = _normalize(random_shift(images[idx], config.max_shift, generator))
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, config)
             image_features = F.normalize(model.encode_image(batch), dim=-1)

@@ -4,13 +4,15 @@ A run folder (stage 1 or stage 2) holds:
 
     config.json   {"kind": "finetune"|"combiner", "config": {...}, "environment": {...}, ...}
     history.csv   one row per epoch: epoch, loss, the validation metrics (when validated),
-                  score (the model-selection number), seconds
+                  score (the model-selection number; CIRR also score_arithmetic, score_harmonic,
+                  score_geometric), seconds
     best.pt       the checkpoint with the best validation score (carries its config)
     last.pt       the latest epoch's checkpoint, with optimizer and RNG state (for --resume)
 
 Checkpoints are written to a temporary file in the same folder, then renamed over the old one
 (`os.replace`), so an interrupted save never leaves a truncated `best.pt` or `last.pt`.
-`load_run` rebuilds the trained models from a folder alone.
+`cir_lib.loading.load_run` rebuilds the trained models from a folder alone; checkpoints are read
+weights-only (`cir_lib.serialization`), so loading a run never runs code.
 """
 
 from __future__ import annotations

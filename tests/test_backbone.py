@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cir_lib.backbone import (
-    _model_from_config,
+    model_from_config,
     Backbone,
     checkpoint_config,
     load_backbone,
@@ -85,7 +85,7 @@ def test_checkpoint_round_trip_restores_from_the_file_alone(tmp_path):
     cfg = open_clip.get_model_config("cir-mini")
     cfg["text_cfg"]["layers"] = 1
     torch.manual_seed(1)
-    model = _model_from_config(cfg, "cpu", "fp32")
+    model = model_from_config(cfg, "cpu", "fp32")
     custom = Backbone("cir-mini", "none", model, open_clip.get_tokenizer("cir-mini"), 64, 128, cfg)
     path = save_backbone_checkpoint(custom, tmp_path / "sub" / "mini.pt", extra={"epochs": 2})
     assert [p.name for p in path.parent.iterdir()] == ["mini.pt"]  # no temporary file left behind
@@ -101,7 +101,7 @@ def test_checkpoint_round_trip_restores_from_the_file_alone(tmp_path):
 def test_checkpoint_of_an_unregistered_name_needs_only_the_file(tmp_path, mini):
     cfg = open_clip.get_model_config("cir-mini")
     cfg["embed_dim"] = 96
-    model = _model_from_config(cfg, "cpu", "fp32")
+    model = model_from_config(cfg, "cpu", "fp32")
     custom = Backbone("my-clip", "none", model, open_clip.get_tokenizer("cir-mini"), 64, 96, cfg)
     path = save_backbone_checkpoint(custom, tmp_path / "my.pt")
     assert "my-clip" not in open_clip.list_models()
@@ -166,7 +166,7 @@ def test_state_dict_of_another_architecture_is_refused(tmp_path, mini):
 
     cfg = open_clip.get_model_config("cir-mini")
     cfg["text_cfg"]["width"] = 64
-    torch.save(_model_from_config(cfg, "cpu", "fp32").state_dict(), tmp_path / "narrow.pt")
+    torch.save(model_from_config(cfg, "cpu", "fp32").state_dict(), tmp_path / "narrow.pt")
     with pytest.raises(ConfigError, match=r"text_width=64.*pass the open_clip model name"):
         load_backbone("cir-mini", str(tmp_path / "narrow.pt"))
 

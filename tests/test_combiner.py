@@ -10,7 +10,6 @@ from cir_lib.combiner import (
     Combiner,
     CombinerConfig,
     ElementwiseSum,
-    build_combiner,
     load_combiner_checkpoint,
     save_combiner_checkpoint,
 )
@@ -64,6 +63,21 @@ def test_combiner_matches_the_recipe_formula():
     assert torch.allclose(got_lam, lam.squeeze(-1), atol=1e-6)
 
 
+def test_dynamic_scalar_logit_is_lambda_before_the_sigmoid():
+    torch.manual_seed(3)
+    comb = Combiner(8, proj_dim=12, hidden_dim=20).eval()
+    with torch.no_grad():
+        comb.dynamic_scalar[3].bias.fill_(4.0)  # push lambda towards 1, where the logit says more than lambda
+    image, text = _features(5, 8, seed=4)
+    logit = comb.dynamic_scalar_logit(image, text)
+    _, lam = comb(image, text, return_lambda=True)
+    assert logit.shape == (5,)
+    assert torch.allclose(torch.sigmoid(logit), lam, atol=1e-6)
+    assert not torch.allclose(logit, comb.dynamic_scalar_logit(text, image))  # (text, image) order kept
+    with pytest.raises(ConfigError, match="d=8"):
+        comb.dynamic_scalar_logit(torch.randn(2, 6), torch.randn(2, 6))
+
+
 def test_dropout_only_in_training_mode():
     torch.manual_seed(0)
     comb = Combiner(16)
@@ -81,16 +95,6 @@ def test_elementwise_sum_normalizes_the_sum_of_raw_features():
     assert torch.allclose(query, F.normalize(image + text, dim=-1))
     assert not torch.allclose(query, F.normalize(F.normalize(image, dim=-1) + F.normalize(text, dim=-1), dim=-1))
     assert list(ElementwiseSum().parameters()) == []
-
-
-def test_build_combiner_by_name():
-    assert isinstance(build_combiner("sum", 16), ElementwiseSum)
-    comb = build_combiner("combiner", 16, proj_dim=24, hidden_dim=40, dropout=0.1)
-    assert isinstance(comb, Combiner) and comb.config == CombinerConfig("combiner", 16, 24, 40, 0.1)
-    with pytest.raises(ConfigError, match="unknown combiner kind 'mlp'"):
-        build_combiner("mlp", 16)
-    with pytest.raises(ConfigError):
-        build_combiner("sum", 16, proj_dim=3)
 
 
 def test_mismatched_feature_dims_are_refused():

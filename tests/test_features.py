@@ -152,7 +152,7 @@ def test_cache_key_carries_the_precision_and_the_sidecar_records_it(backbone, im
 
     key = feature_cache_key(backbone, images, PRE)
     # the payload names the precision: another precision gives another key (old bf16 caches are not reused)
-    monkeypatch.setattr(features, "_precision_name", lambda bb: "bf16")
+    monkeypatch.setattr(features, "precision_name", lambda bb: "bf16")
     assert feature_cache_key(backbone, images, PRE) != key
     monkeypatch.undo()
     assert feature_cache_key(backbone, images, PRE) == key
@@ -161,7 +161,7 @@ def test_cache_key_carries_the_precision_and_the_sidecar_records_it(backbone, im
     # a model loaded in half precision is keyed as such
     half = SimpleNamespace(model=copy.deepcopy(backbone.model).to(torch.bfloat16),
                            image_weights_key=backbone.image_weights_key)
-    assert features._precision_name(half) == "bf16" and feature_cache_key(half, images, PRE) != key
+    assert features.precision_name(half) == "bf16" and feature_cache_key(half, images, PRE) != key
     image_features(backbone, images, PRE, cache_dir=tmp_path / "cache")
     meta = json.loads(next((tmp_path / "cache").glob("*.json")).read_text())
     assert meta["precision"] == "fp32" == features.FEATURE_PRECISION

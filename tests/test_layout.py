@@ -93,11 +93,16 @@ def test_no_private_names_cross_modules():
                 raise AssertionError(f"{name} uses {node.value.id}.{node.attr}")
 
 
-@pytest.mark.skip(reason="enabled once the remaining tests stop importing private names")
 def test_tests_use_public_names():
     for path in sorted(Path(__file__).parent.glob("test_*.py")):
         tree = ast.parse(path.read_text())
         for module, names in _imports(tree):
             if module.startswith("cir_lib"):
-                private = [n for n in names if n.startswith("_")]
+                private = [n for n in names if n.startswith("_") and not n.startswith("__")]
                 assert not private, f"{path.name} imports private {private} from {module}"
+        kit_modules = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                       and node.module == "cir_lib" for a in node.names}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in kit_modules
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                raise AssertionError(f"{path.name} uses {node.value.id}.{node.attr}")

@@ -205,10 +205,10 @@ def test_block_rows_bounds_memory():
     assert metrics.block_rows(4181, 2297) == 4181  # CIRR val fits in one block
     rows = metrics.block_rows(100_000, 10_000, max_block_bytes=64 * 2**20)
     assert 2 * rows * 10_000 * 6 <= 64 * 2**20  # blocks hold up to 2 * rows - 1 rows
-    assert metrics._blocks(130, 64) == [(0, 65), (65, 130)]  # never below 64 rows
-    assert metrics._blocks(64, 64) == [(0, 64)] and metrics._blocks(20, 64) == [(0, 20)]
+    assert metrics.query_blocks(130, 64) == [(0, 65), (65, 130)]  # never below 64 rows
+    assert metrics.query_blocks(64, 64) == [(0, 64)] and metrics.query_blocks(20, 64) == [(0, 20)]
     for q in (64, 127, 128, 1000, 100_000):
-        sizes = [b - a for a, b in metrics._blocks(q, 64)]
+        sizes = [b - a for a, b in metrics.query_blocks(q, 64)]
         assert sum(sizes) == q and min(sizes) >= 64 and max(sizes) <= 127
 
 

@@ -63,12 +63,12 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(smoke_root, tm
 
 
 def test_render_functions_are_deterministic_per_generator():
-    g = mini.random_garment("shirt", mini._rng(3, "g"))
-    a = mini.render_garment(g, mini._rng(3, "r"))
-    b = mini.render_garment(g, mini._rng(3, "r"))
+    g = mini.random_garment("shirt", mini.seeded_rng(3, "g"))
+    a = mini.render_garment(g, mini.seeded_rng(3, "r"))
+    b = mini.render_garment(g, mini.seeded_rng(3, "r"))
     assert a.tobytes() == b.tobytes() and a.size == b.size
-    s = mini.random_scene(mini._rng(3, "s"))
-    assert mini.render_scene(s, mini._rng(4)).tobytes() == mini.render_scene(s, mini._rng(4)).tobytes()
+    s = mini.random_scene(mini.seeded_rng(3, "s"))
+    assert mini.render_scene(s, mini.seeded_rng(4)).tobytes() == mini.render_scene(s, mini.seeded_rng(4)).tobytes()
 
 
 # ----------------------------------------------------------------------- layouts and formats
@@ -241,7 +241,7 @@ def test_captions_are_varied_with_some_vague_and_partial_ones(smoke_root):
 
 
 def test_fashioniq_captions_mention_only_changed_or_true_attributes():
-    rng = mini._rng(11, "captions")
+    rng = mini.seeded_rng(11, "captions")
     partial = 0
     for i in range(300):
         ref = mini.random_garment("dress", rng)
@@ -264,7 +264,7 @@ def test_fashioniq_captions_mention_only_changed_or_true_attributes():
 
 
 def test_scene_variants_are_distinct_and_diffs_non_empty():
-    rng = mini._rng(5, "scenes")
+    rng = mini.seeded_rng(5, "scenes")
     for _ in range(100):
         variants = mini.scene_variants(mini.random_scene(rng), 6, rng)
         assert len({v.signature() for v in variants}) == 6

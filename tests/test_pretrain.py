@@ -93,9 +93,9 @@ def test_nan_loss_stops_with_epoch_and_step(pool_root, monkeypatch):
 def test_shift_augmentation_translates_with_zero_fill():
     images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8).to(torch.uint8)
     g = torch.Generator().manual_seed(0)
-    shifted = pretrain._shift(images, 2, g)
+    shifted = pretrain.random_shift(images, 2, g)
     assert shifted.shape == images.shape and shifted.dtype == torch.uint8
-    assert torch.equal(pretrain._shift(images, 0, g), images)
+    assert torch.equal(pretrain.random_shift(images, 0, g), images)
     for original, moved in zip(images, shifted):
         padded = torch.nn.functional.pad(original, (2, 2, 2, 2))
         assert any(torch.equal(moved, padded[:, y:y + 8, x:x + 8]) for y in range(5) for x in range(5))

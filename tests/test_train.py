@@ -130,7 +130,7 @@ def test_text_encoding_trimmed_to_the_longest_caption_equals_open_clips(monkeypa
     bb = load_backbone("cir-mini", "none")
     model = bb.model.eval()
     tokens = bb.tokenize(["red", "a red dress with long sleeves and a star", "has a logo", "blue"])
-    assert features._text_length(model, tokens) < tokens.shape[1]  # trimming happens
+    assert features.text_length(model, tokens) < tokens.shape[1]  # trimming happens
     freeze_for_stage1(model, "text")
     trimmed = features.encode_text(model, tokens)
     assert model._cir_trim_checked is True
