@@ -26,7 +26,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from cir_lib import runs
 from cir_lib.data import annotation_fingerprint
@@ -36,6 +35,7 @@ from cir_lib.errors import ConfigError
 from cir_lib.features import encode_text
 from cir_lib.loading import load_pretrained_backbone, preprocess_for
 from cir_lib.losses import contrastive_loss
+from cir_lib.progress import progress_bar
 from cir_lib.recipes import FinetuneConfig, check_config, resolve_pretrained
 from cir_lib.training import (RunResult, autocast_factory, check_finite, due, finish_epoch, make_optimizer,
                               resume_state)
@@ -262,8 +262,8 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
         logger.warning("batch size rounded down to %d (a multiple of %d processes)", bs_global, dist_info.world_size)
     local = bs_global // dist_info.world_size
 
-    epochs_bar = tqdm(range(state["epoch"] + 1, config.epochs + 1), desc=f"stage 1 {dataset}", unit="epoch",
-                      initial=state["epoch"], total=config.epochs, disable=not dist_info.is_main)
+    epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=f"stage 1 {dataset}", unit="epoch",
+                              initial=state["epoch"], total=config.epochs, disable=not dist_info.is_main)
     for epoch in epochs_bar:
         t0 = time.perf_counter()
         batches = epoch_batches(len(train_split.queries), n_var, bs_global, generator)
@@ -273,7 +273,8 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
             loader = iter(torch.utils.data.DataLoader(images, batch_sampler=slices, num_workers=config.num_workers,
                                                       pin_memory=device.type == "cuda"))
         total, steps = 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False, disable=not dist_info.is_main)
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
+                           disable=not dist_info.is_main)
         for step, (q_idx, v_idx) in enumerate(bar, start=1):
             mine = slice(dist_info.rank * local, (dist_info.rank + 1) * local)
             q_loc, v_loc = q_idx[mine], v_idx[mine]

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from cir_lib import runs
 from cir_lib.data import annotation_fingerprint
@@ -21,6 +20,7 @@ from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
 from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.losses import contrastive_loss
+from cir_lib.progress import progress_bar
 from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
 from cir_lib.training import RunResult, check_finite, due, finish_epoch, make_optimizer, resume_state
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
@@ -138,14 +138,14 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
 
     state = resume_state(run, "combiner", resume, generator, load_into)
 
-    epochs_bar = tqdm(range(state["epoch"] + 1, config.epochs + 1), desc=f"Combiner {dataset}", unit="epoch",
-                      initial=state["epoch"], total=config.epochs)
+    epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=f"Combiner {dataset}", unit="epoch",
+                              initial=state["epoch"], total=config.epochs)
     for epoch in epochs_bar:
         t0 = time.perf_counter()
         combiner.train()
         batches = epoch_batches(q_count, n_var, config.batch_size, generator)
         total, steps = 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False)
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
         for step, (q_idx, v_idx) in enumerate(bar, start=1):
             q_idx, v_idx = q_idx.to(device), v_idx.to(device)
             query = combiner(image_f[reference[q_idx]], text_f[q_idx, v_idx])
