@@ -80,11 +80,12 @@ class ResultPaths:
         """cache/: the feature cache shared by training, evaluation and the explorer."""
         return self._dir("cache")
 
-    def run(self, dataset: str, stage: str) -> Path:
-        """The run folder of a dataset's stage ("finetune" or "combiner"): runs/<dataset>-<stage>."""
+    def run(self, dataset: str, stage: str, seed: int = 0) -> Path:
+        """The run folder of a dataset's stage ("finetune" or "combiner"): runs/<dataset>-<stage>,
+        and runs/<dataset>-<stage>-seed<N> for a seed other than 0."""
         if stage not in STAGES:
             raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-        return self.runs / f"{dataset}-{stage}"
+        return self.runs / (f"{dataset}-{stage}" + (f"-seed{seed}" if seed else ""))
 
 
 class _RootRelativeFormatter(logging.Formatter):
@@ -197,22 +198,116 @@ def stage_config(recipe: str, stage: str, dataset: str, *, epochs: Optional[int]
     return get_recipe(recipe, stage, dataset=dataset, **values)
 
 
-def fresh_run_dir(path: str | os.PathLike) -> Path:
-    """Return `path` emptied of an earlier training run, so a notebook can be run again.
+def parse_seeds(value: Any) -> tuple:
+    """Seeds from a notebook knob or `--set seeds=...`: 0, [0, 1, 2], "0,1,2" -> (0, 1, 2)."""
+    items = value.split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
+    try:
+        seeds = tuple(int(str(v).strip()) for v in items if str(v).strip())
+    except ValueError:
+        raise ConfigError(f"seeds must be whole numbers, e.g. seeds=0,1,2; got {value!r}") from None
+    if not seeds or any(x < 0 for x in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be distinct non-negative whole numbers, e.g. seeds=0,1,2; got {value!r}")
+    return seeds
 
-    Only a run folder (holding config.json) is removed; any other non-empty folder is refused.
+
+def _finished_result(run_dir: Path, config) -> Optional[Any]:
+    """The RunResult of a run folder that finished `config.epochs` epochs (None when unfinished)."""
+    from cir_lib.runs import BEST_FILE, read_history
+    from cir_lib.training import RunResult
+
+    if not (run_dir / BEST_FILE).is_file():
+        return None
+    history = read_history(run_dir)
+    rows = history.to_dict("records") if hasattr(history, "to_dict") else list(history)
+    if not rows or int(rows[-1]["epoch"]) < config.epochs:
+        return None
+    scored = [r for r in rows if r.get("score") == r.get("score") and r.get("score") is not None]
+    best = max(scored, key=lambda r: r["score"]) if scored else rows[-1]  # first of the best, as training keeps
+    metrics = {k: v for k, v in best.items() if "recall" in k}
+    return RunResult(run_dir, int(best["epoch"]), float(best.get("score", float("nan"))), metrics, rows, 0.0, config)
+
+
+def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: str | os.PathLike, *,
+                   clip_run: Optional[str | os.PathLike] = None, fresh: bool = False):
+    """Train a stage into `run_dir`, keeping earlier work: what notebooks 01 and 02 call.
+
+    - no run there: train;
+    - a finished run of the same config and inputs: reused as it is (nothing trained);
+    - an unfinished one (interrupted): resumed from its last.pt;
+    - a run of another config: refused, naming the difference (`fresh=True` deletes it first);
+    - `fresh=True`: the run folder is deleted (as asked) and trained again.
+
+    Args:
+        stage: "finetune" or "combiner".
+        data_root: the data root.
+        config: the stage's config (`stage_config`).
+        run_dir: the run folder (`paths.run(dataset, stage, seed)`).
+        clip_run: the stage-1 run folder a Combiner trains on.
+        fresh: start over.
+
+    Returns:
+        The `RunResult` (for a reused run: read from its history; seconds 0).
     """
     import shutil
 
-    path = Path(path)
-    if path.exists():
-        if (path / "config.json").is_file():
-            logger.info("removing the earlier run in %s", path)
-            shutil.rmtree(path)
-        elif any(path.iterdir()):
-            raise PipelineError(f"{path} is not a run folder but is not empty; move it away or choose another "
-                                "results folder")
-    return path
+    from cir_lib.runs import CONFIG_FILE
+
+    run_dir = Path(run_dir)
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    resume = False
+    if run_dir.exists():
+        if not (run_dir / CONFIG_FILE).is_file():
+            if any(run_dir.iterdir()):
+                raise PipelineError(f"{relative_to_root(run_dir)} is not a run folder but is not empty; move it "
+                                    "away or choose another results folder")
+        elif fresh:
+            logger.info("fresh: deleting the earlier run %s as asked", relative_to_root(run_dir))
+            shutil.rmtree(run_dir)
+        else:
+            done = _finished_result(run_dir, config)
+            if done is not None:
+                _check_reusable(run_dir, config, data_root, clip_run)
+                logger.info("reusing the finished run %s (best epoch %d); fresh=True trains it again",
+                            relative_to_root(run_dir), done.best_epoch)
+                return done
+            logger.info("resuming the unfinished run %s", relative_to_root(run_dir))
+            resume = True
+    if stage == "finetune":
+        from cir_lib.finetune import finetune
+
+        return finetune(data_root, config, run_dir, resume=resume)
+    from cir_lib.train_combiner import train_combiner
+
+    return train_combiner(data_root, config, clip_run, run_dir, resume=resume)
+
+
+def _check_reusable(run_dir: Path, config, data_root, clip_run) -> None:
+    """A finished run is reused only for the same config and inputs (as resuming would require)."""
+    from cir_lib.backbone import load_backbone
+    from cir_lib.data import annotation_fingerprint
+    from cir_lib.runs import BEST_FILE, RESUMABLE_CHANGES, jsonable, read_run_config
+
+    info = read_run_config(run_dir)
+    old, new = info.get("config", {}), jsonable(dataclasses.asdict(config))
+    diffs = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
+    problems = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs]
+    if info.get("data_root") and Path(info["data_root"]) != Path(data_root).resolve():
+        problems.append(f"data root: {info['data_root']} -> {Path(data_root).resolve()}")
+    dataset = new.get("dataset")
+    recorded = (info.get("annotations") or {}).get("sha256")
+    if dataset and recorded and annotation_fingerprint(data_root, dataset)["sha256"] != recorded:
+        problems.append("the annotation files changed")
+    if clip_run is not None and info.get("clip", {}).get("weights_key"):
+        best = Path(clip_run) / BEST_FILE
+        key = load_backbone(None, str(best)).weights_key if best.is_file() else None  # kit files name their model
+        if key is not None and key != info["clip"]["weights_key"]:
+            problems.append(f"its stage-1 run {relative_to_root(clip_run)} has other weights now")
+    if problems:
+        raise PipelineError(
+            f"{relative_to_root(run_dir)} holds a finished run of other settings ({'; '.join(problems)}); "
+            "nothing was deleted. Rerun with fresh=True (`cir-lib reproduce --fresh`, or --from the notebook "
+            "with --fresh) to train it again, or choose another results folder")
 
 
 def eval_config(paths: ResultPaths, *, split: str = "val", skip_missing: bool = False,
@@ -223,7 +318,7 @@ def eval_config(paths: ResultPaths, *, split: str = "val", skip_missing: bool = 
 
 def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPaths,
                      config: Optional[EvalConfig] = None, *, methods: Sequence[str] = METHODS + ABLATIONS,
-                     encoded: Optional[dict] = None) -> dict:
+                     encoded: Optional[dict] = None, seed: int = 0) -> dict:
     """Evaluate the rows of the tables on a split, through `cir_lib.evaluate`.
 
     - "zero-shot sum": the stage-1 run's starting weights (its config's backbone and pretrained),
@@ -243,6 +338,7 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
         methods: which rows (default: all three).
         encoded: a dict that receives {method: {group: EncodedSplit}}: the features, queries and
             lambdas behind the numbers (for the lambda figure, the explorer and the intervals).
+        seed: the training seed whose runs are evaluated (`paths.run(dataset, stage, seed)`).
 
     Returns:
         {method: metrics dict as `evaluate_fashioniq` / `evaluate_cirr` return it}.
@@ -257,7 +353,7 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     config = config or eval_config(paths)
     device = str(pick_device(config.device))
     config = dataclasses.replace(config, device=device)
-    stage1, combiner_run = paths.run(dataset, "finetune"), paths.run(dataset, "combiner")
+    stage1, combiner_run = paths.run(dataset, "finetune", seed), paths.run(dataset, "combiner", seed)
     out = {}
     known = METHODS + ABLATIONS
     for method in methods:
@@ -301,6 +397,36 @@ def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     if dataset == "fashioniq":
         return {m: {g: split_ranks(e)["ranks"] for g, e in groups.items()} for m, groups in encoded.items()}
     return {m: split_ranks(groups["cirr"]) for m, groups in encoded.items()}
+
+
+def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[str, Any]) -> dict:
+    """With several training seeds: evaluate the main rows of every other seed's runs and write
+    `tables/<dataset>_seeds.{csv,md}` (each seed's numbers, then mean ± std across seeds).
+
+    Args:
+        settings: the notebook's settings (its `seeds`).
+        config: the `EvalConfig` of the main tables.
+        tables: {dataset: the first seed's table} (as notebook 03 built them).
+
+    Returns:
+        {dataset: {"csv": path, "md": path}}; empty with a single seed.
+    """
+    from cir_lib import report
+
+    if len(settings.seeds) < 2:
+        return {}
+    files = {}
+    for dataset in settings.datasets:
+        build = report.fashioniq_table if dataset == "fashioniq" else report.cirr_table
+        per_seed = {settings.seeds[0]: tables[dataset]}
+        for seed in settings.seeds[1:]:
+            rows = evaluate_methods(settings.data_root, dataset, settings.paths, config, methods=METHODS, seed=seed)
+            per_seed[seed] = build(rows, context=())
+        name = "FashionIQ val" if dataset == "fashioniq" else "CIRR val"
+        files[dataset] = report.write_seed_table(report.seed_table(per_seed), settings.paths.tables, dataset,
+                                                 title=f"{name} across training seeds {list(settings.seeds)} "
+                                                       f"(profile {settings.profile})")
+    return files
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
@@ -406,7 +532,8 @@ def ordering_line(settings: "Settings", rows: Mapping[str, Mapping[str, Any]], d
 # --------------------------------------------------------------------------- one switch: the profile
 
 KNOBS = ("data_root", "results_dir", "datasets", "recipes", "pretrain_epochs", "pretrained", "stage1_epochs",
-         "combiner_epochs", "skip_missing", "n_examples", "top_k", "interactive")  # what setup() resolves
+         "combiner_epochs", "skip_missing", "n_examples", "top_k", "interactive", "seeds",
+         "fresh")  # what setup() resolves
 
 # What a notebook reads that an earlier one wrote: "data" (00), or a stage's run folder (01, 02).
 NEEDS = {
@@ -455,6 +582,8 @@ class Settings:
     n_examples: int  # queries per retrieval grid
     top_k: int  # images per ranking
     interactive: bool  # 04: the ipywidgets explorer (False: static figures)
+    seeds: tuple = (0,)  # training seeds: one series of runs per seed (the tables add mean +- std across seeds)
+    fresh: bool = False  # 01, 02: delete this notebook's earlier runs and train again (default: reuse / resume)
 
     @property
     def results_dir(self) -> Path:
@@ -528,6 +657,8 @@ def setup(profile: str = "mini", notebook: Optional[str] = None, **knobs: Any) -
         n_examples=int(given.get("n_examples", prof.n_examples)),
         top_k=int(given.get("top_k", prof.top_k)),
         interactive=bool(given.get("interactive", True)),
+        seeds=parse_seeds(given.get("seeds", (0,))),
+        fresh=bool(given.get("fresh", False)),
     )
     notebook_logging()
     if notebook is not None:
@@ -550,8 +681,12 @@ def require_earlier(settings: Settings, notebook: str) -> None:
                                              or (settings.data_root / MINI_CHECKPOINT).is_file())
                 what = f"the {dataset} data in {settings.rel(settings.data_root)}"
             else:
-                run = settings.paths.root / "runs" / f"{dataset}-{need}"
-                ready = (run / "best.pt").is_file()
+                run = next((settings.paths.root / "runs" / settings.paths.run(dataset, need, seed).name
+                            for seed in settings.seeds
+                            if not (settings.paths.root / "runs" / settings.paths.run(dataset, need, seed).name
+                                    / "best.pt").is_file()), None)
+                ready = run is None
+                run = run or settings.paths.root / "runs" / f"{dataset}-{need}"
                 what = f"the {dataset} {'stage-1' if need == 'finetune' else 'Combiner'} run {settings.rel(run)}"
             if not ready:
                 raise PipelineError(

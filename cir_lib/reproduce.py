@@ -250,22 +250,66 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
         raise PipelineError(f"notebook {source} not found: run from a checkout of the project (notebooks/ "
                             "is not installed with the package)")
     output.parent.mkdir(parents=True, exist_ok=True)
+    # Executed into a partial file, moved over `output` only when the notebook finished: an
+    # interrupted or failing run leaves the previous executed notebook in place.
+    partial = output.with_name(f".partial-{output.name}")
+    failed = output.with_name(f"{output.stem}.failed.ipynb")
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(source), str(output), parameters=dict(parameters), kernel_name=kernel_name,
+        pm.execute_notebook(str(source), str(partial), parameters=dict(parameters), kernel_name=kernel_name,
                             language="python", cwd=str(cwd), execution_timeout=cell_timeout_s, log_output=log_output,
                             progress_bar=progress, report_mode=False)
     except PapermillExecutionError as err:
-        raise PipelineError(_failure_message(name, output, err)) from None
-    except Exception as err:  # kernel died, timeout, missing kernel...
+        _keep_failed(partial, failed)
+        raise PipelineError(_failure_message(name, failed, err)) from None
+    except BaseException as err:  # kernel died, timeout, missing kernel, Ctrl-C...
+        _keep_failed(partial, failed)
+        if isinstance(err, KeyboardInterrupt):
+            raise
         raise PipelineError(f"notebook {name}.ipynb could not run: {type(err).__name__}: {err}\n"
-                            f"(partial output in {output})") from err
+                            f"(partial output in {failed})") from err
+    _portable_metadata(partial)
+    os.replace(partial, output)
+    if failed.exists():
+        failed.unlink()  # the failure it recorded is fixed: this run finished
     return time.perf_counter() - start
+
+
+def _keep_failed(partial: Path, failed: Path) -> None:
+    if partial.exists():
+        os.replace(partial, failed)
+
+
+def _portable_metadata(path: Path) -> None:
+    """papermill records its input and output paths: keep them relative to the project root, so an
+    executed notebook holds no absolute path of the machine that ran it."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            p = Path(meta[key])
+            try:
+                meta[key] = p.resolve().relative_to(PROJECT_ROOT).as_posix()
+            except ValueError:
+                meta[key] = p.name
+    if meta.get("output_path", "").split("/")[-1].startswith(".partial-"):
+        meta["output_path"] = meta["output_path"].replace(".partial-", "")
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def notebook_name(text: str) -> str:
+    """The series notebook named by `text`: its full name, its number ("03") or a unique prefix."""
+    matches = [n for n in NOTEBOOKS if n == text or n.startswith(str(text))]
+    if len(matches) != 1:
+        raise ConfigError(f"no single notebook named {text!r}; the series is {', '.join(NOTEBOOKS)} "
+                          "(give its number, e.g. --from 03)")
+    return matches[0]
 
 
 def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
               results_dir: Optional[str | os.PathLike] = None, *, parameters: Optional[Mapping[str, Any]] = None,
-              notebooks: Sequence[str] = NOTEBOOKS, log_output: bool = False, progress: bool = True) -> dict:
+              notebooks: Sequence[str] = NOTEBOOKS, start: Optional[str] = None, fresh: bool = False,
+              log_output: bool = True, progress: bool = True) -> dict:
     """Run the notebook series for one profile; return where every product is.
 
     Args:
@@ -279,7 +323,12 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
             notebook receives only the ones its `parameters` cell declares (with `profile`, and
             `data_root` / `results_dir` when given here); unset ones take the profile's values.
         notebooks: which notebooks to run (default: all five, in order).
-        log_output: stream the cells' output to the log.
+        start: run the series from this notebook on ("03" or "03_evaluation"): the earlier ones'
+            products are read as they are (a late failure does not cost the training again).
+        fresh: the training notebooks delete their earlier runs and train again. Without it, finished
+            runs of the same settings are reused and interrupted ones resumed; runs of other settings
+            are refused by name (never deleted unasked).
+        log_output: stream the cells' output (the kit's log lines, final progress lines) to the log.
         progress: show papermill's per-cell progress bar.
 
     Returns:
@@ -298,6 +347,9 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
     bad = [n for n in notebooks if n not in NOTEBOOKS]
     if bad:
         raise ConfigError(f"unknown notebook(s) {bad}; the series is {', '.join(NOTEBOOKS)}")
+    if start is not None:
+        first = notebook_name(start)
+        notebooks = [n for n in notebooks if NOTEBOOKS.index(n) >= NOTEBOOKS.index(first)]
     root = resolve_data_root(prof, data_root)
     out = profile_dir(PROJECT_ROOT / "results" if results_dir is None else results_dir, prof.name)
     overrides = dict(parameters or {})
@@ -314,6 +366,10 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
     if results_dir is not None:
         values["results_dir"] = str(out)
     values.update(overrides)
+    if fresh:
+        if "fresh" in overrides and not overrides["fresh"]:
+            raise ConfigError("--fresh contradicts --set fresh=false")
+        values["fresh"] = True
     recipes = dict(values.get("recipes") or prof.recipes)
     datasets = list(values.get("datasets") or recipes)
     missing = [d for d in datasets if d not in recipes]

@@ -316,16 +316,19 @@ def test_ensure_mini_reuses_and_refuses(tmp_path, smoke_root):
 
 
 def test_helpers_for_the_notebooks(tmp_path):
-    run = tmp_path / "runs" / "cirr-stage1"
-    run.mkdir(parents=True)
-    (run / "config.json").write_text("{}")
-    assert notebook.fresh_run_dir(run) == run and not run.exists()  # an earlier run is removed
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    with pytest.raises(PipelineError, match="not a run folder"):
-        notebook.fresh_run_dir(other)
+    config = notebook.stage_config("smoke", "finetune", "cirr")
+    for fresh in (False, True):  # not a run folder: never deleted, even when asked to start over
+        with pytest.raises(PipelineError, match="not a run folder"):
+            notebook.train_or_reuse("finetune", tmp_path, config, other, fresh=fresh)
     assert (other / "keep.txt").exists()
+    assert notebook.parse_seeds("0,1,2") == notebook.parse_seeds([0, 1, 2]) == (0, 1, 2)
+    assert notebook.parse_seeds(3) == (3,)
+    for bad in ("a,b", "1,1", "-1", ""):
+        with pytest.raises(ConfigError, match="seeds"):
+            notebook.parse_seeds(bad)
     config = notebook.stage_config("smoke", "combiner", "cirr", epochs=3, cache_dir=tmp_path / "c")
     assert (config.epochs, config.dataset, config.cache_dir) == (3, "cirr", str(tmp_path / "c"))
     assert notebook.stage_config("smoke", "finetune", "cirr").epochs == notebook.stage_config("smoke", "finetune", "cirr", epochs=None).epochs

@@ -8,7 +8,7 @@ def _reproduce(args) -> int:
     from cir_lib.reproduce import format_summary, reproduce
 
     summary = reproduce(args.profile, args.data_root, args.results, parameters=parse_overrides(args.set, json_values=True),
-                        log_output=args.log_output)
+                        start=args.start, fresh=args.fresh, log_output=not args.quiet)
     print(format_summary(summary))
     return 0
 
@@ -26,5 +26,11 @@ def configure(name: str, p) -> None:
     p.add_argument("--results", default=None, help="results folder (default: results/ under the project)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a notebook parameter (JSON value), e.g. --set stage1_epochs=3; repeatable")
-    p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output to the log")
+    p.add_argument("--from", dest="start", metavar="NOTEBOOK",
+                   help="run the series from this notebook on (e.g. --from 03): earlier products are reused")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the training notebooks' earlier runs and train again (default: finished runs of "
+                        "the same settings are reused, interrupted ones resumed)")
+    p.add_argument("--quiet", action="store_true",
+                   help="do not stream the notebooks' log lines (epochs, scores, final progress lines) to the terminal")
     p.set_defaults(func=_reproduce)
