@@ -80,12 +80,14 @@ class ResultPaths:
         """cache/: the feature cache shared by training, evaluation and the explorer."""
         return self._dir("cache")
 
-    def run(self, dataset: str, stage: str, seed: int = 0) -> Path:
+    def run(self, dataset: str, stage: str, seed: int = 0, backbone: str = "") -> Path:
         """The run folder of a dataset's stage ("finetune" or "combiner"): runs/<dataset>-<stage>,
-        and runs/<dataset>-<stage>-seed<N> for a seed other than 0."""
+        with -<backbone> when the profile trains several backbones and -seed<N> for a seed other than 0
+        (runs/cirr-finetune-rn50x4-seed1)."""
         if stage not in STAGES:
             raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-        return self.runs / (f"{dataset}-{stage}" + (f"-seed{seed}" if seed else ""))
+        return self.runs / (f"{dataset}-{stage}" + (f"-{backbone.lower()}" if backbone else "")
+                            + (f"-seed{seed}" if seed else ""))
 
 
 class _RootRelativeFormatter(logging.Formatter):
@@ -228,7 +230,7 @@ def _finished_result(run_dir: Path, config) -> Optional[Any]:
 
 
 def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: str | os.PathLike, *,
-                   clip_run: Optional[str | os.PathLike] = None, fresh: bool = False):
+                   clip_run: Optional[str | os.PathLike] = None, fresh: bool = False, check_resume: bool = False):
     """Train a stage into `run_dir`, keeping earlier work: what notebooks 01 and 02 call.
 
     - no run there: train;
@@ -244,6 +246,8 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
         run_dir: the run folder (`paths.run(dataset, stage, seed)`).
         clip_run: the stage-1 run folder a Combiner trains on.
         fresh: start over.
+        check_resume: (dry runs) train a new run's first epoch, then resume it from last.pt for the
+            rest, so that the resume path is exercised too.
 
     Returns:
         The `RunResult` (for a reused run: read from its history; seconds 0).
@@ -274,12 +278,20 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
             logger.info("resuming the unfinished run %s", relative_to_root(run_dir))
             resume = True
     if stage == "finetune":
-        from cir_lib.finetune import finetune
+        from cir_lib.finetune import finetune as train
 
-        return finetune(data_root, config, run_dir, resume=resume)
-    from cir_lib.train_combiner import train_combiner
+        def fit(cfg, again):
+            return train(data_root, cfg, run_dir, resume=again)
+    else:
+        from cir_lib.train_combiner import train_combiner as train
 
-    return train_combiner(data_root, config, clip_run, run_dir, resume=resume)
+        def fit(cfg, again):
+            return train(data_root, cfg, clip_run, run_dir, resume=again)
+    if check_resume and not resume and config.epochs > 1:
+        fit(dataclasses.replace(config, epochs=1), False)
+        logger.info("dry run: resuming %s from last.pt for the remaining epochs", relative_to_root(run_dir))
+        resume = True
+    return fit(config, resume)
 
 
 def _check_reusable(run_dir: Path, config, data_root, clip_run) -> None:
@@ -318,7 +330,7 @@ def eval_config(paths: ResultPaths, *, split: str = "val", skip_missing: bool = 
 
 def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPaths,
                      config: Optional[EvalConfig] = None, *, methods: Sequence[str] = METHODS + ABLATIONS,
-                     encoded: Optional[dict] = None, seed: int = 0) -> dict:
+                     encoded: Optional[dict] = None, seed: int = 0, backbone: str = "") -> dict:
     """Evaluate the rows of the tables on a split, through `cir_lib.evaluate`.
 
     - "zero-shot sum": the stage-1 run's starting weights (its config's backbone and pretrained),
@@ -338,7 +350,8 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
         methods: which rows (default: all three).
         encoded: a dict that receives {method: {group: EncodedSplit}}: the features, queries and
             lambdas behind the numbers (for the lambda figure, the explorer and the intervals).
-        seed: the training seed whose runs are evaluated (`paths.run(dataset, stage, seed)`).
+        seed: the training seed whose runs are evaluated (`paths.run(dataset, stage, seed, backbone)`).
+        backbone: one of the profile's backbones ("" when it has one series).
 
     Returns:
         {method: metrics dict as `evaluate_fashioniq` / `evaluate_cirr` return it}.
@@ -353,7 +366,8 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     config = config or eval_config(paths)
     device = str(pick_device(config.device))
     config = dataclasses.replace(config, device=device)
-    stage1, combiner_run = paths.run(dataset, "finetune", seed), paths.run(dataset, "combiner", seed)
+    stage1 = paths.run(dataset, "finetune", seed, backbone)
+    combiner_run = paths.run(dataset, "combiner", seed, backbone)
     out = {}
     known = METHODS + ABLATIONS
     for method in methods:
@@ -399,6 +413,89 @@ def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     return {m: split_ranks(groups["cirr"]) for m, groups in encoded.items()}
 
 
+def backbone_label(settings: "Settings", dataset: str, backbone: str) -> str:
+    """The name a series' rows carry in the tables: the backbone ("RN50"), or for a one-series
+    profile the stage-1 run's backbone ("cir-mini")."""
+    from cir_lib.loading import run_config
+
+    return backbone or run_config(settings.paths.run(dataset, "finetune", settings.seeds[0])).backbone
+
+
+def evaluate_series(settings: "Settings", config: EvalConfig, seed: Optional[int] = None) -> tuple[dict, dict]:
+    """Evaluate every row of every backbone's runs (one seed): what notebook 03 tabulates.
+
+    Returns:
+        (rows, encoded): rows {dataset: {backbone: {method: metrics}}}; encoded the same with
+        {group: EncodedSplit} per method (features, queries, lambdas, for ranks and figures).
+    """
+    seed = settings.seeds[0] if seed is None else seed
+    rows: dict = {}
+    encoded: dict = {}
+    for dataset in settings.datasets:
+        rows[dataset], encoded[dataset] = {}, {}
+        for bb in settings.backbones:
+            label = backbone_label(settings, dataset, bb)
+            encoded[dataset][label] = {}
+            rows[dataset][label] = evaluate_methods(settings.data_root, dataset, settings.paths, config,
+                                                    encoded=encoded[dataset][label], seed=seed, backbone=bb)
+    return rows, encoded
+
+
+def build_tables(settings: "Settings", rows: Mapping[str, Any], encoded: Mapping[str, Any]) -> dict:
+    """{dataset: table} in the poster's layout: cited and published rows, then this run's rows per
+    backbone with bootstrap intervals (and CIRR test1 rows from `settings.cirr_test_results`)."""
+    from cir_lib import report
+
+    test_results = report.read_cirr_test_results(settings.cirr_test_results) if settings.cirr_test_results else None
+    tables = {}
+    for dataset in settings.datasets:
+        ranks = {label: ranks_of(enc, dataset) for label, enc in encoded[dataset].items()}
+        if dataset == "fashioniq":
+            tables[dataset] = report.fashioniq_table(rows[dataset], ranks=ranks, context=("cited", "published"))
+        else:
+            tables[dataset] = report.cirr_table(rows[dataset], ranks=ranks, context=("cited", "published"),
+                                                test_results=test_results)
+    return tables
+
+
+def combiner_lambdas(settings: "Settings", encoded: Mapping[str, Any]) -> dict:
+    """{dataset (and backbone, when several): the Combiner's lambda on every val query}."""
+    from cir_lib.explore import combiner_lambdas as lambdas_of
+
+    out = {}
+    for dataset in settings.datasets:
+        for label, enc in encoded[dataset].items():
+            out[dataset if len(encoded[dataset]) == 1 else f"{dataset} {label}"] = lambdas_of(enc["stage 1 + Combiner"])
+    return out
+
+
+def write_submissions(settings: "Settings", config: EvalConfig) -> list:
+    """The CIRR test1 files of each backbone's Combiner (and of its stage-1 sum) under
+    `<results>/submissions/`, validated; what an author uploads to the CIRR server.
+
+    Returns:
+        The written paths (empty without CIRR).
+    """
+    from cir_lib.devices import pick_device
+    from cir_lib.loading import load_run, preprocess_for
+    from cir_lib.submit import write_cirr_submission
+
+    if "cirr" not in settings.datasets:
+        return []
+    out_dir = settings.paths.root / "submissions"
+    written = []
+    test_config = dataclasses.replace(config, split="test1", skip_missing=False)
+    for bb in settings.backbones:
+        label = backbone_label(settings, "cirr", bb)
+        for stage, name in (("finetune", "stage1-sum"), ("combiner", "combiner")):
+            backbone, composer, run_cfg = load_run(settings.paths.run("cirr", stage, settings.seeds[0], bb),
+                                                   device=str(pick_device(config.device)))
+            written += write_cirr_submission(settings.data_root, backbone, composer, out_dir, test_config,
+                                             preprocess=preprocess_for(run_cfg, backbone),
+                                             tag=f"{label.lower()}-{name}")
+    return written
+
+
 def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[str, Any]) -> dict:
     """With several training seeds: evaluate the main rows of every other seed's runs and write
     `tables/<dataset>_seeds.{csv,md}` (each seed's numbers, then mean ± std across seeds).
@@ -420,7 +517,9 @@ def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[st
         build = report.fashioniq_table if dataset == "fashioniq" else report.cirr_table
         per_seed = {settings.seeds[0]: tables[dataset]}
         for seed in settings.seeds[1:]:
-            rows = evaluate_methods(settings.data_root, dataset, settings.paths, config, methods=METHODS, seed=seed)
+            rows = {backbone_label(settings, dataset, bb): evaluate_methods(
+                settings.data_root, dataset, settings.paths, config, methods=METHODS, seed=seed, backbone=bb)
+                for bb in settings.backbones}
             per_seed[seed] = build(rows, context=())
         name = "FashionIQ val" if dataset == "fashioniq" else "CIRR val"
         files[dataset] = report.write_seed_table(report.seed_table(per_seed), settings.paths.tables, dataset,
@@ -458,22 +557,48 @@ def run_dirs(paths: ResultPaths, datasets: Sequence[str]) -> dict:
             "Combiner": {d: paths.run(d, "combiner") for d in datasets}}
 
 
-def table_notes(profile: str, dataset: str, split: str = "val", rows: Optional[Mapping[str, Any]] = None) -> list[str]:
+DRY_RUN_STEPS = 2  # dry run: training steps per epoch
+DRY_RUN_QUERIES = 24  # dry run: queries per split (training, validation, evaluation, test1)
+DRY_RUN_BATCH = 8  # dry run: triplets per step
+
+
+def dry_run_caps(settings: "Settings", evaluation: bool = False) -> dict:
+    """The caps a dry run puts on a stage config (or, `evaluation=True`, on the EvalConfig): a few
+    steps per epoch, small batches and capped splits; {} for a real run."""
+    if not settings.dry_run:
+        return {}
+    if evaluation:
+        return {"max_queries": DRY_RUN_QUERIES}
+    return {"max_steps_per_epoch": DRY_RUN_STEPS, "max_queries": DRY_RUN_QUERIES, "batch_size": DRY_RUN_BATCH,
+            "encode_batch_size": DRY_RUN_BATCH, "validate_every": 1}
+
+
+def table_notes(settings: "Settings | str", dataset: str, split: str = "val",
+                rows: Optional[Mapping[str, Any]] = None) -> list[str]:
     """What the rows of a table are, whether the paper's rows are comparable, and what was skipped.
 
     Args:
-        profile: the profile name.
+        settings: the notebook's `Settings` (or a profile name).
         dataset: "fashioniq" or "cirr".
         split: the evaluated split.
-        rows: the evaluation dicts ({method: metrics}); their "skipped" reports are summarised.
+        rows: the evaluation dicts ({method: metrics} or {backbone: {method: metrics}}); their
+            "skipped" reports are summarised.
     """
-    notes = [f"this run: profile {profile}, {dataset} {split} split"]
+    profile = settings if isinstance(settings, str) else settings.profile
+    notes = []
+    if not isinstance(settings, str) and settings.dry_run:
+        notes.append(f"DRY RUN: {DRY_RUN_STEPS} training steps per epoch and {DRY_RUN_QUERIES} queries per split; "
+                     "these numbers check the path, they are not results")
+    notes.append(f"this run: profile {profile}, {dataset} {split} split")
     if profile not in PROFILES or PROFILES[profile].mini_preset is not None:
         notes.append("the mini benchmark is synthetic, not the paper's data: the paper's rows and the "
                      "differences to them are context, not a comparison")
     if dataset == "cirr" and split != "test1":
-        notes.append("this run's CIRR rows are on val; the paper's are on test1 (evaluation server)")
-    for method, metrics in (rows or {}).items():
+        notes.append("this run's CIRR rows are on val unless marked test1; the paper's are on test1 (evaluation server)")
+    nested = rows or {}
+    if nested and not all(m in METHODS + ABLATIONS for m in nested):
+        nested = {f"{m} [{bb}]": v for bb, per in nested.items() for m, v in per.items()}
+    for method, metrics in nested.items():
         skipped = metrics.get("skipped") if isinstance(metrics, Mapping) else None
         if skipped and (skipped.get("queries") or skipped.get("images")):
             notes.append(f"{method}: {skipped.get('queries', 0)} queries and {skipped.get('images', 0)} index "
@@ -533,7 +658,7 @@ def ordering_line(settings: "Settings", rows: Mapping[str, Mapping[str, Any]], d
 
 KNOBS = ("data_root", "results_dir", "datasets", "recipes", "pretrain_epochs", "pretrained", "stage1_epochs",
          "combiner_epochs", "skip_missing", "n_examples", "top_k", "interactive", "seeds",
-         "fresh")  # what setup() resolves
+         "fresh", "backbones", "cirr_test_results", "dry_run")  # what setup() resolves
 
 # What a notebook reads that an earlier one wrote: "data" (00), or a stage's run folder (01, 02).
 NEEDS = {
@@ -584,6 +709,16 @@ class Settings:
     interactive: bool  # 04: the ipywidgets explorer (False: static figures)
     seeds: tuple = (0,)  # training seeds: one series of runs per seed (the tables add mean +- std across seeds)
     fresh: bool = False  # 01, 02: delete this notebook's earlier runs and train again (default: reuse / resume)
+    backbones: tuple = ("",)  # the profile's backbones (paper: RN50, RN50x4); "": the recipes' own, one series
+    backbone_recipes: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)  # {backbone: {dataset: recipe}}
+    cirr_test_results: Optional[Path] = None  # 03: the CIRR server's numbers for the submitted files (JSON)
+    dry_run: bool = False  # paper: a few steps per stage, capped evaluation, tables marked as a dry run
+
+    def recipes_for(self, backbone: str) -> Mapping[str, str]:
+        """{dataset: recipe} of one of `backbones` ("": `recipes`)."""
+        if not backbone:
+            return self.recipes
+        return {d: self.backbone_recipes[backbone][d] for d in self.datasets}
 
     @property
     def results_dir(self) -> Path:
@@ -651,19 +786,45 @@ def setup(profile: str = "mini", notebook: Optional[str] = None, **knobs: Any) -
         recipes={d: recipes[d] for d in datasets}, mini_preset=prof.mini_preset,
         pretrain_epochs=given.get("pretrain_epochs", prof.pretrain_epochs),
         pretrained=given.get("pretrained", prof.pretrained),
-        stage1_epochs=given.get("stage1_epochs", prof.stage1_epochs),
-        combiner_epochs=given.get("combiner_epochs", prof.combiner_epochs),
+        stage1_epochs=given.get("stage1_epochs", 2 if given.get("dry_run") else prof.stage1_epochs),
+        combiner_epochs=given.get("combiner_epochs", 2 if given.get("dry_run") else prof.combiner_epochs),
         skip_missing=bool(given.get("skip_missing", False)),
         n_examples=int(given.get("n_examples", prof.n_examples)),
         top_k=int(given.get("top_k", prof.top_k)),
         interactive=bool(given.get("interactive", True)),
         seeds=parse_seeds(given.get("seeds", (0,))),
         fresh=bool(given.get("fresh", False)),
+        **backbone_series(prof, given, datasets),
+        cirr_test_results=Path(given["cirr_test_results"]).expanduser().resolve()
+        if given.get("cirr_test_results") else None,
+        dry_run=bool(given.get("dry_run", False)),
     )
     notebook_logging()
     if notebook is not None:
         require_earlier(settings, notebook)
     return settings
+
+
+def backbone_series(prof, given: Mapping[str, Any], datasets: Sequence[str]) -> dict:
+    """`backbones` / `backbone_recipes` of Settings: the profile's backbones (all, or those named by
+    the `backbones` knob, e.g. "RN50" or ["RN50", "RN50x4"]); ("",) when the profile has one series
+    or the `recipes` knob names the recipes."""
+    if not prof.backbones or "recipes" in given:
+        if given.get("backbones"):
+            raise ConfigError(f"profile {prof.name!r} has no backbones to choose from"
+                              + (" once recipes is set" if prof.backbones else "") + "; drop backbones")
+        return {"backbones": ("",), "backbone_recipes": {}}
+    chosen = given.get("backbones") or list(prof.backbones)
+    if isinstance(chosen, str):
+        chosen = [b.strip() for b in chosen.split(",") if b.strip()]
+    unknown = [b for b in chosen if b not in prof.backbones]
+    if unknown or not chosen:
+        raise ConfigError(f"unknown backbone(s) {unknown or chosen!r} for profile {prof.name!r}; choose among "
+                          f"{', '.join(prof.backbones)} (e.g. --set backbones=RN50)")
+    lacking = [f"{b}/{d}" for b in chosen for d in datasets if d not in prof.backbones[b]]
+    if lacking:
+        raise ConfigError(f"no recipe for {lacking} in profile {prof.name!r}")
+    return {"backbones": tuple(chosen), "backbone_recipes": {b: dict(prof.backbones[b]) for b in chosen}}
 
 
 def require_earlier(settings: Settings, notebook: str) -> None:
@@ -681,9 +842,9 @@ def require_earlier(settings: Settings, notebook: str) -> None:
                                              or (settings.data_root / MINI_CHECKPOINT).is_file())
                 what = f"the {dataset} data in {settings.rel(settings.data_root)}"
             else:
-                run = next((settings.paths.root / "runs" / settings.paths.run(dataset, need, seed).name
-                            for seed in settings.seeds
-                            if not (settings.paths.root / "runs" / settings.paths.run(dataset, need, seed).name
+                run = next((settings.paths.root / "runs" / settings.paths.run(dataset, need, seed, bb).name
+                            for bb in settings.backbones for seed in settings.seeds
+                            if not (settings.paths.root / "runs" / settings.paths.run(dataset, need, seed, bb).name
                                     / "best.pt").is_file()), None)
                 ready = run is None
                 run = run or settings.paths.root / "runs" / f"{dataset}-{need}"

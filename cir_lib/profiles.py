@@ -38,6 +38,8 @@ class Profile:
     n_examples: int = 4  # queries per retrieval grid
     top_k: int = 5  # images per ranking in the grids and the explorer
     shows_ordering: bool = True  # large enough for zero-shot < stage 1 < stage 1 + Combiner to be expected
+    backbones: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # {backbone: {dataset: recipe}}
+    # when the profile trains several backbones (paper: RN50 and RN50x4); empty: `recipes` alone
 
 
 PROFILES: dict[str, Profile] = {
@@ -67,10 +69,12 @@ PROFILES: dict[str, Profile] = {
     ),
     "paper": Profile(
         name="paper",
-        description="real FashionIQ and CIRR (--data-root), OpenAI RN50 weights, the paper's recipes (GPU)",
+        description="real FashionIQ and CIRR (--data-root), OpenAI RN50 and RN50x4 weights, the paper's recipes (GPU)",
         mini_preset=None,
         default_data_root=None,
         recipes={"fashioniq": "paper-rn50-fashioniq", "cirr": "paper-rn50-cirr"},
+        backbones={"RN50": {"fashioniq": "paper-rn50-fashioniq", "cirr": "paper-rn50-cirr"},
+                   "RN50x4": {"fashioniq": "paper-rn50x4-fashioniq", "cirr": "paper-rn50x4-cirr"}},
         n_examples=4,
         top_k=5,
     ),

@@ -1091,23 +1091,23 @@ def seed_table(tables: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
         tables: {seed: a table from `fashioniq_table` / `cirr_table` of that seed's runs}.
 
     Returns:
-        Columns "seed" ("0", "1", ..., "mean", "std"), "method", then the metric columns.
+        Columns "seed" ("0", "1", ..., "mean", "std"), "backbone", "method", then the metric columns.
     """
     if not tables:
         raise ConfigError("seed_table needs at least one seed's table")
     frames = []
     for seed, table in tables.items():
-        rows = table[(table["source"] == THIS_RUN) & table["method"].isin(METHODS)]
-        frame = rows[["method", *metric_columns(table)]].copy()
+        rows = table[(table["source"] == THIS_RUN) & (table["split"] == "val") & table["method"].isin(METHODS)]
+        frame = rows[["backbone", "method", *metric_columns(table)]].copy()
         frame.insert(0, "seed", str(seed))
         frames.append(frame)
     per_seed = pd.concat(frames, ignore_index=True)
-    columns = metric_columns(per_seed.drop(columns=["seed", "method"]))
+    columns = metric_columns(per_seed.drop(columns=["seed", "backbone", "method"]))
     summary = []
     for stat in ("mean", "std"):
-        grouped = per_seed.groupby("method", sort=False)[columns]
+        grouped = per_seed.groupby(["backbone", "method"], sort=False)[columns]
         values = grouped.mean() if stat == "mean" else grouped.std(ddof=1 if len(tables) > 1 else 0)
-        values = values.reindex([m for m in METHODS if m in values.index]).reset_index()
+        values = values.reset_index()
         values.insert(0, "seed", stat)
         summary.append(values)
     return pd.concat([per_seed, *summary], ignore_index=True)
@@ -1124,18 +1124,19 @@ def write_seed_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str,
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / f"{name}_seeds.csv", "md": out / f"{name}_seeds.md"}
     atomic_write_text(paths["csv"], table.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, float_format="%.6g"))
-    columns = [c for c in table.columns if c not in ("seed", "method")]
+    columns = [c for c in table.columns if c not in ("seed", "backbone", "method")]
     seeds = [s for s in table["seed"].unique() if s not in ("mean", "std")]
     lines = [f"### {title}", ""] if title else []
-    lines += ["| seed | method | " + " | ".join(_header_label(c) for c in columns) + " |",
-              "| --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
+    lines += ["| seed | backbone | method | " + " | ".join(_header_label(c) for c in columns) + " |",
+              "| --- | --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
     for _, row in table[table["seed"].isin(seeds)].iterrows():
-        lines.append(f"| {row['seed']} | {row['method']} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
-    mean = table[table["seed"] == "mean"].set_index("method")
-    std = table[table["seed"] == "std"].set_index("method")
-    for method in mean.index:
-        lines.append(f"| mean ± std ({len(seeds)} seeds) | {method} | "
-                     + " | ".join(f"{mean.loc[method, c]:.2f} ±{std.loc[method, c]:.2f}" for c in columns) + " |")
+        lines.append(f"| {row['seed']} | {row['backbone']} | {row['method']} | "
+                     + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")
+    mean = table[table["seed"] == "mean"].set_index(["backbone", "method"])
+    std = table[table["seed"] == "std"].set_index(["backbone", "method"])
+    for key in mean.index:
+        lines.append(f"| mean ± std ({len(seeds)} seeds) | {key[0]} | {key[1]} | "
+                     + " | ".join(f"{mean.loc[key, c]:.2f} ±{std.loc[key, c]:.2f}" for c in columns) + " |")
     lines += ["", "std: the sample standard deviation across the training seeds (same data, same recipe)."]
     atomic_write_text(paths["md"], "\n".join(lines) + "\n")
     return paths

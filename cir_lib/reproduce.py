@@ -114,33 +114,71 @@ def recipe_backbones(recipes: Mapping[str, str], pretrained: Optional[str] = Non
     return out
 
 
-def preflight(profile: Profile, data_root: Path, recipes: Mapping[str, str], pretrained: Optional[str] = None) -> None:
-    """Refuse early, naming everything missing: real data folders and files, OpenAI weights.
+def missing_images(data_root: Path, datasets: Sequence[str], limit: int = 5) -> list[str]:
+    """Problems for the images the training and validation splits list but the data root lacks
+    (existence only: `cir-lib check-data` also decodes them)."""
+    from cir_lib.data import read_annotations
+    from cir_lib.errors import CirError
 
-    Mini profiles need nothing (they generate their data and pretrain their backbone).
+    problems = []
+    for dataset in datasets:
+        groups = [(s, c) for s in ("train", "val") for c in FASHIONIQ_CATEGORIES] if dataset == "fashioniq" \
+            else [("train", None), ("val", None)]
+        absent: list = []
+        for split, category in groups:
+            try:
+                annotations = read_annotations(data_root, dataset, split, category)
+            except CirError:
+                continue  # an annotation problem: missing_real_data / check-data name it
+            absent += [p for p in annotations.image_paths if not Path(p).is_file()]
+        if absent:
+            shown = ", ".join(str(p) for p in absent[:limit])
+            problems.append(f"{len(absent)} {dataset} images of the train and val splits (e.g. {shown})")
+    return problems
+
+
+def preflight(profile: Profile, data_root: Path, recipes: Mapping[str, Mapping[str, str]],
+              pretrained: Optional[str] = None, *, dry_run: bool = False, skip_missing: bool = False) -> None:
+    """Refuse early, naming everything missing: real data folders, annotation files and images,
+    OpenAI weights. Mini profiles need nothing (they generate their data and pretrain their backbone).
+
+    Args:
+        profile: the profile.
+        data_root: the data root.
+        recipes: {series: {dataset: recipe}} (a series per backbone of the paper profile).
+        pretrained: the starting weights instead of the recipes'.
+        dry_run: the capped dry run: only the capped subset's images are needed (the notebooks name
+            a missing one).
+        skip_missing: the user asked to skip missing images: they are not refused here.
     """
     from cir_lib.recipes import get_recipe
 
-    for dataset, name in recipes.items():
-        if dataset not in DATASETS:
-            raise PipelineError(f"unknown dataset {dataset!r} in the recipes; valid: {', '.join(DATASETS)}")
-        get_recipe(name, "finetune", dataset=dataset)  # unknown recipe names fail here, by name
+    for series in recipes.values():
+        for dataset, name in series.items():
+            if dataset not in DATASETS:
+                raise PipelineError(f"unknown dataset {dataset!r} in the recipes; valid: {', '.join(DATASETS)}")
+            get_recipe(name, "finetune", dataset=dataset)  # unknown recipe names fail here, by name
     if profile.mini_preset is not None:
         return
-    problems = missing_real_data(data_root, list(recipes))
-    needed = sorted({bb for bb, pre in recipe_backbones(recipes, pretrained).values() if pre == "openai"})
+    datasets = sorted({d for series in recipes.values() for d in series})
+    problems = missing_real_data(data_root, datasets)
+    if not problems and not dry_run and not skip_missing:
+        problems += missing_images(data_root, datasets)
+    needed = sorted({bb for series in recipes.values() for bb, pre in recipe_backbones(series, pretrained).values()
+                     if pre == "openai"})
     uncached = [bb for bb in needed if openai_weights_location(bb) is None]
     if uncached and not network_reachable():
         for bb in uncached:
             problems.append(f"OpenAI's {bb} weights: not in open_clip's cache (Hugging Face hub cache or "
                             "~/.cache/clip) and the network is unreachable; connect once, or copy the cache "
-                            "from a machine that has it")
+                            "from a machine that has it (or --set pretrained=FILE)")
     if problems:
         listing = "\n  - ".join(problems)
         raise PipelineError(
             f"profile {profile.name!r} cannot start; missing:\n  - {listing}\n"
             f"Get FashionIQ and CIRR as README 'Running the paper profile' says, lay them out under the data "
-            f"root, and check them with `cir-lib check-data --data-root {data_root}`.")
+            f"root, and check them with `cir-lib check-data --data-root {data_root}`. Missing images can be "
+            "skipped and counted (--set skip_missing=true); `--dry-run` checks the path on a capped subset.")
 
 
 # --------------------------------------------------------------------------- kernel
@@ -309,7 +347,7 @@ def notebook_name(text: str) -> str:
 def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
               results_dir: Optional[str | os.PathLike] = None, *, parameters: Optional[Mapping[str, Any]] = None,
               notebooks: Sequence[str] = NOTEBOOKS, start: Optional[str] = None, fresh: bool = False,
-              log_output: bool = True, progress: bool = True) -> dict:
+              dry_run: bool = False, log_output: bool = True, progress: bool = True) -> dict:
     """Run the notebook series for one profile; return where every product is.
 
     Args:
@@ -328,6 +366,8 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
         fresh: the training notebooks delete their earlier runs and train again. Without it, finished
             runs of the same settings are reused and interrupted ones resumed; runs of other settings
             are refused by name (never deleted unasked).
+        dry_run: (paper) every notebook on the real data root and backbones, with a few steps per
+            stage and capped splits, results under `<results_dir>/paper-dry-run/`, tables marked.
         log_output: stream the cells' output (the kit's log lines, final progress lines) to the log.
         progress: show papermill's per-cell progress bar.
 
@@ -351,7 +391,11 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
         first = notebook_name(start)
         notebooks = [n for n in notebooks if NOTEBOOKS.index(n) >= NOTEBOOKS.index(first)]
     root = resolve_data_root(prof, data_root)
-    out = profile_dir(PROJECT_ROOT / "results" if results_dir is None else results_dir, prof.name)
+    if dry_run and prof.mini_preset is not None:
+        raise ConfigError(f"--dry-run checks the paper profile's path before GPU-days; profile {prof.name!r} "
+                          "is already small: run it as it is")
+    out = profile_dir(PROJECT_ROOT / "results" if results_dir is None else results_dir,
+                      prof.name + ("-dry-run" if dry_run else ""))
     overrides = dict(parameters or {})
     declared = {name: notebook_parameters(name) for name in NOTEBOOKS}
     known = set().union(*declared.values()) - {"profile"}
@@ -370,12 +414,22 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
         if "fresh" in overrides and not overrides["fresh"]:
             raise ConfigError("--fresh contradicts --set fresh=false")
         values["fresh"] = True
+    if dry_run:
+        values["dry_run"] = True
+        values.setdefault("results_dir", str(out))
     recipes = dict(values.get("recipes") or prof.recipes)
     datasets = list(values.get("datasets") or recipes)
     missing = [d for d in datasets if d not in recipes]
     if missing:
         raise ConfigError(f"no recipe for dataset(s) {missing}: --set recipes='{{\"{missing[0]}\": ...}}'")
-    preflight(prof, root, {d: recipes[d] for d in datasets}, values.get("pretrained") or prof.pretrained)
+    series = {"": {d: recipes[d] for d in datasets}}
+    if prof.backbones and "recipes" not in values:
+        from cir_lib.notebook import backbone_series  # the same resolution as the notebooks
+
+        chosen = backbone_series(prof, {k: values[k] for k in ("backbones",) if values.get(k)}, datasets)
+        series = chosen["backbone_recipes"]
+    preflight(prof, root, series, values.get("pretrained") or prof.pretrained, dry_run=dry_run,
+              skip_missing=bool(values.get("skip_missing")))
     executed, seconds = {}, {}
     start = time.perf_counter()
     with pipeline_kernel() as kernel:

@@ -8,7 +8,7 @@ def _reproduce(args) -> int:
     from cir_lib.reproduce import format_summary, reproduce
 
     summary = reproduce(args.profile, args.data_root, args.results, parameters=parse_overrides(args.set, json_values=True),
-                        start=args.start, fresh=args.fresh, log_output=not args.quiet)
+                        start=args.start, fresh=args.fresh, dry_run=args.dry_run, log_output=not args.quiet)
     print(format_summary(summary))
     return 0
 
@@ -31,6 +31,9 @@ def configure(name: str, p) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="delete the training notebooks' earlier runs and train again (default: finished runs of "
                         "the same settings are reused, interrupted ones resumed)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="paper profile: every notebook on the real data root and backbones with a few steps per "
+                        "stage and capped splits, in minutes, into RESULTS/paper-dry-run/ (tables marked DRY RUN)")
     p.add_argument("--quiet", action="store_true",
                    help="do not stream the notebooks' log lines (epochs, scores, final progress lines) to the terminal")
     p.set_defaults(func=_reproduce)
