@@ -619,7 +619,7 @@ def _unusable_files(paths: Sequence[Path], verify: bool) -> dict:
     return {i: status[p] for i, p in enumerate(paths) if status[p] is not None}
 
 
-def cap_queries(names: list, paths: list, queries: list, max_queries: int | None) -> tuple:
+def _cap_queries(names: list, paths: list, queries: list, max_queries: int | None) -> tuple:
     """(names, paths, queries) of a capped load: the first `max_queries` queries in file order and
     the index restricted to the images they name (reference, target, CIRR img_set members), in
     split-file order. None leaves everything as it is."""
@@ -649,7 +649,7 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
             f"Repair or re-download these files; `cir-lib check-data --data-root {root}` lists every problem."
         )
     # The cap comes before the file check: a root holding only the capped images loads.
-    names, paths, queries = cap_queries(ann.image_names, ann.image_paths, ann.queries, max_queries)
+    names, paths, queries = _cap_queries(ann.image_names, ann.image_paths, ann.queries, max_queries)
     label = ann.label + (f" (capped to {max_queries} queries)" if max_queries is not None else "")
     skipped = SkipReport()
     if check_files or skip_missing:
@@ -730,8 +730,9 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
         max_queries: keep only the first N queries (caption-file order) and restrict the index to
             the images they name (reference, target, CIRR img_set members), before any file check:
             a data root holding just those images (`capped_image_files`) loads. FashionIQ pooled
-            (category None) caps each category. Recorded as `Split.capped`; for dry runs only, the
-            numbers are not the benchmark's. None (default): the whole split.
+            (category None) caps each category. The cap comes first: skip_missing may then drop
+            some of the N. Recorded as `Split.capped`; for dry runs only, the numbers are not the
+            benchmark's. None (default): the whole split.
     Returns:
         Split. Index order is the split-file order.
     Raises:
