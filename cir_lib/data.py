@@ -24,7 +24,9 @@ Public API:
                      .reference_indices / .target_indices -> LongTensor [Q],
                      .member_indices -> LongTensor [Q, 6]
     load_split(data_root, dataset, split, category=None, *, skip_missing=False, check_files=True,
-               skip_members=True)
+               skip_members=True, max_queries=None)   (max_queries: a capped load, for dry runs)
+    capped_image_files(data_root, dataset, split, category=None, max_queries=None) -> [Path]
+                     (the image files a capped load needs)
     annotation_fingerprint(data_root, dataset) -> {"files": {path: sha256}, "sha256", ...} (resume check)
     verify_image(path) -> None or why the image is unusable; image_status(paths, verify) -> {path: ...}
     merge_splits(splits) -> Split   (pools FashionIQ categories; images de-duplicated by name)
@@ -154,11 +156,14 @@ class Split:
     image_paths: list  # Path of each index image
     queries: list  # Query records, in caption-file order
     skipped: SkipReport = field(default_factory=SkipReport)  # what skip_missing removed
+    capped: int | None = None  # max_queries of a capped load (a dry run: NOT the benchmark), else None
 
     @property
     def label(self) -> str:
         """Human-readable name used in messages, e.g. "fashioniq dress val" or "cirr test1"."""
         parts = [self.dataset] + ([self.category] if self.category else []) + [self.split]
+        if self.capped is not None:
+            parts.append(f"(capped to {self.capped} queries)")
         return " ".join(parts)
 
     @property
@@ -614,8 +619,26 @@ def _unusable_files(paths: Sequence[Path], verify: bool) -> dict:
     return {i: status[p] for i, p in enumerate(paths) if status[p] is not None}
 
 
+def _cap_queries(names: list, paths: list, queries: list, max_queries: int | None) -> tuple:
+    """(names, paths, queries) of a capped load: the first `max_queries` queries in file order and
+    the index restricted to the images they name (reference, target, CIRR img_set members), in
+    split-file order. None leaves everything as it is."""
+    if max_queries is None:
+        return names, paths, queries
+    queries = queries[:max_queries]
+    used = {n for q in queries for n in (q.reference, q.target, *(q.members or ())) if n is not None}
+    keep = [i for i, n in enumerate(names) if n in used]
+    return [names[i] for i in keep], [paths[i] for i in keep], queries
+
+
+def _check_cap(max_queries) -> None:
+    if max_queries is not None and (isinstance(max_queries, bool) or not isinstance(max_queries, int)
+                                    or max_queries < 1):
+        raise ConfigError(f"max_queries must be a positive integer or None (all queries); got {max_queries!r}")
+
+
 def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_missing: bool,
-              check_files: bool, skip_members: bool = True) -> Split:
+              check_files: bool, skip_members: bool = True, max_queries: int | None = None) -> Split:
     ann = read_annotations(root, dataset, split, category)
     if ann.problems:
         n = len(ann.problems)
@@ -625,7 +648,9 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
             f"{n} annotation problem(s) in {ann.label} (data root {root}):\n  - {shown}{more}\n"
             f"Repair or re-download these files; `cir-lib check-data --data-root {root}` lists every problem."
         )
-    names, paths, queries = ann.image_names, ann.image_paths, ann.queries
+    # The cap comes before the file check: a root holding only the capped images loads.
+    names, paths, queries = _cap_queries(ann.image_names, ann.image_paths, ann.queries, max_queries)
+    label = ann.label + (f" (capped to {max_queries} queries)" if max_queries is not None else "")
     skipped = SkipReport()
     if check_files or skip_missing:
         # Without skip_missing only existence is checked (cheap); files are decoded when loaded.
@@ -635,7 +660,7 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
             none_there = " None of them is there: check --data-root and that the images were " \
                 "downloaded into the layout of the README's *Data layout* section." if len(bad) == len(paths) else ""
             raise ImageError(
-                f"{ann.label}: {len(bad)} of {len(paths)} index image files are missing under "
+                f"{label}: {len(bad)} of {len(paths)} index image files are missing under "
                 f"data root {root} ({format_listing(listed)}).{none_there} Pass skip_missing=True ({SKIP_MISSING_CLI}) "
                 f"to drop them and the queries that use them (the counts are reported), or run "
                 f"`cir-lib check-data --data-root {root}` for a full report."
@@ -672,12 +697,17 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
             names = [names[i] for i in keep]
             paths = [paths[i] for i in keep]
             queries = kept_queries
+    if max_queries is not None:
+        logger.info("%s: capped to the first %d queries and the %d index images they name (not the "
+                    "benchmark's protocol)", ann.label, len(queries), len(names))
     return Split(dataset=dataset, split=split, category=category, data_root=root,
-                 image_names=list(names), image_paths=list(paths), queries=list(queries), skipped=skipped)
+                 image_names=list(names), image_paths=list(paths), queries=list(queries), skipped=skipped,
+                 capped=max_queries)
 
 
 def load_split(data_root, dataset: str, split: str, category: str | None = None, *,
-               skip_missing: bool = False, check_files: bool = True, skip_members: bool = True) -> Split:
+               skip_missing: bool = False, check_files: bool = True, skip_members: bool = True,
+               max_queries: int | None = None) -> Split:
     """Read a split: its index (gallery) and its queries, validated strictly.
 
     Args:
@@ -697,6 +727,12 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
             besides the reference and target. True for evaluation (recall_subset needs all six
             members); False for training, which uses only the reference and the target (kept queries
             may then name members that are not in the index: `member_indices` raises on them).
+        max_queries: keep only the first N queries (caption-file order) and restrict the index to
+            the images they name (reference, target, CIRR img_set members), before any file check:
+            a data root holding just those images (`capped_image_files`) loads. FashionIQ pooled
+            (category None) caps each category. The cap comes first: skip_missing may then drop
+            some of the N. Recorded as `Split.capped`; for dry runs only, the numbers are not the
+            benchmark's. None (default): the whole split.
     Returns:
         Split. Index order is the split-file order.
     Raises:
@@ -710,14 +746,35 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
         (2017, 3817)
     """
     root = Path(data_root)
+    _check_cap(max_queries)
     if dataset == "fashioniq" and category is None:
         _check_names(dataset, split, FASHIONIQ_CATEGORIES[0])
         return merge_splits([
-            _load_one(root, dataset, split, c, skip_missing, check_files, skip_members)
+            _load_one(root, dataset, split, c, skip_missing, check_files, skip_members, max_queries)
             for c in FASHIONIQ_CATEGORIES
         ])
     _check_names(dataset, split, category)
-    return _load_one(root, dataset, split, category, skip_missing, check_files, skip_members)
+    return _load_one(root, dataset, split, category, skip_missing, check_files, skip_members, max_queries)
+
+
+def capped_image_files(data_root, dataset: str, split: str, category: str | None = None,
+                       max_queries: int | None = None) -> list:
+    """The image files a capped load (`load_split(..., max_queries=N)`) needs; only annotations are read.
+
+    Args:
+        data_root, dataset, split, category: as in `load_split` (FashionIQ category None: the three
+            categories pooled, each capped).
+        max_queries: the cap (None: every index image of the split).
+    Returns:
+        A list of Path, index order, no duplicates: put images there (real or placeholders) and the
+        capped load finds every file it checks.
+
+    Example:
+        >>> capped_image_files("/data", "cirr", "val", max_queries=8)[:1]
+        [PosixPath('/data/cirr_dataset/dev/dev-244-0-img0.png')]
+    """
+    split_ = load_split(data_root, dataset, split, category, check_files=False, max_queries=max_queries)
+    return list(dict.fromkeys(Path(p) for p in split_.image_paths))
 
 
 def merge_splits(splits: Sequence[Split]) -> Split:
@@ -748,7 +805,8 @@ def merge_splits(splits: Sequence[Split]) -> Split:
     category = "+".join(dict.fromkeys(c for cat in cats for c in cat.split("+"))) or None
     return Split(dataset=first.dataset, split=first.split, category=category, data_root=Path(first.data_root),
                  image_names=names, image_paths=paths, queries=[q for s in splits for q in s.queries],
-                 skipped=SkipReport.combine(s.skipped for s in splits))
+                 skipped=SkipReport.combine(s.skipped for s in splits),
+                 capped=first.capped if all(s.capped == first.capped for s in splits) else None)
 
 
 # ------------------------------------------------------------------------------------------- images

@@ -186,7 +186,8 @@ def evaluate_fashioniq(data_root, backbone, combiner, config: Optional[EvalConfi
     Returns:
         {"dress": {"recall@10": .., "recall@50": ..}, "shirt": {..}, "toptee": {..},
          "average": {mean over the categories of each key}} plus "skipped": SkipReport.to_dict()
-        when skip_missing removed anything.
+        when skip_missing removed anything, and "capped": N when config.max_queries capped the
+        splits (a dry run: not the benchmark's numbers).
     Example:
         >>> evaluate_fashioniq("data/mini", load_backbone("RN50", "openai"), ElementwiseSum(),
         ...                    EvalConfig(cache_dir="cache"))["average"]["recall@10"]
@@ -202,7 +203,8 @@ def evaluate_fashioniq(data_root, backbone, combiner, config: Optional[EvalConfi
     _check_split_has_targets("fashioniq", split)
     out, reports = {}, []
     for category in categories:
-        data = load_split(data_root, "fashioniq", split, category, skip_missing=config.skip_missing)
+        data = load_split(data_root, "fashioniq", split, category, skip_missing=config.skip_missing,
+                          max_queries=config.max_queries)
         reports.append(data.skipped)
         enc = encode_split(data, backbone, combiner, config, preprocess=preprocess)
         if encoded is not None:
@@ -214,6 +216,8 @@ def evaluate_fashioniq(data_root, backbone, combiner, config: Optional[EvalConfi
     skipped = SkipReport.combine(reports)
     if not skipped.is_empty:
         out["skipped"] = skipped.to_dict()
+    if config.max_queries is not None:
+        out["capped"] = config.max_queries
     return out
 
 
@@ -228,7 +232,8 @@ def evaluate_cirr(data_root, backbone, combiner, config: Optional[EvalConfig] = 
         encoded: a dict that receives {"cirr": EncodedSplit}.
     Returns:
         {"recall@1": .., "recall@5": .., "recall@10": .., "recall@50": .., "recall_subset@1": ..,
-         "recall_subset@2": .., "recall_subset@3": ..} plus "skipped" when skip_missing removed anything.
+         "recall_subset@2": .., "recall_subset@3": ..} plus "skipped" when skip_missing removed anything
+        and "capped" (as in `evaluate_fashioniq`).
     Example:
         >>> evaluate_cirr("data/mini", backbone, ElementwiseSum(), EvalConfig(cache_dir="cache"))["recall@1"]
     """
@@ -237,7 +242,7 @@ def evaluate_cirr(data_root, backbone, combiner, config: Optional[EvalConfig] = 
     config = config or EvalConfig()
     split = config.split
     _check_split_has_targets("cirr", split)
-    data = load_split(data_root, "cirr", split, skip_missing=config.skip_missing)
+    data = load_split(data_root, "cirr", split, skip_missing=config.skip_missing, max_queries=config.max_queries)
     enc = encode_split(data, backbone, combiner, config, preprocess=preprocess)
     if encoded is not None:
         encoded["cirr"] = enc
@@ -245,6 +250,8 @@ def evaluate_cirr(data_root, backbone, combiner, config: Optional[EvalConfig] = 
     logger.info("cirr %s: %s", split, _format_inline(out))
     if not data.skipped.is_empty:
         out["skipped"] = data.skipped.to_dict()
+    if config.max_queries is not None:
+        out["capped"] = config.max_queries
     return out
 
 
@@ -284,6 +291,9 @@ def _check_rows(split, index_features: torch.Tensor, query_features: torch.Tenso
 # --------------------------------------------------------------------------- formatting
 
 
+NOT_METRICS = ("skipped", "capped")  # keys of an evaluation dict that are records, not metrics
+
+
 def _format_inline(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if isinstance(v, (int, float)))
 
@@ -292,17 +302,19 @@ def format_table(dataset: str, result: dict) -> str:
     """A readable table of `evaluate_fashioniq` / `evaluate_cirr` output."""
     lines = []
     if dataset == "fashioniq":
-        rows = [k for k in result if k != "skipped"]
+        rows = [k for k in result if k not in NOT_METRICS]
         keys = list(result[rows[0]])
         lines.append(f"{'category':<10}" + "".join(f"{k:>12}" for k in keys))
         for r in rows:
             lines.append(f"{r:<10}" + "".join(f"{result[r][k]:>12.2f}" for k in keys))
     else:
-        keys = [k for k in result if k != "skipped"]
+        keys = [k for k in result if k not in NOT_METRICS]
         width = max(len(k) for k in keys)
         lines.extend(f"{k:<{width}}  {result[k]:6.2f}" for k in keys)
     skipped = result.get("skipped")
     if skipped:
         lines.append(f"skipped (missing images): {skipped['queries']} queries, {skipped['images']} index images")
         lines.extend(f"  {d}" for d in skipped.get("details", []))
+    if result.get("capped") is not None:
+        lines.append(f"capped to the first {result['capped']} queries per split (a dry run: not the benchmark's numbers)")
     return "\n".join(lines)

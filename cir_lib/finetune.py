@@ -176,8 +176,8 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
     torch.manual_seed(config.seed)
 
     # Data first: a missing split fails before anything heavy.
-    train_split = load_train_split(data_root, dataset, config.skip_missing)
-    val_splits = load_val_splits(data_root, dataset, config.skip_missing)
+    train_split = load_train_split(data_root, dataset, config.skip_missing, config.max_queries)
+    val_splits = load_val_splits(data_root, dataset, config.skip_missing, config.max_queries)
     if len(train_split.queries) < 2:
         raise ConfigError(f"{train_split.label} has {len(train_split.queries)} usable triplets; need at least 2")
 
@@ -266,7 +266,8 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
                               initial=state["epoch"], total=config.epochs, disable=not dist_info.is_main)
     for epoch in epochs_bar:
         t0 = time.perf_counter()
-        batches = epoch_batches(len(train_split.queries), n_var, bs_global, generator)
+        # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
+        batches = epoch_batches(len(train_split.queries), n_var, bs_global, generator)[:config.max_steps_per_epoch]
         loader = None
         if images is not None:
             slices = [q[dist_info.rank * local:(dist_info.rank + 1) * local].tolist() for q, _ in batches]

@@ -57,6 +57,9 @@ class FinetuneConfig:
     device: str = "auto"  # "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
     threads: Optional[int] = None  # torch CPU threads for the process (None: torch's choice); 1 can be
     # several times faster on a CPU shared with other jobs
+    max_steps_per_epoch: Optional[int] = None  # dry runs: stop each epoch after N steps (None: all batches)
+    max_queries: Optional[int] = None  # dry runs: first N queries of each split read (train, val; FashionIQ
+    # per category) and only the images they name (data.load_split); None: the whole splits
 
 
 @dataclass
@@ -84,6 +87,8 @@ class CombinerTrainConfig:
     selection: str = "arithmetic"  # CIRR best checkpoint: "arithmetic" | "harmonic" | "geometric" mean
     device: str = "auto"  # "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
     threads: Optional[int] = None  # torch CPU threads for the process (None: torch's choice)
+    max_steps_per_epoch: Optional[int] = None  # dry runs: stop each epoch after N steps (None: all batches)
+    max_queries: Optional[int] = None  # dry runs: first N queries of each split read (as FinetuneConfig's)
 
 
 @dataclass
@@ -117,6 +122,8 @@ class EvalConfig:
     text_batch_size: int = EVAL_TEXT_BATCH  # captions per forward pass
     device: Optional[str] = None  # where to encode: None = the backbone's device; "auto" | "cpu" | "cuda"
     num_workers: int = 0  # DataLoader workers decoding images
+    max_queries: Optional[int] = None  # dry runs: first N queries (per FashionIQ category) and only the
+    # images they name (data.load_split); the numbers are not the benchmark's. None: the whole split
 
 
 def combiner_dims(config: CombinerTrainConfig, dim: int) -> tuple:
@@ -337,6 +344,10 @@ def check_config(config) -> None:
         bad(f"threads must be >= 1 (or none), got {config.threads}")
     if config.validate_every < 1:
         bad(f"validate_every must be >= 1, got {config.validate_every}")
+    if config.max_steps_per_epoch is not None and config.max_steps_per_epoch < 1:
+        bad(f"max_steps_per_epoch must be >= 1 (or none for every batch), got {config.max_steps_per_epoch}")
+    if config.max_queries is not None and config.max_queries < 2:
+        bad(f"max_queries must be >= 2 (in-batch negatives; or none for the whole splits), got {config.max_queries}")
     if not (config.device == "auto" or config.device == "cpu" or config.device.startswith("cuda")):
         bad(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {config.device!r}")
     if isinstance(config, FinetuneConfig):

@@ -106,6 +106,9 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
         preprocess: `PreprocessConfig`, a kind name, or None (targetpad at the backbone's size).
         config: an `EvalConfig` (default: split "test1", for the server; "val" writes the same
             format, useful for checks); skip_missing is refused: the server needs every pairid.
+            max_queries (dry runs) answers only the first N queries over their own images: the
+            files are validated against that capped split, tagged "-cappedN" and are NOT for the
+            server (recall lists are shorter than 50 when the capped index is smaller).
         tag: file-name tag (default from the backbone, see `default_tag`).
         validate: run `validate_cirr_submission` and raise SubmissionError on any problem.
     Returns:
@@ -121,14 +124,22 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
     if config.skip_missing:
         raise ConfigError("a CIRR submission cannot skip images: the server needs every test pairid; restore "
                           "the missing images (cir-lib check-data lists them)")
-    data = load_split(data_root, "cirr", split)  # every image must be there: the server needs every pairid
+    # every image must be there: the server needs every pairid
+    data = load_split(data_root, "cirr", split, max_queries=config.max_queries)
     encoded = encode_split(data, backbone, combiner, config, preprocess=preprocess)
-    top, subset = rank_cirr_split(data, encoded.index_features, encoded.query_features)
+    top, subset = rank_cirr_split(data, encoded.index_features, encoded.query_features, k=recall_length(data))
     recall, recall_subset = submission_dicts(data, top, subset)
-    recall_path, subset_path = submission_paths(out_dir, tag or default_tag(backbone))
+    tag = tag or default_tag(backbone)
+    if data.capped is not None:
+        tag += f"-capped{data.capped}"
+    recall_path, subset_path = submission_paths(out_dir, tag)
     atomic_write_text(recall_path, json.dumps(recall, separators=(",", ":")))
     atomic_write_text(subset_path, json.dumps(recall_subset, separators=(",", ":")))
     logger.info("wrote %s and %s (%d queries)", recall_path, subset_path, len(data.queries))
+    if data.capped is not None:
+        logger.warning("%s and %s answer only the first %d queries of %s (a dry run): NOT for the "
+                       "evaluation server, which needs every pairid", recall_path.name, subset_path.name,
+                       data.capped, split)
     if validate:
         problems = validate_cirr_submission(recall_path, subset_path, data_root, split=split, loaded=data)
         if problems:
@@ -208,8 +219,15 @@ def _check_file(path: Path, data: dict, metric: str, length: int, queries: dict,
         problems.append(f"{path}: {len(pairids)} pairid(s) with {what}: {_listed(pairids)}")
 
 
+def recall_length(split) -> int:
+    """Names per query in the recall file: 50, or the capped index's size less the reference."""
+    if split.capped is None:
+        return RECALL_K
+    return max(1, min(RECALL_K, len(split.image_names) - 1))
+
+
 def validate_cirr_submission(recall_path, subset_path, data_root, *, split: str = "test1",
-                             loaded=None) -> list:
+                             loaded=None, max_queries: Optional[int] = None) -> list:
     """Check a pair of submission files against the split's annotations, as the server would.
 
     Checks: files under 5 MB and valid JSON objects; "version" == "rc2"; "metric" == "recall" /
@@ -221,7 +239,10 @@ def validate_cirr_submission(recall_path, subset_path, data_root, *, split: str 
         data_root: folder holding cirr_dataset/ (only the annotation files are read).
         split: "test1" (or "val" for a val-format file).
         loaded: that split already loaded (a `cir_lib.data.Split`), to check many files without
-            reading the annotations again; data_root and split are then ignored.
+            reading the annotations again; data_root, split and max_queries are then ignored.
+        max_queries: check a dry run's capped files (`write_cirr_submission` with
+            `EvalConfig.max_queries`): every pairid of the capped split, recall lists as long as
+            its index allows (at most 50). None: the whole split, as the server checks.
     Returns:
         A list of problems (strings naming the file, the count and example pairids); empty = valid.
     Example:
@@ -230,13 +251,15 @@ def validate_cirr_submission(recall_path, subset_path, data_root, *, split: str 
     """
     from cir_lib.data import load_split
 
-    data = loaded if loaded is not None else load_split(data_root, "cirr", split, check_files=False)
+    data = loaded if loaded is not None else load_split(data_root, "cirr", split, check_files=False,
+                                                        max_queries=max_queries)
     if data.dataset != "cirr":
         raise ConfigError(f"submissions answer a CIRR split; got {data.label}")
     queries = {str(q.pairid): q for q in data.queries}
     index_names = set(data.image_names)
     problems: list = []
-    for path, metric, length in ((Path(recall_path), "recall", RECALL_K), (Path(subset_path), "recall_subset", SUBSET_K)):
+    for path, metric, length in ((Path(recall_path), "recall", recall_length(data)),
+                                 (Path(subset_path), "recall_subset", SUBSET_K)):
         content = _load_submission(path, problems)
         if content is not None:
             _check_file(path, content, metric, length, queries, index_names, problems)

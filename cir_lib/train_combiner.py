@@ -97,8 +97,8 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
 
-    train_split = load_train_split(data_root, dataset, config.skip_missing)
-    val_splits = load_val_splits(data_root, dataset, config.skip_missing)
+    train_split = load_train_split(data_root, dataset, config.skip_missing, config.max_queries)
+    val_splits = load_val_splits(data_root, dataset, config.skip_missing, config.max_queries)
     if len(train_split.queries) < 2:
         raise ConfigError(f"{train_split.label} has {len(train_split.queries)} usable triplets; need at least 2")
     backbone, clip_record = clip_for_combiner(clip_run, config, data_root, device)
@@ -143,7 +143,8 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     for epoch in epochs_bar:
         t0 = time.perf_counter()
         combiner.train()
-        batches = epoch_batches(q_count, n_var, config.batch_size, generator)
+        # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
+        batches = epoch_batches(q_count, n_var, config.batch_size, generator)[:config.max_steps_per_epoch]
         total, steps = 0.0, 0
         bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
         for step, (q_idx, v_idx) in enumerate(bar, start=1):

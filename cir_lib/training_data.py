@@ -20,23 +20,30 @@ def resolve_dataset(config) -> str:
     return config.dataset
 
 
-def load_train_split(data_root, dataset: str, skip_missing: bool = False):
-    """The training triplets: FashionIQ's three categories pooled, or CIRR's train split."""
+def load_train_split(data_root, dataset: str, skip_missing: bool = False, max_queries: int | None = None):
+    """The training triplets: FashionIQ's three categories pooled, or CIRR's train split.
+
+    max_queries (a config's, for dry runs) keeps the first N queries of each category / of CIRR
+    train and only the images they name (`cir_lib.data.load_split`); None reads everything.
+    """
     from cir_lib.data import load_split
 
     # Training reads only each query's reference and target: a CIRR query whose other img_set
     # members are unusable still trains (skip_members=False); evaluation drops it (Recall_subset).
-    return load_split(data_root, dataset, "train", None, skip_missing=skip_missing, skip_members=False)
+    return load_split(data_root, dataset, "train", None, skip_missing=skip_missing, skip_members=False,
+                      max_queries=max_queries)
 
 
-def load_val_splits(data_root, dataset: str, skip_missing: bool = False) -> dict:
-    """{label: Split} of the validation protocol: FashionIQ's three categories, or CIRR's val."""
+def load_val_splits(data_root, dataset: str, skip_missing: bool = False, max_queries: int | None = None) -> dict:
+    """{label: Split} of the validation protocol: FashionIQ's three categories, or CIRR's val
+    (max_queries as in `load_train_split`)."""
     from cir_lib.data import load_split
 
     if dataset == "fashioniq":
-        return {c: load_split(data_root, dataset, "val", c, skip_missing=skip_missing)
+        return {c: load_split(data_root, dataset, "val", c, skip_missing=skip_missing, max_queries=max_queries)
                 for c in FASHIONIQ_CATEGORIES}
-    return {"cirr": load_split(data_root, dataset, "val", None, skip_missing=skip_missing)}
+    return {"cirr": load_split(data_root, dataset, "val", None, skip_missing=skip_missing,
+                               max_queries=max_queries)}
 
 
 def training_captions(split) -> list:
