@@ -101,7 +101,7 @@ class Explorer:
             enc = (encoded or {}).get(group)
             if enc is None:  # not handed over by the evaluation: encode (image features via the cache)
                 sp = load_split(self.data_root, dataset, config.split, None if group == "cirr" else group,
-                                skip_missing=config.skip_missing)
+                                skip_missing=config.skip_missing, max_queries=config.max_queries)
                 enc = encode_split(sp, backbone, combiner, dataclasses.replace(config, device=str(device)),
                                    preprocess=preprocess)
             if enc.lambdas is not None:

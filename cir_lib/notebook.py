@@ -33,7 +33,7 @@ from typing import Any, Mapping, Optional, Sequence
 from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, PROJECT_ROOT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import PROFILES, get_profile, resolve_data_root
-from cir_lib.recipes import EvalConfig
+from cir_lib.recipes import EvalConfig, recipe_backbones  # noqa: F401 - notebook 00 shows the paper's weights
 from cir_lib.report import ABLATIONS, METHODS
 
 logger = logging.getLogger(__name__)
@@ -323,9 +323,11 @@ def _check_reusable(run_dir: Path, config, data_root, clip_run) -> None:
 
 
 def eval_config(paths: ResultPaths, *, split: str = "val", skip_missing: bool = False,
-                device: Optional[str] = None) -> EvalConfig:
-    """The notebooks' `EvalConfig`: the profile's shared feature cache, CUDA when available."""
-    return EvalConfig(split=split, cache_dir=str(paths.cache), skip_missing=skip_missing, device=device or "auto")
+                device: Optional[str] = None, max_queries: Optional[int] = None) -> EvalConfig:
+    """The notebooks' `EvalConfig`: the profile's shared feature cache, CUDA when available
+    (`max_queries`: a dry run's cap on every split)."""
+    return EvalConfig(split=split, cache_dir=str(paths.cache), skip_missing=skip_missing, device=device or "auto",
+                      max_queries=max_queries)
 
 
 def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPaths,

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 from cir_lib.constants import DATASETS, EVAL_IMAGE_BATCH, EVAL_TEXT_BATCH, MINI_NAME, PREPROCESS_KINDS, STAGES, TARGETPAD_RATIO
 from cir_lib.errors import ConfigError
@@ -416,3 +416,12 @@ def _coerce(key: str, value: Any, hint) -> Any:
     except (TypeError, ValueError) as err:
         raise ConfigError(f"bad value {value!r} for {key!r}: {err}") from None
     return value
+
+
+def recipe_backbones(recipes: Mapping[str, str], pretrained: Optional[str] = None) -> dict[str, tuple[str, str]]:
+    """{dataset: (backbone, pretrained)} of the stage-1 configs of the given recipes."""
+    out = {}
+    for dataset, name in recipes.items():
+        cfg = get_recipe(name, "finetune", dataset=dataset)
+        out[dataset] = (cfg.backbone, pretrained or cfg.pretrained)
+    return out

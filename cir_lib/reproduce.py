@@ -26,6 +26,7 @@ from cir_lib.progress import ENV_VAR as PROGRESS_ENV_VAR
 from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR, PROJECT_ROOT
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import Profile, get_profile, resolve_data_root
+from cir_lib.recipes import recipe_backbones
 
 logger = logging.getLogger(__name__)
 
@@ -101,17 +102,6 @@ def openai_weights_location(model: str) -> Optional[str]:
         if local.is_file():
             return str(local)
     return None
-
-
-def recipe_backbones(recipes: Mapping[str, str], pretrained: Optional[str] = None) -> dict[str, tuple[str, str]]:
-    """{dataset: (backbone, pretrained)} of the stage-1 configs of the given recipes."""
-    from cir_lib.recipes import get_recipe
-
-    out = {}
-    for dataset, name in recipes.items():
-        cfg = get_recipe(name, "finetune", dataset=dataset)
-        out[dataset] = (cfg.backbone, pretrained or cfg.pretrained)
-    return out
 
 
 def missing_images(data_root: Path, datasets: Sequence[str], limit: int = 5) -> list[str]:
