@@ -35,7 +35,9 @@ def _make_mini(args) -> int:
 
 def _check_data(args) -> int:
     from cir_lib.check import check_data, format_report
+    from cir_lib.data import check_data_root
 
+    check_data_root(args.data_root)  # one error line, not a report of nothing
     datasets = [args.dataset] if args.dataset else None
     report = check_data(args.data_root, datasets, verify_images=not args.no_verify_images,
                         workers=args.workers)
