@@ -132,6 +132,31 @@ def test_pretrain_out_is_not_replaced_unless_it_is_a_kit_checkpoint(capsys, file
         main([str(a) for a in base + [files["backbone"]]])
 
 
+def test_cache_dir_that_is_a_file_refused_before_encoding(capsys, files, no_training, monkeypatch):
+    import cir_lib.backbone
+
+    monkeypatch.setattr(cir_lib.backbone, "load_backbone", no_heavy_work)
+    model = ["--backbone", "cir-mini", "--pretrained", "none", "--cache-dir", files["file"]]
+    expect_error(capsys, ["evaluate", "--data-root", files["data"], "--dataset", "cirr", *model],
+                 "--cache-dir", "is a file")
+    expect_error(capsys, ["submit-cirr", "--data-root", files["data"], *model, "--out", files["root"] / "sub"],
+                 "--cache-dir", "is a file")
+    expect_error(capsys, train(files, "finetune", "--set", f"cache_dir={files['file']}"), "cache_dir", "is a file")
+
+
+def test_reproduce_paths_that_are_files_refused_before_a_notebook_runs(capsys, files, monkeypatch):
+    import cir_lib.reproduce
+
+    monkeypatch.setattr(cir_lib.reproduce, "reproduce", no_heavy_work)
+    expect_error(capsys, ["reproduce", "--profile", "smoke", "--data-root", files["file"]], "--data-root", "is a file")
+    expect_error(capsys, ["reproduce", "--profile", "smoke", "--data-root", files["data"], "--results", files["file"]],
+                 "--results", "is a file")
+
+
+def test_check_data_workers(capsys, files):
+    expect_error(capsys, ["check-data", "--data-root", files["data"], "--workers", "0"], "--workers", ">= 1")
+
+
 def test_existing_run_with_checkpoints_refused_before_training(capsys, files, no_training):
     argv = ["finetune", "--data-root", files["data"], *SMOKE_TRAIN, "--out", files["used_run"]]
     expect_error(capsys, argv, "already holds checkpoints", "--resume")

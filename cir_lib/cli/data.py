@@ -38,6 +38,10 @@ def _check_data(args) -> int:
     from cir_lib.data import check_data_root
 
     check_data_root(args.data_root)  # one error line, not a report of nothing
+    if args.workers is not None and args.workers < 1:
+        from cir_lib.errors import ConfigError
+
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     datasets = [args.dataset] if args.dataset else None
     report = check_data(args.data_root, datasets, verify_images=not args.no_verify_images,
                         workers=args.workers)

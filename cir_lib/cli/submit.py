@@ -18,6 +18,8 @@ def _submit(args) -> int:
     check_config(config)  # mistakes in the options fail before a model is loaded or an image encoded
     check_data_root(args.data_root)
     check_output_folder(args.out)
+    if args.cache_dir:
+        check_output_folder(args.cache_dir, "--cache-dir")
     backbone, composer, preprocess, device = resolve_models(args)
     config = dataclasses.replace(config, device=str(device))
     recall_path, subset_path = write_cirr_submission(args.data_root, backbone, composer, args.out, config,
