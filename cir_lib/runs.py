@@ -412,6 +412,8 @@ def jsonable(value: Any) -> Any:
 def read_run_config(run_dir) -> dict:
     """Read a run folder's config.json (kind, config, environment, ...)."""
     path = Path(run_dir) / CONFIG_FILE
+    if Path(run_dir).is_file() and (Path(run_dir).parent / CONFIG_FILE).is_file():
+        raise ConfigError(f"{run_dir} is a file of a run; a run is named by its folder: {Path(run_dir).parent}")
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder: {CONFIG_FILE} not found")
     try:

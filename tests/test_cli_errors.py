@@ -91,6 +91,9 @@ def files(tmp_path_factory, smoke_root):
     (f["orphan"] / "config.json").write_text(json.dumps({
         "kind": "combiner", "config": dataclasses.asdict(CombinerTrainConfig(backbone="cir-mini")),
         "clip": {"run": str(root / "deleted-finetune"), "backbone": "cir-mini", "weights_key": "x"}}))
+    (f["orphan"] / "best.pt").write_bytes(b"")
+    f["last"] = root / "last.pt"  # a run's training state
+    torch.save({"format": "cir_lib.run/1", "kind": "finetune", "epoch": 1}, f["last"])
     # a finetune run folder that already holds checkpoints
     f["used_run"] = root / "used-finetune"
     f["used_run"].mkdir()
@@ -321,6 +324,7 @@ def test_run_folder_mistakes(capsys, files):
     expect_error(capsys, base + [files["not_run"]], "not a run folder")
     expect_error(capsys, base + [files["file"]], "not a run folder")
     expect_error(capsys, base + [files["orphan"]], "stage-1 run", "no longer there")
+    expect_error(capsys, base + [files["orphan"] / "best.pt"], "a run is named by its folder", str(files["orphan"]))
     combiner = ["train-combiner", "--data-root", files["data"], *SMOKE_TRAIN, "--out", files["root"] / "c"]
     expect_error(capsys, combiner + ["--clip-run", files["not_run"]], "not a run folder")
     expect_error(capsys, combiner + ["--clip-run", files["orphan"]], "'combiner' run", "stage-1")
@@ -357,6 +361,9 @@ def test_kit_checkpoints_given_to_the_wrong_option_say_what_they_are(capsys, fil
     expect_error(capsys, base + ["--backbone", "cir-mini", "--pretrained", "none", "--combiner-checkpoint",
                                  files["backbone"]], "is a backbone (CLIP) checkpoint written by the kit",
                  "--clip-checkpoint")
+    for option in ("--clip-checkpoint", "--combiner-checkpoint"):
+        extra = ["--backbone", "cir-mini", "--pretrained", "none"] if option == "--combiner-checkpoint" else []
+        expect_error(capsys, base + extra + [option, files["last"]], "run's last.pt written by the kit", "--run")
 
 
 # ----------------------------------------------------------------------------- advice in messages
