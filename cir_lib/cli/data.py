@@ -37,7 +37,8 @@ def _check_data(args) -> int:
     from cir_lib.check import check_data, format_report
     from cir_lib.data import check_data_root
 
-    check_data_root(args.data_root)  # one error line, not a report of nothing
+    if not args.json:  # one error line, not a table of nothing (--json keeps its report, problems listed)
+        check_data_root(args.data_root)
     if args.workers is not None and args.workers < 1:
         from cir_lib.errors import ConfigError
 
