@@ -146,12 +146,12 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
 
 def _without_skip_advice(err: ImageError, data_root, split: str) -> ImageError:
     """The data reader's ImageError without its advice to skip images (no option of a submission)."""
-    message = str(err)
-    head = message[:message.find("skip_missing")] if "skip_missing" in message else message
-    if head is not message:
+    head = str(err)
+    if "skip_missing" in head:  # keep the message up to the clause or sentence that advises skipping
+        head = head[:head.find("skip_missing")]
         cut = max(head.rfind(", or "), head.rfind(". ") + 1)
         head = head[:cut].rstrip(" ;,") if cut > 0 else head
-        head = head if head.endswith(".") else head + "."
+    head = head if head.endswith(".") else head + "."
     return ImageError(f"{head} A submission needs every {split} image (the server scores every pairid): "
                       f"restore them; `cir-lib check-data --data-root {data_root} --dataset cirr` lists what "
                       "is missing.")

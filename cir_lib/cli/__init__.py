@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"error: interrupted (Ctrl-C) during `cir-lib {args.command}`; files are written atomically, so "
-              "none is left half-written (a training run continues with --resume)", file=sys.stderr)
+        print(f"error: interrupted (Ctrl-C) during `cir-lib {args.command}`; a training run continues from its "
+              "last saved epoch with --resume", file=sys.stderr)
         return 130
     except CirError as err:
         if args.debug:
