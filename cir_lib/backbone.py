@@ -238,9 +238,9 @@ def _read_checkpoint(path: Path, allow_torchscript: Optional[bool] = None) -> An
         raise
     except ConfigError as err:
         raise ConfigError(
-            f"cannot read checkpoint {path}: {err}. Pass a file written by torch.save (the kit's "
-            f"backbone checkpoints, an open_clip/OpenAI state dict, or CLIP4Cir's {{'CLIP': ...}})."
-        ) from err
+            f"{err}. Pass a backbone checkpoint: the kit's (a run's best.pt, cir-mini.pt), an open_clip/OpenAI "
+            f"state dict, or CLIP4Cir's {{'CLIP': ...}}."
+        ) from None
 
 
 def _strip_module(state_dict: dict) -> dict:
@@ -453,6 +453,10 @@ def load_backbone(
     if not random_init and path.is_dir():
         raise ConfigError(f"pretrained={pretrained_str!r} is a folder, not a checkpoint file")
 
+    other_kit_file = serialization.kit_file_kind(ckpt)
+    if other_kit_file and not str(ckpt["format"]).startswith(CHECKPOINT_FORMAT.split("/")[0] + "/"):
+        what, where = other_kit_file
+        raise ConfigError(f"{path} is {what}, not a backbone checkpoint; {where}")
     if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
         # the kit's own format: rebuilt from the config inside, whatever open_clip's registry holds
         file_cfg = ckpt["config"]

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cir_lib.errors import ConfigError
-from cir_lib.serialization import load_file
+from cir_lib.serialization import kit_file_kind, load_file
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +227,9 @@ def load_combiner_checkpoint(
     if not path.is_file():
         raise ConfigError(f"Combiner checkpoint {path} not found; pass the path of an existing file")
     ckpt = load_file(path, "Combiner checkpoint", map_location=map_location)  # weights-only
+    kit_file = kit_file_kind(ckpt)
+    if kit_file and not str(ckpt["format"]).startswith(CHECKPOINT_FORMAT.split("/")[0] + "/"):
+        raise ConfigError(f"{path} is {kit_file[0]}, not a Combiner checkpoint; {kit_file[1]}")
     if isinstance(ckpt, dict) and ckpt.get("format") == CHECKPOINT_FORMAT:
         config = CombinerConfig(**ckpt["config"])
         state_dict = ckpt["state_dict"]

@@ -364,10 +364,25 @@ def relative_path(path: Path, root: Path) -> str:
         return str(path)
 
 
+def check_data_root(root) -> Path:
+    """The data root as a Path; AnnotationError when it does not exist or is not a folder.
+
+    Example:
+        >>> check_data_root("data/mini")  # doctest: +SKIP
+    """
+    root = Path(root)
+    if not root.is_dir():
+        state = "is a file, not a folder" if root.exists() else "does not exist"
+        raise AnnotationError(f"data root {root} {state}: pass the folder holding {FASHIONIQ_DIR}/ and "
+                              f"{CIRR_DIR}/ (the README's *Data layout* section)")
+    return root
+
+
 def _read_json(path: Path, root: Path, kind: str):
     """Load a JSON file; missing or malformed -> AnnotationError naming it."""
     if not path.is_file():
         hint = ""
+        check_data_root(root)
         if not path.parent.is_dir():
             hint = (f"; the data root must be the folder holding {FASHIONIQ_DIR}/ and {CIRR_DIR}/ "
                     f"in the layout of the README's *Data layout* section")

@@ -170,6 +170,9 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
     t_start = time.perf_counter()
     check_config(config)
     dataset = resolve_dataset(config)
+    runs.check_run_folder(out_dir, "finetune", resume)  # before any work: a file, read-only, a used run
+    if config.cache_dir:
+        runs.check_output_folder(config.cache_dir, "cache_dir")
     set_threads(config.threads)
     dist_info = init_distributed(config.device)
     device = pick_device(config.device, dist_info.local_rank if dist_info.enabled else None)

@@ -21,12 +21,15 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
+from cir_lib.backbone import CHECKPOINT_FORMAT as BACKBONE_FORMAT
 from cir_lib.backbone import load_backbone, save_backbone_checkpoint
 from cir_lib.constants import CLIP_MEAN, CLIP_STD, MINI_CHECKPOINT, MINI_POOL_DIR
 from cir_lib.errors import AnnotationError, ConfigError, TrainingError
 from cir_lib.losses import clip_loss
 from cir_lib.progress import progress_bar
-from cir_lib.recipes import PretrainConfig
+from cir_lib.recipes import PretrainConfig, check_config
+from cir_lib.runs import check_output_file
+from cir_lib.serialization import KIT_FILE_KINDS, kit_file_kind, load_file
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +130,21 @@ def _recalibrate_batchnorm(model: torch.nn.Module, images_u8: torch.Tensor, batc
         m.momentum = momentum
 
 
+def _check_replaceable(out: Path) -> None:
+    """An existing `out` is replaced only when it is a backbone checkpoint the kit wrote (an earlier
+    pretraining): any other file is the user's, and is refused before any work."""
+    if not out.exists():
+        return
+    try:
+        kind = kit_file_kind(load_file(out, "existing file"))
+    except ConfigError:  # unreadable or unsafe: not ours either
+        kind = None
+    if kind is None or kind != KIT_FILE_KINDS[BACKBONE_FORMAT.split("/")[0] + "/"]:
+        raise ConfigError(f"--out {out} exists and is not a backbone checkpoint written by the kit; pretraining "
+                          "would replace it: choose another path (e.g. DATA_ROOT/cir-mini.pt), or delete it first")
+    logger.info("replacing %s, written by an earlier pretraining", out)
+
+
 def pretrain_mini(
     data_root: Union[str, Path], out: Union[str, Path, None] = None, config: Optional[PretrainConfig] = None
 ) -> Path:
@@ -149,11 +167,10 @@ def pretrain_mini(
         >>> backbone = load_backbone("cir-mini", str(path))
     """
     config = config or PretrainConfig()
-    if config.epochs < 1 or config.batch_size < 2:
-        raise ConfigError(f"pretraining needs epochs >= 1 and batch_size >= 2 (got {config.epochs}, "
-                          f"{config.batch_size})")
+    check_config(config)
     data_root = Path(data_root)
-    out = Path(out) if out is not None else data_root / DEFAULT_CHECKPOINT_NAME
+    out = check_output_file(Path(out) if out is not None else data_root / DEFAULT_CHECKPOINT_NAME)
+    _check_replaceable(out)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)

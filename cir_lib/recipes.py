@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Union
@@ -323,11 +324,58 @@ def config_from_dict(cls, values: dict):
     return apply_overrides(cls(), values)
 
 
+def _check_numbers(config, bad) -> None:
+    """Every number of a config is finite (NaN and infinity are refused by field name)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                bad(f"{f.name} must be a finite number, got {value!r}")
+
+
+def _check_pretrain(config: PretrainConfig, bad) -> None:
+    if config.epochs < 1:
+        bad(f"epochs must be >= 1, got {config.epochs}")
+    if config.batch_size < 2:
+        bad(f"batch_size must be >= 2 (in-batch negatives), got {config.batch_size}")
+    if config.lr <= 0:
+        bad(f"lr must be > 0, got {config.lr}")
+    if config.weight_decay < 0:
+        bad(f"weight_decay must be >= 0, got {config.weight_decay}")
+    if config.warmup_steps < 0 or config.max_shift < 0:
+        bad(f"warmup_steps and max_shift must be >= 0, got {config.warmup_steps}, {config.max_shift}")
+    if config.preprocess not in PREPROCESS_KINDS:
+        bad(f"preprocess must be one of {PREPROCESS_KINDS}, got {config.preprocess!r}")
+    if config.threads is not None and config.threads < 1:
+        bad(f"threads must be >= 1 (or none), got {config.threads}")
+
+
+def _check_eval(config: EvalConfig, bad) -> None:
+    for name in ("batch_size", "text_batch_size"):
+        if getattr(config, name) < 1:
+            bad(f"{name} must be >= 1, got {getattr(config, name)}")
+    if config.num_workers < 0:
+        bad(f"num_workers must be >= 0, got {config.num_workers}")
+
+
 def check_config(config) -> None:
-    """Raise ConfigError when a config's values are inconsistent or out of range."""
+    """Raise ConfigError when a config's values are inconsistent, not finite or out of range.
+
+    Args:
+        config: a `FinetuneConfig`, `CombinerTrainConfig`, `PretrainConfig` or `EvalConfig`.
+
+    Raises:
+        ConfigError: naming the config, the field and the accepted range.
+    """
     def bad(msg):
         raise ConfigError(f"{type(config).__name__}: {msg}")
 
+    _check_numbers(config, bad)
+    if isinstance(config, PretrainConfig):
+        return _check_pretrain(config, bad)
+    if isinstance(config, EvalConfig):
+        return _check_eval(config, bad)
     if config.dataset is not None and config.dataset not in DATASETS:
         bad(f"dataset must be one of {DATASETS}, got {config.dataset!r}")
     if config.preprocess not in PREPROCESS_KINDS:
@@ -348,6 +396,10 @@ def check_config(config) -> None:
         bad(f"max_steps_per_epoch must be >= 1 (or none for every batch), got {config.max_steps_per_epoch}")
     if config.max_queries is not None and config.max_queries < 2:
         bad(f"max_queries must be >= 2 (in-batch negatives; or none for the whole splits), got {config.max_queries}")
+    if config.encode_batch_size < 1:
+        bad(f"encode_batch_size must be >= 1, got {config.encode_batch_size}")
+    if config.seed < 0:
+        bad(f"seed must be >= 0, got {config.seed}")
     if not (config.device == "auto" or config.device == "cpu" or config.device.startswith("cuda")):
         bad(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {config.device!r}")
     if isinstance(config, FinetuneConfig):
@@ -355,8 +407,14 @@ def check_config(config) -> None:
             bad(f"encoders must be one of {ENCODER_CHOICES}, got {config.encoders!r}")
         if config.amp not in AMP_CHOICES:
             bad(f"amp must be one of {AMP_CHOICES}, got {config.amp!r}")
-        if len(config.betas) != 2:
-            bad(f"betas must be two numbers, got {config.betas!r}")
+        if len(config.betas) != 2 or not all(0 <= b < 1 for b in config.betas):
+            bad(f"betas must be two numbers in [0, 1), got {config.betas!r}")
+        if config.eps <= 0:
+            bad(f"eps must be > 0, got {config.eps}")
+        if config.weight_decay < 0:
+            bad(f"weight_decay must be >= 0, got {config.weight_decay}")
+        if config.num_workers < 0:
+            bad(f"num_workers must be >= 0, got {config.num_workers}")
     if isinstance(config, CombinerTrainConfig):
         if not 0 <= config.dropout < 1:
             bad(f"dropout must be in [0, 1), got {config.dropout}")

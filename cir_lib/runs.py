@@ -2,7 +2,7 @@
 
 A run folder (stage 1 or stage 2) holds:
 
-    config.json   {"kind": "finetune"|"combiner", "config": {...}, "environment": {...}, ...}
+    config.json   {"kind": "finetune"|"combiner", "config": {...}, "environment": {...}, "written", ...}
     history.csv   one row per epoch: epoch, loss, the validation metrics (when validated),
                   score (the model-selection number; CIRR also score_arithmetic, score_harmonic,
                   score_geometric), seconds
@@ -131,7 +131,9 @@ def environment_info(device: Optional[str] = None) -> dict:
 
     Returns:
         {"python", "platform", "packages": {name: version}, "git_commit", "git_dirty" (tracked files
-         changed outside results/), "device", "cpu_count", "cpu_threads" (torch's), "created"}.
+         changed outside results/), "device", "cpu_count", "cpu_threads" (torch's)}. No clock time:
+        the same work on the same machine gives the same record (a table's `.meta.json` is
+        byte-identical when rebuilt); a run's config.json records when it was written ("written").
     """
     from importlib import metadata
 
@@ -151,7 +153,6 @@ def environment_info(device: Optional[str] = None) -> dict:
         "device": _device_name(device),
         "cpu_count": os.cpu_count(),
         "cpu_threads": torch.get_num_threads(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
 
@@ -232,18 +233,10 @@ class RunFolder:
         Returns:
             The RunFolder. Stale temp files of interrupted saves are removed.
         """
-        if kind not in RUN_KINDS:
-            raise ConfigError(f"unknown run kind {kind!r}")
+        old = check_run_folder(path, kind, resume)
         run = cls(Path(path), kind, writer)
         has_ckpt = run.last_path.exists() or run.best_path.exists()
-        if has_ckpt and not resume:
-            raise ConfigError(
-                f"run folder {run.path} already holds checkpoints; pass --resume (resume=True) to "
-                "continue it, or choose another --out folder")
-        if run.config_path.exists():
-            old = read_run_config(run.path)
-            if old.get("kind") != kind:
-                raise ConfigError(f"run folder {run.path} holds a {old.get('kind')!r} run, not a {kind!r} run")
+        if old is not None:
             if resume and has_ckpt:
                 _check_same_config(run.path, old.get("config", {}), dataclasses.asdict(config))
                 _check_same_data(run.path, old, extra or {})
@@ -256,7 +249,7 @@ class RunFolder:
                 logger.warning("removing %s, left by an interrupted save", stale)
                 stale.unlink()
             record = {"kind": kind, "config": dataclasses.asdict(config),
-                      "environment": environment_info(device)}
+                      "environment": environment_info(device), "written": _now()}
             record.update(extra or {})
             atomic_write(run.config_path, lambda f: f.write(
                 json.dumps(record, indent=2, default=str).encode("utf-8")))
@@ -275,6 +268,80 @@ class RunFolder:
     def load_last(self) -> Optional[dict]:
         """The last.pt payload, or None when there is none."""
         return load_checkpoint(self.last_path) if self.last_path.exists() else None
+
+
+def check_output_folder(path, option: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that cannot be written: an existing file, or a
+    folder (or its nearest existing parent) without write permission.
+
+    Args:
+        path: the folder to write (created later if absent).
+        option: how the user named it, for messages ("--out", "out_dir").
+
+    Returns:
+        The path.
+
+    Raises:
+        ConfigError: naming the path and what to do.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file, not a folder: give a folder to write into "
+                          "(a new one, or one this command wrote before)")
+    _check_writable(path, option)
+    return path
+
+
+def check_output_file(path, option: str = "--out") -> Path:
+    """Refuse, before any work, an output file that cannot be written: an existing folder, or a
+    folder without write permission. An existing file is replaced (atomically) when written."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give the path of the file to write")
+    _check_writable(path.parent, option, path)
+    return path
+
+
+def _check_writable(folder: Path, option: str, target: Optional[Path] = None) -> None:
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"{option} {target or folder}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {target or folder}: permission denied, folder {existing} is not writable "
+                          "by this user; choose another folder (or fix its permissions)")
+
+
+def check_run_folder(path, kind: str, resume: bool) -> Optional[dict]:
+    """Check, before any work, that `path` can hold a `kind` run: a writable folder, without
+    checkpoints unless resuming, and not holding another kind of run.
+
+    Returns:
+        The folder's config.json record when it has one, else None.
+
+    Raises:
+        ConfigError: naming the folder and what to do.
+    """
+    if kind not in RUN_KINDS:
+        raise ConfigError(f"unknown run kind {kind!r}")
+    path = check_output_folder(path)
+    if (path / LAST_FILE).exists() or (path / BEST_FILE).exists():
+        if not resume:
+            raise ConfigError(
+                f"run folder {path} already holds checkpoints; pass --resume (resume=True) to "
+                "continue it, or choose another --out folder")
+    if not (path / CONFIG_FILE).exists():
+        return None
+    old = read_run_config(path)
+    if old.get("kind") != kind:
+        raise ConfigError(f"run folder {path} holds a {old.get('kind')!r} run, not a {kind!r} run; "
+                          "choose another --out folder")
+    return old
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _check_same_config(path: Path, old: dict, new: dict) -> None:
@@ -347,6 +414,8 @@ def jsonable(value: Any) -> Any:
 def read_run_config(run_dir) -> dict:
     """Read a run folder's config.json (kind, config, environment, ...)."""
     path = Path(run_dir) / CONFIG_FILE
+    if Path(run_dir).is_file() and (Path(run_dir).parent / CONFIG_FILE).is_file():
+        raise ConfigError(f"{run_dir} is a file of a run; a run is named by its folder: {Path(run_dir).parent}")
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a run folder: {CONFIG_FILE} not found")
     try:

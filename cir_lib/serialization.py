@@ -84,14 +84,56 @@ def load_file(path, what: str = "checkpoint", map_location="cpu") -> Any:
     except pickle.UnpicklingError as err:
         refused = re.search(r"GLOBAL ([\w.]+)", str(err))
         if refused is None:  # not a pickle torch understands: garbage, not a threat
-            raise ConfigError(f"{what} {path} is unreadable ({_first_line(err)}); it may be truncated or "
-                              "not a torch file") from None
+            raise unreadable_file_error(path, what, _first_line(err)) from None
         # weights-only refusal: the pickle names other Python objects than tensors and containers
         raise unsafe_file_error(path, what, f"it holds Python objects other than tensors and plain "
                                 f"containers (it names {refused.group(1)})") from None
     except Exception as err:  # truncated / not a torch file
-        raise ConfigError(f"{what} {path} is unreadable ({type(err).__name__}: {_first_line(err)}); "
-                          "it may be truncated or not a torch file") from err
+        raise unreadable_file_error(path, what, f"{type(err).__name__}: {_first_line(err)}") from None
+
+
+def unreadable_file_error(path, what: str, detail: str) -> ConfigError:
+    """The error for a file that is not a torch file at all (empty, text, random bytes, truncated)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        head = None
+    if head == b"":
+        reason = "the file is empty"
+    elif head and _is_text(head):
+        reason = "it is a text file"
+    else:
+        reason = f"torch cannot read it: {detail}"
+    return ConfigError(f"{what} {path} is unreadable, not a checkpoint the kit can read ({reason}); it may be "
+                       "truncated, or not a file written by torch.save")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\n\r\t" for c in text)
+
+
+# How the kit marks the files it writes ("format" key): what each is, and where it goes.
+KIT_FILE_KINDS = {
+    "cir_lib.backbone/": ("a backbone (CLIP) checkpoint written by the kit",
+                          "pass it as --clip-checkpoint (or --pretrained / pretrained=FILE)"),
+    "cir_lib.combiner/": ("a Combiner checkpoint written by the kit", "pass it as --combiner-checkpoint"),
+    "cir_lib.run/": ("a run's last.pt written by the kit (training state, for --resume)",
+                     "pass its run folder as --run, or the run's best.pt"),
+}
+
+
+def kit_file_kind(payload: Any) -> Optional[tuple]:
+    """(what the file is, where it goes) for a file the kit wrote (it carries a "format" key), else None."""
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if not isinstance(fmt, str):
+        return None
+    return next((kind for prefix, kind in KIT_FILE_KINDS.items() if fmt.startswith(prefix)), None)
 
 
 def _first_line(err: Exception) -> str:

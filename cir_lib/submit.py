@@ -24,9 +24,9 @@ from typing import Optional
 import torch
 
 from cir_lib.constants import CIRR_SUBMISSION_MAX_BYTES, CIRR_VERSION
-from cir_lib.errors import ConfigError, SubmissionError
-from cir_lib.recipes import EvalConfig
-from cir_lib.runs import atomic_write_text
+from cir_lib.errors import ConfigError, ImageError, SubmissionError
+from cir_lib.recipes import EvalConfig, check_config
+from cir_lib.runs import atomic_write_text, check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +124,13 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
     if config.skip_missing:
         raise ConfigError("a CIRR submission cannot skip images: the server needs every test pairid; restore "
                           "the missing images (cir-lib check-data lists them)")
-    # every image must be there: the server needs every pairid
-    data = load_split(data_root, "cirr", split, max_queries=config.max_queries)
-    encoded = encode_split(data, backbone, combiner, config, preprocess=preprocess)
+    check_config(config)
+    check_output_folder(out_dir)  # before encoding: a file or a read-only folder fails now
+    try:  # every image must be there: the server needs every pairid
+        data = load_split(data_root, "cirr", split, max_queries=config.max_queries)
+        encoded = encode_split(data, backbone, combiner, config, preprocess=preprocess)
+    except ImageError as err:
+        raise _without_skip_advice(err, data_root, split) from None
     top, subset = rank_cirr_split(data, encoded.index_features, encoded.query_features, k=recall_length(data))
     recall, recall_subset = submission_dicts(data, top, subset)
     tag = tag or default_tag(backbone)
@@ -148,6 +152,19 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
 
 
 # --------------------------------------------------------------------------- validation
+
+
+def _without_skip_advice(err: ImageError, data_root, split: str) -> ImageError:
+    """The data reader's ImageError without its advice to skip images (no option of a submission)."""
+    head = str(err)
+    if "skip_missing" in head:  # keep the message up to the clause or sentence that advises skipping
+        head = head[:head.find("skip_missing")]
+        cut = max(head.rfind(", or "), head.rfind(". ") + 1)
+        head = head[:cut].rstrip(" ;,") if cut > 0 else head
+    head = head if head.endswith(".") else head + "."
+    return ImageError(f"{head} A submission needs every {split} image (the server scores every pairid): "
+                      f"restore them; `cir-lib check-data --data-root {data_root} --dataset cirr` lists what "
+                      "is missing.")
 
 
 def format_problems(problems: list, recall_path, subset_path) -> str:

@@ -90,6 +90,9 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     t_start = time.perf_counter()
     check_config(config)
     dataset = resolve_dataset(config)
+    runs.check_run_folder(out_dir, "combiner", resume)  # before any work: a file, read-only, a used run
+    if config.cache_dir:
+        runs.check_output_folder(config.cache_dir, "cache_dir")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError("train-combiner runs in one process (an epoch on cached features takes seconds); "
                           "launch it without torchrun")

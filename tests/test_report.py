@@ -275,6 +275,24 @@ def test_write_table_round_trips_and_writes_every_file(tmp_path):
     assert "torch" in saved["environment"]["packages"] and saved["environment"]["device"].startswith("cpu")
 
 
+def test_write_table_is_byte_identical_when_rerun(tmp_path):
+    """Same inputs, same files: every table file and the .meta.json, whose environment record
+    (`runs.environment_info`) carries no clock time, rebuilt from scratch each time."""
+    written = []
+    for attempt in ("a", "b"):
+        rows, ranks = _fashioniq_ranked(report.METHODS + ("stage 1 image only",))
+        table = report.fashioniq_table(rows, backbone="RN50", ranks=ranks, context=("cited", "published"), n_boot=50)
+        meta = {"profile": "test", "runs": {"fashioniq-finetune": {"recipe": "smoke", "lr": 1e-3}},
+                "environment": runs.environment_info("cpu"), "data_root": str(tmp_path)}
+        written.append(report.write_table(table, tmp_path / attempt, "fashioniq", title="FashionIQ val",
+                                          notes=["a note"], meta=meta))
+    first, second = written
+    assert set(first) == {"csv", "differences", "md", "tex", "meta"}
+    for key in first:
+        assert first[key].read_bytes() == second[key].read_bytes(), f"{key} differs between identical reruns"
+    assert not {"created", "written"} & set(json.loads(first["meta"].read_text())["environment"])
+
+
 def test_jsonable_plain_data():
     from dataclasses import dataclass
     from pathlib import Path

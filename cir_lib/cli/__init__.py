@@ -12,6 +12,7 @@ traceback as well.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -30,6 +31,15 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the kit's error format: one `error: ...` line naming the command's --help."""
+
+    help_command = None  # what --help to advise (the top-level parser reports its commands' errors too)
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.help_command or self.prog} --help`)\n")
+
+
 def _chosen_command(argv: list[str]) -> str | None:
     """The command named on the command line (the first word that is one), if any."""
     return next((a for a in argv if a in COMMANDS), None)
@@ -37,7 +47,7 @@ def _chosen_command(argv: list[str]) -> str | None:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; only the chosen command's module is imported (all of them when argv is None)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cir-lib",
         description="CLIP4Cir reproducibility kit: data, training, evaluation and CIRR submissions.",
     )
@@ -45,6 +55,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = _chosen_command(argv) if argv is not None else None
+    parser.help_command = f"cir-lib {chosen}" if chosen else None
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if argv is None or name == chosen:
@@ -68,13 +79,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"error: interrupted (Ctrl-C) during `cir-lib {args.command}`; a training run continues from its "
+              "last saved epoch with --resume", file=sys.stderr)
         return 130
     except CirError as err:
         if args.debug:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # the file system refused: name the path, not a traceback
+        if args.debug:
+            raise
+        print(f"error: {_os_error_message(err)}", file=sys.stderr)
+        return 1
+
+
+def _os_error_message(err: OSError) -> str:
+    """One line for an OSError: what failed, on which path, and what to do."""
+    paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None) or "a file"
+    reason = err.strerror or str(err) or type(err).__name__
+    advice = {
+        errno.EACCES: "choose a folder you can write (or fix its permissions)",
+        errno.EPERM: "choose a folder you can write (or fix its permissions)",
+        errno.EROFS: "the file system is read-only: choose another folder",
+        errno.ENOSPC: "the disk is full: free space or choose another folder",
+        errno.EISDIR: "give a file path, not a folder",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+        errno.ENOENT: "check the path",
+    }.get(err.errno, "check the path and try again (--debug shows the traceback)")
+    return f"{reason}: {paths}; {advice}"
 
 
 if __name__ == "__main__":

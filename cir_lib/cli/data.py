@@ -35,7 +35,14 @@ def _make_mini(args) -> int:
 
 def _check_data(args) -> int:
     from cir_lib.check import check_data, format_report
+    from cir_lib.data import check_data_root
 
+    if not args.json:  # one error line, not a table of nothing (--json keeps its report, problems listed)
+        check_data_root(args.data_root)
+    if args.workers is not None and args.workers < 1:
+        from cir_lib.errors import ConfigError
+
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     datasets = [args.dataset] if args.dataset else None
     report = check_data(args.data_root, datasets, verify_images=not args.no_verify_images,
                         workers=args.workers)

@@ -9,12 +9,21 @@ from cir_lib.constants import DATASETS, EVAL_IMAGE_BATCH
 
 
 def _evaluate(args) -> int:
-    from cir_lib.evaluate import evaluate_cirr, evaluate_fashioniq, format_table
-    from cir_lib.recipes import EvalConfig
+    import dataclasses
 
-    backbone, composer, preprocess, device = resolve_models(args)
+    from cir_lib.data import check_data_root
+    from cir_lib.evaluate import evaluate_cirr, evaluate_fashioniq, format_table
+    from cir_lib.recipes import EvalConfig, check_config
+    from cir_lib.runs import check_output_folder
+
     config = EvalConfig(split=args.split, cache_dir=args.cache_dir, skip_missing=args.skip_missing,
-                        batch_size=args.batch_size, device=str(device))
+                        batch_size=args.batch_size)
+    check_config(config)  # mistakes in the options fail before a model is loaded
+    check_data_root(args.data_root)
+    if args.cache_dir:
+        check_output_folder(args.cache_dir, "--cache-dir")
+    backbone, composer, preprocess, device = resolve_models(args)
+    config = dataclasses.replace(config, device=str(device))
     evaluate = evaluate_fashioniq if args.dataset == "fashioniq" else evaluate_cirr
     result = evaluate(args.data_root, backbone, composer, config, preprocess=preprocess)
     if args.json:

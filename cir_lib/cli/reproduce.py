@@ -4,9 +4,16 @@ from __future__ import annotations
 
 
 def _reproduce(args) -> int:
+    from pathlib import Path
+
+    from cir_lib.errors import ConfigError
     from cir_lib.recipes import parse_overrides
     from cir_lib.reproduce import format_summary, reproduce
 
+    # before a notebook starts: paths that are files where folders are needed
+    for option, value in (("--data-root", args.data_root), ("--results", args.results)):
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise ConfigError(f"{option} {value} is a file, not a folder: give a folder")
     summary = reproduce(args.profile, args.data_root, args.results, parameters=parse_overrides(args.set, json_values=True),
                         start=args.start, fresh=args.fresh, dry_run=args.dry_run, log_output=not args.quiet)
     print(format_summary(summary))

@@ -7,11 +7,21 @@ from cir_lib.constants import EVAL_IMAGE_BATCH
 
 
 def _submit(args) -> int:
-    from cir_lib.recipes import EvalConfig
+    import dataclasses
+
+    from cir_lib.data import check_data_root
+    from cir_lib.recipes import EvalConfig, check_config
+    from cir_lib.runs import check_output_folder
     from cir_lib.submit import write_cirr_submission
 
+    config = EvalConfig(split="test1", cache_dir=args.cache_dir, batch_size=args.batch_size)
+    check_config(config)  # mistakes in the options fail before a model is loaded or an image encoded
+    check_data_root(args.data_root)
+    check_output_folder(args.out)
+    if args.cache_dir:
+        check_output_folder(args.cache_dir, "--cache-dir")
     backbone, composer, preprocess, device = resolve_models(args)
-    config = EvalConfig(split="test1", cache_dir=args.cache_dir, batch_size=args.batch_size, device=str(device))
+    config = dataclasses.replace(config, device=str(device))
     recall_path, subset_path = write_cirr_submission(args.data_root, backbone, composer, args.out, config,
                                                      preprocess=preprocess, tag=args.tag)
     print(f"wrote {recall_path}")

@@ -48,11 +48,13 @@ def _finetune(args) -> int:
     if args.list_recipes:
         return _print_recipes()
     _require(args, "data_root", "recipe", "out")
+    from cir_lib.data import check_data_root
     from cir_lib.finetune import finetune
     from cir_lib.validation import format_metrics
 
     apply_torchscript_choice(args)
     config = _config(args, "finetune")
+    check_data_root(args.data_root)
     result = finetune(args.data_root, config, args.out, resume=args.resume)
     print(f"stage 1 done: best epoch {result.best_epoch}, score {result.best_score:.2f} "
           f"({format_metrics(result.best_metrics)}); run folder {result.run_dir}")
@@ -63,11 +65,13 @@ def _train_combiner(args) -> int:
     if args.list_recipes:
         return _print_recipes()
     _require(args, "data_root", "recipe", "out", "clip_run")
+    from cir_lib.data import check_data_root
     from cir_lib.train_combiner import train_combiner
     from cir_lib.validation import format_metrics
 
     apply_torchscript_choice(args)
     config = _config(args, "combiner")
+    check_data_root(args.data_root)
     result = train_combiner(args.data_root, config, args.clip_run, args.out, resume=args.resume)
     print(f"Combiner done: best epoch {result.best_epoch}, score {result.best_score:.2f} "
           f"({format_metrics(result.best_metrics)}); run folder {result.run_dir}")
@@ -81,6 +85,12 @@ def configure(name: str, p) -> None:
                          "negatives across processes.")
     else:
         p.description = "Stage 2 of CLIP4Cir: the Combiner on cached features of the stage-1 encoders."
+    # the usage line shows what is required (argparse cannot: --list-recipes needs none of it)
+    clip_run = " --clip-run RUN" if name == "train-combiner" else ""
+    p.usage = (f"%(prog)s --data-root DIR --recipe RECIPE --out DIR{clip_run}\n"
+               f"           [--dataset {{{','.join(DATASETS)}}}] [--set KEY=VALUE ...] [--resume]\n"
+               "           [--allow-torchscript]\n"
+               "       %(prog)s --list-recipes")
     req = p.add_argument_group("required (except with --list-recipes)")
     req.add_argument("--data-root", metavar="DIR", help="folder holding fashionIQ_dataset/ and cirr_dataset/")
     req.add_argument("--recipe", help="named recipe (see --list-recipes), e.g. mini, paper-rn50x4-fashioniq")
