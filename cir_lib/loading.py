@@ -93,6 +93,8 @@ def load_run(run_dir, device="cpu", which: str = "best"):
         backbone = load_backbone(clip["backbone"], clip["pretrained"], device=device)
     else:
         clip_dir = Path(clip["run"])
+        if not clip_dir.is_absolute():  # relative to the Combiner's run folder (older runs: absolute)
+            clip_dir = run_dir / clip_dir
         if not (clip_dir / runs.CONFIG_FILE).is_file():
             raise ConfigError(f"Combiner run {run_dir} was trained on stage-1 run {clip_dir}, which is "
                               "no longer there; restore it (the Combiner needs its encoders)")

@@ -105,6 +105,9 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     if len(train_split.queries) < 2:
         raise ConfigError(f"{train_split.label} has {len(train_split.queries)} usable triplets; need at least 2")
     backbone, clip_record = clip_for_combiner(clip_run, config, data_root, device)
+    if clip_record["run"] != ZERO_SHOT:  # linked by a relative path: a copied results folder still loads
+        for key in ("run", "checkpoint", "pretrained"):
+            clip_record[key] = os.path.relpath(clip_record[key], Path(out_dir).resolve())
 
     same_clip = {"clip": {k: clip_record[k] for k in ("backbone", "weights_key")}}
     run = runs.RunFolder.open(out_dir, "combiner", config, resume, device=str(device), must_match=same_clip, extra={

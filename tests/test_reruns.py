@@ -41,3 +41,19 @@ def test_seed_runs_have_their_own_folders(tmp_path):
     paths = notebook.result_paths(tmp_path)
     assert paths.run("cirr", "finetune").name == "cirr-finetune"
     assert paths.run("cirr", "combiner", 2).name == "cirr-combiner-seed2"
+
+
+def test_a_copied_results_folder_still_loads(smoke_root, tmp_path):
+    import shutil
+
+    from cir_lib.loading import load_run
+
+    runs = tmp_path / "a" / "runs"
+    stage1 = notebook.train_or_reuse("finetune", smoke_root, _config(epochs=1), runs / "cirr-finetune")
+    combiner_cfg = notebook.stage_config("smoke", "combiner", "cirr", epochs=1)
+    notebook.train_or_reuse("combiner", smoke_root, combiner_cfg, runs / "cirr-combiner", clip_run=stage1.run_dir)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a")  # the original is gone: the copy must not point at it
+    backbone, combiner, _ = load_run(tmp_path / "b" / "runs" / "cirr-combiner")
+    assert hasattr(combiner, "dynamic_scalar") and backbone.name == "cir-mini"
+    assert "/a/" not in (tmp_path / "b" / "runs" / "cirr-combiner" / "config.json").read_text()
