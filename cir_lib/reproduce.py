@@ -297,7 +297,11 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
         raise PipelineError(f"notebook {name}.ipynb could not run: {type(err).__name__}: {err}\n"
                             f"(partial output in {failed})") from err
     _portable_metadata(partial)
-    os.replace(partial, output)
+    if output.is_file() and same_results(output, partial):
+        partial.unlink()  # a rerun that reused the runs: keep the notebook of the run that made them
+        logger.info("%s: same results as %s, which is kept", name, output.name)
+    else:
+        os.replace(partial, output)
     if failed.exists():
         failed.unlink()  # the failure it recorded is fixed: this run finished
     return time.perf_counter() - start
@@ -308,11 +312,48 @@ def _keep_failed(partial: Path, failed: Path) -> None:
         os.replace(partial, failed)
 
 
+def _results_of(path: Path) -> list:
+    """What an executed notebook shows, without what changes from run to run: cell sources, and
+    for each output its images as they are and its text with digits masked; log and progress lines
+    (streams), timings and execution counts left out."""
+    import re
+
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    shown = []
+    for cell in nb.get("cells", []):
+        outputs = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                continue
+            data = out.get("data", {})
+            outputs.append({k: (re.sub(r"\d+", "0", "".join(v) if isinstance(v, list) else str(v))
+                                if k.startswith("text/") else v) for k, v in data.items()})
+            if out.get("output_type") == "error":
+                outputs.append(out.get("ename"))
+        shown.append(("".join(cell.get("source", [])), outputs))
+    return shown
+
+
+def same_results(old: Path, new: Path) -> bool:
+    """Whether two executed notebooks show the same results (`_results_of`): the figures
+    byte for byte, the tables and text up to their digits (the tables' numbers are compared byte
+    for byte in results/<profile>/tables/)."""
+    try:
+        return _results_of(old) == _results_of(new)
+    except (OSError, ValueError):
+        return False
+
+
 def _portable_metadata(path: Path) -> None:
     """papermill records its input and output paths: keep them relative to the project root, so an
     executed notebook holds no absolute path of the machine that ran it."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("start_time", "end_time", "duration"):  # clock times: every rerun would differ
+        meta.pop(key, None)
+    for cell in nb.get("cells", []):
+        for key in ("papermill", "execution"):
+            cell.get("metadata", {}).pop(key, None)
     for key in ("input_path", "output_path"):
         if meta.get(key):
             p = Path(meta[key])
@@ -446,7 +487,9 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
 
 
 def _write_summary(summary: dict) -> None:
-    """reproduce_summary.json: what this call ran, with paths relative to the profile's results folder."""
+    """reproduce_summary.json: what this call ran, with paths relative to the profile's results folder
+    (the same for a rerun, so it stays byte-identical); timing.json: the seconds per notebook (each run's
+    own, not tracked by git)."""
     out = Path(summary["results"])
 
     def rel(p):
@@ -458,14 +501,22 @@ def _write_summary(summary: dict) -> None:
     record = {
         "profile": summary["profile"],
         "all_notebooks": list(summary["executed"]) == list(NOTEBOOKS),  # False: this call ran only some
-        "data_root": str(summary["data_root"]),
-        "seconds": {k: round(v, 1) for k, v in summary["seconds"].items()},
-        "total_seconds": round(summary["total_seconds"], 1),
+        "data_root": _project_relative(summary["data_root"]),
         "executed": {k: rel(v) for k, v in summary["executed"].items()},
         "tables": [rel(p) for p in summary["tables"]],
         "figures": [rel(p) for p in summary["figures"]],
     }
     (out / "reproduce_summary.json").write_text(json.dumps(record, indent=2) + "\n")
+    timing = {"seconds": {k: round(v, 1) for k, v in summary["seconds"].items()},
+              "total_seconds": round(summary["total_seconds"], 1)}
+    (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+
+
+def _project_relative(path) -> str:
+    try:
+        return Path(path).resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def format_summary(summary: dict) -> str:

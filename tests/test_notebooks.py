@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import importlib.util
 import json
 import re
@@ -395,6 +396,26 @@ def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
     assert {str(p) for p in summary["tables"]} >= {str(out / "tables" / "cirr.csv")}
     print(f"smoke reproduce: {seconds:.1f} s", {k: round(v, 1) for k, v in summary["seconds"].items()})
     _explorer_checks(data_root, out)
+    _rerun_checks(data_root, tmp_path / "results", out)
+
+
+def _tracked_files(out) -> dict:
+    """What git tracks of a profile's results (results/README.md): everything but checkpoints,
+    caches and timing.json."""
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.suffix != ".pt" and "cache" not in p.parts and p.name != "timing.json"}
+
+
+def _rerun_checks(data_root, results, out):
+    """A rerun reuses the finished runs and leaves every tracked file byte-identical (tables, figures
+    with their PDFs, metrics, executed notebooks, run records); --from 03 trains nothing."""
+    before = _tracked_files(out)
+    best = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("best.pt")}
+    runner.reproduce("smoke", data_root=data_root, results_dir=results, progress=False, log_output=False)
+    after = _tracked_files(out)
+    assert {k for k in before if before[k] != after.get(k)} == set() and set(after) == set(before)
+    runner.reproduce("smoke", data_root=data_root, results_dir=results, progress=False, log_output=False, start="03")
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("best.pt")} == best
 
 
 def _explorer_checks(data_root, out):
