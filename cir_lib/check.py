@@ -21,9 +21,10 @@ from cir_lib.constants import (
     FASHIONIQ_DIR,
     FASHIONIQ_SPLITS,
 )
-from cir_lib.data import MISSING, annotation_files, format_listing, image_status, read_annotations, relative_path
-from cir_lib.data import verify_image  # noqa: F401 - public here too (one definition, in data)
+from cir_lib.data import annotation_files, format_listing, read_annotations, relative_path
 from cir_lib.errors import ConfigError
+from cir_lib.images import MISSING, image_status
+from cir_lib.images import verify_image  # noqa: F401 - public here too (one definition, in images)
 
 MAX_MISSING_LISTED = 20  # missing images named per split; the count is always exact
 DATASET_DIRS = {"fashioniq": FASHIONIQ_DIR, "cirr": CIRR_DIR}
@@ -48,7 +49,7 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
         data_root: folder holding fashionIQ_dataset/ and/or cirr_dataset/.
         datasets: datasets to check; None checks whichever is present (a missing dataset folder is
             a problem only when the dataset is asked for explicitly, or when neither is present).
-        verify_images: decode every present image (`data.verify_image`: empty, truncated, not an
+        verify_images: decode every present image (`images.verify_image`: empty, truncated, not an
             image -> unreadable_images); False only checks that the files exist (a folder where an
             image should be is unreadable either way).
         workers: threads decoding images (default min(8, 2 x cores)).

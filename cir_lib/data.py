@@ -28,16 +28,15 @@ Public API:
     capped_image_files(data_root, dataset, split, category=None, max_queries=None) -> [Path]
                      (the image files a capped load needs)
     annotation_fingerprint(data_root, dataset) -> {"files": {path: sha256}, "sha256", ...} (resume check)
-    verify_image(path) -> None or why the image is unusable; image_status(paths, verify) -> {path: ...}
     merge_splits(splits) -> Split   (pools FashionIQ categories; images de-duplicated by name)
     read_annotations(data_root, dataset, split, category=None) -> Annotations (every problem
                      collected, nothing raised for entry-level problems; used by check-data)
-    ImageDataset(paths, transform, split_label)  -> item i = transformed image tensor; raises
-                     ImageError naming the file and the split when missing/unreadable
     fashioniq_caption_variants(c1, c2) -> 4 strings (c1 and c2 / c2 and c1 / c1 / c2), cleaned
     fashioniq_eval_caption(c1, c2) -> "C1 and c2"
     cirr_caption(caption) -> the caption as it is
     eval_captions(split) -> the evaluation caption of every query
+
+The image files themselves (opening, verifying, `ImageDataset`) are in `cir_lib.images`.
 """
 
 from __future__ import annotations
@@ -49,10 +48,9 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from cir_lib.constants import (
     CIRR_DIR,
@@ -65,12 +63,9 @@ from cir_lib.constants import (
     FASHIONIQ_SPLITS,
 )
 from cir_lib.errors import AnnotationError, ConfigError, ImageError
+from cir_lib.images import MISSING, SKIP_MISSING_CLI, image_status
 
 logger = logging.getLogger(__name__)
-
-# How each entry point spells skip_missing (named in the errors about missing images).
-SKIP_MISSING_CLI = ("cir-lib evaluate: --skip-missing; finetune / train-combiner / reproduce: "
-                    "--set skip_missing=true; notebooks: the skip_missing parameter")
 
 MAX_LISTED = 5  # names / problems quoted in one error message
 
@@ -733,7 +728,7 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
             (merge_splits); must be None for CIRR.
         skip_missing: drop unusable index images and the queries that use them (reference, target
             or, with skip_members, a CIRR img_set member). Unusable: absent, empty, truncated, not an
-            image, or a folder; every file is decoded once to find out (`verify_image`). The counts
+            image, or a folder; every file is decoded once to find out (`cir_lib.images.verify_image`). The counts
             (missing and unreadable apart) go to Split.skipped and to a logged warning. Implies
             checking files.
         check_files: check that every index image file exists (missing -> ImageError; files are not
@@ -822,145 +817,3 @@ def merge_splits(splits: Sequence[Split]) -> Split:
                  image_names=names, image_paths=paths, queries=[q for s in splits for q in s.queries],
                  skipped=SkipReport.combine(s.skipped for s in splits),
                  capped=first.capped if all(s.capped == first.capped for s in splits) else None)
-
-
-# ------------------------------------------------------------------------------------------- images
-
-
-MISSING = "missing"  # verify_image's answer for an absent file
-FOLDER = "a folder, not an image file"  # verify_image's answer for a folder where an image should be
-VERIFY_WORKERS = min(8, 2 * (os.cpu_count() or 1))  # threads decoding images (PIL releases the GIL)
-
-
-def verify_image(path) -> str | None:
-    """Whether an image file is usable: None if it decodes fully, else why not.
-
-    Returns:
-        None (usable); MISSING ("missing") when absent; FOLDER when the path is a folder; otherwise the
-        reason it is unreadable ("empty file (0 bytes)", "not an image: ...", "truncated or corrupt:
-        ..."). JPEGs are decoded at 1/8 scale (`draft`): the whole stream is still read, so truncation
-        is caught, at a fraction of the cost.
-
-    Example:
-        >>> verify_image("data/fashionIQ_dataset/images/B0084Y8XIU.jpg") is None
-        True
-    """
-    if os.path.isdir(path):
-        return FOLDER
-    try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
-    except FileNotFoundError:
-        return MISSING
-    except OSError as err:
-        return f"unreadable: {err}"
-    try:
-        with Image.open(path) as im:
-            im.verify()  # structure and checksums (PNG CRCs)
-    except FileNotFoundError:
-        return MISSING
-    except UnidentifiedImageError:
-        return "not an image (no image format recognizes its content)"
-    except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
-        return f"truncated or corrupt: {type(err).__name__}: {err}"
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (1, 1))  # JPEG: DCT-scaled decode, still reads the whole stream
-            im.load()  # catches truncated files that verify() lets through
-    except Exception as err:  # noqa: BLE001
-        return f"truncated or corrupt: {type(err).__name__}: {err}"
-    return None
-
-
-def image_status(paths: Sequence, verify: bool = True, workers: int | None = None,
-                 progress: bool = True) -> dict:
-    """Check many image files at once.
-
-    Args:
-        paths: image paths (duplicates allowed).
-        verify: decode every present file (`verify_image`); False only tells absent files and folders
-            from present files (no decoding: fast).
-        workers: decoding threads (default VERIFY_WORKERS).
-        progress: show a tqdm bar while decoding.
-
-    Returns:
-        {path: None (usable) / MISSING / FOLDER / reason unreadable}.
-    """
-    status: dict = {}
-    present = []
-    for p in dict.fromkeys(paths):
-        if os.path.isfile(p):
-            present.append(p)
-            status[p] = None
-        else:
-            status[p] = FOLDER if os.path.isdir(p) else MISSING
-    if verify and present:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from cir_lib.progress import progress_bar
-
-        with ThreadPoolExecutor(max_workers=workers or VERIFY_WORKERS) as pool:
-            results = pool.map(verify_image, present)
-            for p, res in progress_bar(zip(present, results), total=len(present), desc="verifying images",
-                                       unit="img", disable=not progress, leave=False):
-                status[p] = res
-    return status
-
-
-def open_image(path, split_label: str = "") -> Image.Image:
-    """Open an image fully decoded, in the file's own mode (palette, greyscale, RGBA, CMYK, ...);
-    missing / unreadable -> ImageError naming file and split.
-
-    The mode is kept on purpose: the original code pads and resizes the image as opened and converts
-    it to RGB last (`cir_lib.transform`); converting here first would change palette, transparent
-    and CMYK files.
-    """
-    where = f" (split {split_label})" if split_label else ""
-    if os.path.isdir(path):
-        raise ImageError(
-            f"image path {path}{where} is {FOLDER}; put the image file there, or load the split with "
-            f"skip_missing=True ({SKIP_MISSING_CLI}) to drop the queries that use it"
-        )
-    try:
-        with Image.open(path) as im:
-            im.load()  # force a full decode here: truncated files fail now, not later
-            return im
-    except FileNotFoundError:
-        raise ImageError(
-            f"image file {path}{where} is missing; restore it, or load the split with "
-            f"skip_missing=True ({SKIP_MISSING_CLI}) to drop the queries that use it"
-        ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageError(
-            f"image file {path}{where} is unreadable ({err}); re-download it, or delete it and use "
-            f"skip_missing=True ({SKIP_MISSING_CLI})"
-        ) from None
-
-
-class ImageDataset(torch.utils.data.Dataset):
-    """Images for a DataLoader: item i = transform(image at paths[i], in the file's own mode).
-
-    Never returns None: a missing or unreadable file raises ImageError naming it and the split.
-
-    Example:
-        >>> ds = ImageDataset(split.image_paths, make_transform(PreprocessConfig()), split.label)
-        >>> ds[0].shape
-        torch.Size([3, 224, 224])
-    """
-
-    def __init__(self, paths: Sequence, transform: Callable | None = None, split_label: str = ""):
-        self.paths = [Path(p) for p in paths]
-        self.transform = transform
-        self.split_label = split_label
-
-    @classmethod
-    def from_split(cls, split: Split, transform: Callable | None = None) -> "ImageDataset":
-        """The index images of a split."""
-        return cls(split.image_paths, transform, split.label)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        image = open_image(self.paths[i], self.split_label)
-        return self.transform(image) if self.transform is not None else image

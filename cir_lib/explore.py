@@ -5,7 +5,7 @@ validation index and query features once (through the feature cache), and answer
 
     explorer.rank(group, query)            top-k of "stage 1 sum" and "stage 1 + Combiner"
     explorer.rank(group, query, caption=..., reference=...)   a new caption over any reference
-    explorer.examples(n, k)                a few queries, ready for `report.plot_retrieval_grid`
+    explorer.examples(n, k)                a few queries, ready for `figures.plot_retrieval_grid`
     explorer.lambdas()                     the Combiner's lambda on every validation query
     explorer.widget()                      an ipywidgets explorer for JupyterLab
 
@@ -182,7 +182,7 @@ class Explorer:
 
     def example(self, group: str, i: int, k: int = 5, caption: Optional[str] = None,
                 reference: Optional[str] = None) -> dict:
-        """One entry for `report.plot_retrieval_grid` (target marked when it is the query's own)."""
+        """One entry for `figures.plot_retrieval_grid` (target marked when it is the query's own)."""
         rs = self._set(group)
         base = self.query(group, i)
         ranked = self.rank(group, i, k=k, caption=caption, reference=reference)
@@ -236,7 +236,7 @@ class Explorer:
 
     def static_view(self, n: int = 3, k: int = 5, seed: int = 0, title: str = ""):
         """A retrieval-grid figure of n seeded queries: the fallback when widgets cannot run."""
-        from cir_lib.report import plot_retrieval_grid
+        from cir_lib.figures import plot_retrieval_grid
 
         return plot_retrieval_grid(self.examples(n, k, seed), title=title)
 
@@ -256,7 +256,7 @@ class Explorer:
         import ipywidgets as w
         from IPython.display import display
 
-        from cir_lib.report import plot_retrieval_grid
+        from cir_lib.figures import plot_retrieval_grid
 
         group = w.Dropdown(options=self.groups, description="group")
         index = w.BoundedIntText(value=0, min=0, max=len(self.sets[self.groups[0]].split.queries) - 1,

@@ -192,7 +192,7 @@ def image_features(
         >>> split = load_split(root, "fashioniq", "val", "dress")
         >>> feats = image_features(bb, split, PreprocessConfig(image_size=bb.image_size), cache_dir="cache")
     """
-    from cir_lib.data import ImageDataset
+    from cir_lib.images import ImageDataset
     from cir_lib.transform import PreprocessConfig, make_transform
 
     if preprocess is None:

@@ -164,7 +164,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
         >>> result.best_metrics["average_recall@10"]
     """
     from cir_lib.backbone import save_backbone_checkpoint
-    from cir_lib.data import ImageDataset
+    from cir_lib.images import ImageDataset
     from cir_lib.transform import make_transform
 
     t_start = time.perf_counter()

@@ -1,18 +1,11 @@
-"""The helpers the notebooks call: one switch (`setup`), result folders, data and backbone
-preparation, stage configs, evaluation of the tables' rows, and the records written beside tables.
+"""The helpers the notebooks call: data and backbone preparation, stage configs, training or
+reusing a run, evaluation of the tables' rows, and the records written beside tables.
 
-A notebook's `parameters` cell holds `profile` and only the knobs that notebook uses, each `None`
-("the profile's value"); its first code cell resolves them:
+Each takes the `Settings` a notebook's first code cell resolves with `cir_lib.settings.setup`
+(the profile switch) or the folders of its `ResultPaths`:
 
-    settings = notebook.setup(profile, "01_stage1_finetune", stage1_epochs=stage1_epochs, ...)
-
-`settings` holds the resolved values and the result folders; `setup` also checks that the notebooks
-it depends on have run, naming the one to run first. What a notebook prints is relative to the
-project root (the JupyterLab server root of `make lab`): `settings.rel(path)`, `show_files(paths)`.
-
-Everything a profile's run writes goes under `<results>/<profile>/`: tables in `tables/`, figures in
-`figures/`, training runs in `runs/`, metrics in `metrics/` (results/README.md lists which notebook
-writes which file).
+    settings = setup(profile, "01_stage1_finetune", stage1_epochs=stage1_epochs, ...)
+    config = notebook.stage_config(settings.recipes["cirr"], "finetune", "cirr", cache_dir=settings.paths.cache)
 
 Example:
     >>> settings = setup("smoke", "01_stage1_finetune")
@@ -25,101 +18,25 @@ import dataclasses
 import json
 import logging
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, PROJECT_ROOT, STAGES
+from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
-from cir_lib.profiles import PROFILES, get_profile, resolve_data_root
+from cir_lib.profiles import PROFILES, get_profile
 from cir_lib.recipes import EvalConfig, recipe_backbones  # noqa: F401 - notebook 00 shows the paper's weights
-from cir_lib.report import ABLATIONS, METHODS
+from cir_lib.settings import ResultPaths, Settings, relative_to_root
+from cir_lib.tables import (
+    ABLATIONS,
+    METHODS,
+    cirr_table,
+    fashioniq_table,
+    read_cirr_test_results,
+    seed_table,
+    write_seed_table,
+)
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ResultPaths:
-    """The folders of one profile's results (`<results>/<profile>/`); created on first use."""
-
-    root: Path  # <results>/<profile>
-
-    def _dir(self, name: str) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    @property
-    def data(self) -> Path:
-        """data/: the data check report and sample triplets (00)."""
-        return self._dir("data")
-
-    @property
-    def runs(self) -> Path:
-        """runs/: the training run folders (01, 02)."""
-        return self._dir("runs")
-
-    @property
-    def metrics(self) -> Path:
-        """metrics/: evaluation results as JSON (03)."""
-        return self._dir("metrics")
-
-    @property
-    def tables(self) -> Path:
-        """tables/: fashioniq / cirr tables as CSV, Markdown, LaTeX, with .meta.json (03)."""
-        return self._dir("tables")
-
-    @property
-    def figures(self) -> Path:
-        """figures/: PNG + PDF figures (00, 03, 04)."""
-        return self._dir("figures")
-
-    @property
-    def cache(self) -> Path:
-        """cache/: the feature cache shared by training, evaluation and the explorer."""
-        return self._dir("cache")
-
-    def run(self, dataset: str, stage: str, seed: int = 0, backbone: str = "") -> Path:
-        """The run folder of a dataset's stage ("finetune" or "combiner"): runs/<dataset>-<stage>,
-        with -<backbone> when the profile trains several backbones and -seed<N> for a seed other than 0
-        (runs/cirr-finetune-rn50x4-seed1)."""
-        if stage not in STAGES:
-            raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-        return self.runs / (f"{dataset}-{stage}" + (f"-{backbone.lower()}" if backbone else "")
-                            + (f"-seed{seed}" if seed else ""))
-
-
-class _RootRelativeFormatter(logging.Formatter):
-    """Log lines with paths under the project root shown relative to it (notebooks hold no absolute paths)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return rel_text(super().format(record))
-
-
-def notebook_logging(level: int = logging.INFO) -> None:
-    """Show the kit's log messages (epoch summaries, cache hits, metrics) in a notebook's output.
-
-    Only the `cir_lib` loggers are routed to stdout, so other libraries stay quiet; calling it again
-    does not add a second handler. Paths under the project root are shown relative to it.
-    """
-    kit = logging.getLogger("cir_lib")
-    kit.setLevel(level)
-    if not any(getattr(h, "_cir_lib_notebook", False) for h in kit.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(_RootRelativeFormatter("%(levelname)s %(name)s: %(message)s"))
-        handler._cir_lib_notebook = True
-        kit.addHandler(handler)
-        kit.propagate = False
-
-
-def result_paths(results_dir: str | os.PathLike) -> ResultPaths:
-    """The `ResultPaths` of a profile's results folder (the notebooks' `results_dir` parameter).
-
-    Example:
-        >>> paths = result_paths("../results/mini"); paths.run("cirr", "finetune")
-    """
-    return ResultPaths(Path(results_dir).expanduser().resolve())
 
 
 def ensure_mini(data_root: str | os.PathLike, preset: str, seed: int = 0) -> dict:
@@ -198,18 +115,6 @@ def stage_config(recipe: str, stage: str, dataset: str, *, epochs: Optional[int]
         if value is not None:
             values[key] = str(value) if key == "cache_dir" else value
     return get_recipe(recipe, stage, dataset=dataset, **values)
-
-
-def parse_seeds(value: Any) -> tuple:
-    """Seeds from a notebook knob or `--set seeds=...`: 0, [0, 1, 2], "0,1,2" -> (0, 1, 2)."""
-    items = value.split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
-    try:
-        seeds = tuple(int(str(v).strip()) for v in items if str(v).strip())
-    except ValueError:
-        raise ConfigError(f"seeds must be whole numbers, e.g. seeds=0,1,2; got {value!r}") from None
-    if not seeds or any(x < 0 for x in seeds) or len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds must be distinct non-negative whole numbers, e.g. seeds=0,1,2; got {value!r}")
-    return seeds
 
 
 def _finished_result(run_dir: Path, config) -> Optional[Any]:
@@ -398,7 +303,7 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
 
 
 def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
-    """Per-query target ranks of each evaluated row, in the form `report.fashioniq_table` /
+    """Per-query target ranks of each evaluated row, in the form `tables.fashioniq_table` /
     `cirr_table` bootstrap their intervals from.
 
     Args:
@@ -446,17 +351,15 @@ def evaluate_series(settings: "Settings", config: EvalConfig, seed: Optional[int
 def build_tables(settings: "Settings", rows: Mapping[str, Any], encoded: Mapping[str, Any]) -> dict:
     """{dataset: table} in the poster's layout: cited and published rows, then this run's rows per
     backbone with bootstrap intervals (and CIRR test1 rows from `settings.cirr_test_results`)."""
-    from cir_lib import report
-
-    test_results = report.read_cirr_test_results(settings.cirr_test_results) if settings.cirr_test_results else None
+    test_results = read_cirr_test_results(settings.cirr_test_results) if settings.cirr_test_results else None
     tables = {}
     for dataset in settings.datasets:
         ranks = {label: ranks_of(enc, dataset) for label, enc in encoded[dataset].items()}
         if dataset == "fashioniq":
-            tables[dataset] = report.fashioniq_table(rows[dataset], ranks=ranks, context=("cited", "published"))
+            tables[dataset] = fashioniq_table(rows[dataset], ranks=ranks, context=("cited", "published"))
         else:
-            tables[dataset] = report.cirr_table(rows[dataset], ranks=ranks, context=("cited", "published"),
-                                                test_results=test_results)
+            tables[dataset] = cirr_table(rows[dataset], ranks=ranks, context=("cited", "published"),
+                                         test_results=test_results)
     return tables
 
 
@@ -510,13 +413,11 @@ def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[st
     Returns:
         {dataset: {"csv": path, "md": path}}; empty with a single seed.
     """
-    from cir_lib import report
-
     if len(settings.seeds) < 2:
         return {}
     files = {}
     for dataset in settings.datasets:
-        build = report.fashioniq_table if dataset == "fashioniq" else report.cirr_table
+        build = fashioniq_table if dataset == "fashioniq" else cirr_table
         per_seed = {settings.seeds[0]: tables[dataset]}
         for seed in settings.seeds[1:]:
             rows = {backbone_label(settings, dataset, bb): evaluate_methods(
@@ -524,9 +425,9 @@ def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[st
                 for bb in settings.backbones}
             per_seed[seed] = build(rows, context=())
         name = "FashionIQ val" if dataset == "fashioniq" else "CIRR val"
-        files[dataset] = report.write_seed_table(report.seed_table(per_seed), settings.paths.tables, dataset,
-                                                 title=f"{name} across training seeds {list(settings.seeds)} "
-                                                       f"(profile {settings.profile})")
+        files[dataset] = write_seed_table(seed_table(per_seed), settings.paths.tables, dataset,
+                                          title=f"{name} across training seeds {list(settings.seeds)} "
+                                                f"(profile {settings.profile})")
     return files
 
 
@@ -553,10 +454,16 @@ def run_summary(results: Mapping[str, Any]) -> "Any":
                           "seconds": round(float(r.seconds), 1)} for d, r in results.items()])
 
 
-def run_dirs(paths: ResultPaths, datasets: Sequence[str]) -> dict:
-    """{"stage 1": {dataset: run folder}, "Combiner": {...}} for `report.plot_training_curves`."""
-    return {"stage 1": {d: paths.run(d, "finetune") for d in datasets},
-            "Combiner": {d: paths.run(d, "combiner") for d in datasets}}
+def run_dirs(settings: "Settings") -> dict:
+    """{"stage 1": {label: run folder}, "Combiner": {...}} of the first seed's runs, one label per
+    dataset (and backbone, when the profile trains several), for `figures.plot_training_curves`."""
+    out: dict = {"stage 1": {}, "Combiner": {}}
+    for bb in settings.backbones:
+        for d in settings.datasets:
+            label = d if len(settings.backbones) == 1 else f"{d} {bb}"
+            out["stage 1"][label] = settings.paths.run(d, "finetune", settings.seeds[0], bb)
+            out["Combiner"][label] = settings.paths.run(d, "combiner", settings.seeds[0], bb)
+    return out
 
 
 DRY_RUN_STEPS = 2  # dry run: training steps per epoch
@@ -632,7 +539,6 @@ def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str
 def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     """Each method's selection score (FashionIQ: mean of average R@10 and R@50; CIRR: mean of the
     seven recalls) and whether zero-shot sum < stage 1 sum < stage 1 + Combiner holds."""
-    from cir_lib.report import cirr_table, fashioniq_table
     from cir_lib.selection import selection_score  # the rule that picks best.pt, on the table's flat rows
 
     table = (fashioniq_table if dataset == "fashioniq" else cirr_table)(rows, context=())
@@ -654,208 +560,6 @@ def ordering_line(settings: "Settings", rows: Mapping[str, Mapping[str, Any]], d
         return (f"{dataset}: {scores} -> profile {settings.profile} is too small to show the ordering "
                 "(it checks that the series runs); the mini and paper profiles show it")
     return f"{dataset}: {scores} -> {'ascending' if check['ascending'] else 'NOT ascending'}"
-
-
-# --------------------------------------------------------------------------- one switch: the profile
-
-KNOBS = ("data_root", "results_dir", "datasets", "recipes", "pretrain_epochs", "pretrained", "stage1_epochs",
-         "combiner_epochs", "skip_missing", "n_examples", "top_k", "interactive", "seeds",
-         "fresh", "backbones", "cirr_test_results", "dry_run")  # what setup() resolves
-
-# What a notebook reads that an earlier one wrote: "data" (00), or a stage's run folder (01, 02).
-NEEDS = {
-    "00_data_prep": (),
-    "01_stage1_finetune": ("data",),
-    "02_combiner_training": ("data", "finetune"),
-    "03_evaluation": ("data", "finetune", "combiner"),
-    "04_qualitative": ("data", "finetune", "combiner"),
-}
-_WRITER = {"data": "00_data_prep", "finetune": "01_stage1_finetune", "combiner": "02_combiner_training"}
-
-
-def relative_to_root(path: str | os.PathLike) -> str:
-    """`path` relative to the project root (the JupyterLab server root) when under it, else as given."""
-    p = Path(path).expanduser()
-    try:
-        return p.resolve().relative_to(PROJECT_ROOT).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def rel_text(obj: Any) -> str:
-    """`str(obj)` with the project root's absolute prefix removed (paths in reprs and log lines)."""
-    return str(obj).replace(str(PROJECT_ROOT) + os.sep, "")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """A notebook's resolved parameters: the profile's values, overridden by the knobs that were set.
-
-    Paths are absolute; `rel` shows one relative to the project root, as the notebooks print them.
-    """
-
-    profile: str  # "smoke" | "mini" | "paper"
-    notebook: Optional[str]  # the notebook that called setup (None: none named)
-    data_root: Path  # the folder holding fashionIQ_dataset/ and cirr_dataset/
-    paths: ResultPaths  # <results>/<profile>/: data/, runs/, metrics/, tables/, figures/, cache/
-    datasets: tuple  # the benchmarks to run
-    recipes: Mapping[str, str]  # {dataset: recipe name}
-    mini_preset: Optional[str]  # make-mini preset of the data root; None for real data
-    pretrain_epochs: Optional[int]  # pretrain-mini epochs when cir-mini.pt is absent (None: its default)
-    pretrained: Optional[str]  # starting weights instead of the recipes' (None: the recipes')
-    stage1_epochs: Optional[int]  # stage-1 epochs instead of the recipes' (None: the recipes')
-    combiner_epochs: Optional[int]  # Combiner epochs instead of the recipes' (None: the recipes')
-    skip_missing: bool  # real data with missing images: skip and report the queries they affect
-    n_examples: int  # queries per retrieval grid
-    top_k: int  # images per ranking
-    interactive: bool  # 04: the ipywidgets explorer (False: static figures)
-    seeds: tuple = (0,)  # training seeds: one series of runs per seed (the tables add mean +- std across seeds)
-    fresh: bool = False  # 01, 02: delete this notebook's earlier runs and train again (default: reuse / resume)
-    backbones: tuple = ("",)  # the profile's backbones (paper: RN50, RN50x4); "": the recipes' own, one series
-    backbone_recipes: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)  # {backbone: {dataset: recipe}}
-    cirr_test_results: Optional[Path] = None  # 03: the CIRR server's numbers for the submitted files (JSON)
-    dry_run: bool = False  # paper: a few steps per stage, capped evaluation, tables marked as a dry run
-
-    def recipes_for(self, backbone: str) -> Mapping[str, str]:
-        """{dataset: recipe} of one of `backbones` ("": `recipes`)."""
-        if not backbone:
-            return self.recipes
-        return {d: self.backbone_recipes[backbone][d] for d in self.datasets}
-
-    @property
-    def results_dir(self) -> Path:
-        """`<results>/<profile>`."""
-        return self.paths.root
-
-    def rel(self, path: str | os.PathLike) -> str:
-        """`path` relative to the project root (see `relative_to_root`)."""
-        return relative_to_root(path)
-
-    def __repr__(self) -> str:  # what the setup cell shows: root-relative paths, one field a line
-        lines = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, ResultPaths):
-                value = value.root
-            shown = self.rel(value) if isinstance(value, Path) else repr(value)
-            lines.append(f"  {f.name} = {shown}")
-        return "Settings(\n" + "\n".join(lines) + "\n)"
-
-
-def setup(profile: str = "mini", notebook: Optional[str] = None, **knobs: Any) -> Settings:
-    """Resolve a notebook's parameters: every knob left None takes the profile's value.
-
-    Also routes the kit's log lines to the notebook (`notebook_logging`) and, for a notebook of the
-    series, checks that the notebooks it depends on have run (`require_earlier`).
-
-    Args:
-        profile: "smoke", "mini" or "paper" (`cir_lib.profiles.PROFILES`): the one switch.
-        notebook: the calling notebook ("03_evaluation"); its inputs are checked.
-        **knobs: any of `KNOBS`; None means "the profile's value" (data_root: data/<profile>;
-            results_dir: results/<profile>; skip_missing: False; interactive: True).
-
-    Returns:
-        The `Settings`.
-
-    Raises:
-        ConfigError: an unknown profile, notebook or knob.
-        PipelineError: an earlier notebook has not run (the message names it), or the paper profile
-            without a data root.
-
-    Example:
-        >>> settings = setup("smoke", "01_stage1_finetune", stage1_epochs=None)
-        >>> settings.recipes, settings.rel(settings.paths.runs)
-        ({'fashioniq': 'smoke', 'cirr': 'smoke'}, 'results/smoke/runs')
-    """
-    prof = get_profile(profile)
-    unknown = sorted(set(knobs) - set(KNOBS))
-    if unknown:
-        raise ConfigError(f"unknown notebook parameter(s) {unknown}; known: {', '.join(KNOBS)}")
-    if notebook is not None and notebook not in NEEDS:
-        raise ConfigError(f"unknown notebook {notebook!r}; the series is {', '.join(NEEDS)}")
-    given = {k: v for k, v in knobs.items() if v is not None}
-    root = resolve_data_root(prof, given.get("data_root"))
-    results = Path(given["results_dir"]).expanduser().resolve() if "results_dir" in given \
-        else PROJECT_ROOT / "results" / prof.name
-    recipes = dict(given.get("recipes", prof.recipes))
-    datasets = tuple(given.get("datasets", recipes))
-    missing = [d for d in datasets if d not in recipes]
-    if missing:
-        raise ConfigError(f"no recipe for dataset(s) {missing}: add them to recipes (e.g. recipes = "
-                          f"{{{missing[0]!r}: {next(iter(prof.recipes.values()))!r}}})")
-    settings = Settings(
-        profile=prof.name, notebook=notebook, data_root=root, paths=result_paths(results), datasets=datasets,
-        recipes={d: recipes[d] for d in datasets}, mini_preset=prof.mini_preset,
-        pretrain_epochs=given.get("pretrain_epochs", prof.pretrain_epochs),
-        pretrained=given.get("pretrained", prof.pretrained),
-        stage1_epochs=given.get("stage1_epochs", 2 if given.get("dry_run") else prof.stage1_epochs),
-        combiner_epochs=given.get("combiner_epochs", 2 if given.get("dry_run") else prof.combiner_epochs),
-        skip_missing=bool(given.get("skip_missing", False)),
-        n_examples=int(given.get("n_examples", prof.n_examples)),
-        top_k=int(given.get("top_k", prof.top_k)),
-        interactive=bool(given.get("interactive", True)),
-        seeds=parse_seeds(given.get("seeds", (0,))),
-        fresh=bool(given.get("fresh", False)),
-        **backbone_series(prof, given, datasets),
-        cirr_test_results=Path(given["cirr_test_results"]).expanduser().resolve()
-        if given.get("cirr_test_results") else None,
-        dry_run=bool(given.get("dry_run", False)),
-    )
-    notebook_logging()
-    if notebook is not None:
-        require_earlier(settings, notebook)
-    return settings
-
-
-def backbone_series(prof, given: Mapping[str, Any], datasets: Sequence[str]) -> dict:
-    """`backbones` / `backbone_recipes` of Settings: the profile's backbones (all, or those named by
-    the `backbones` knob, e.g. "RN50" or ["RN50", "RN50x4"]); ("",) when the profile has one series
-    or the `recipes` knob names the recipes."""
-    if not prof.backbones or "recipes" in given:
-        if given.get("backbones"):
-            raise ConfigError(f"profile {prof.name!r} has no backbones to choose from"
-                              + (" once recipes is set" if prof.backbones else "") + "; drop backbones")
-        return {"backbones": ("",), "backbone_recipes": {}}
-    chosen = given.get("backbones") or list(prof.backbones)
-    if isinstance(chosen, str):
-        chosen = [b.strip() for b in chosen.split(",") if b.strip()]
-    unknown = [b for b in chosen if b not in prof.backbones]
-    if unknown or not chosen:
-        raise ConfigError(f"unknown backbone(s) {unknown or chosen!r} for profile {prof.name!r}; choose among "
-                          f"{', '.join(prof.backbones)} (e.g. --set backbones=RN50)")
-    lacking = [f"{b}/{d}" for b in chosen for d in datasets if d not in prof.backbones[b]]
-    if lacking:
-        raise ConfigError(f"no recipe for {lacking} in profile {prof.name!r}")
-    return {"backbones": tuple(chosen), "backbone_recipes": {b: dict(prof.backbones[b]) for b in chosen}}
-
-
-def require_earlier(settings: Settings, notebook: str) -> None:
-    """Check that what `notebook` reads was written; PipelineError naming the notebook to run first.
-
-    Args:
-        settings: the resolved settings.
-        notebook: a notebook of the series ("03_evaluation").
-    """
-    for need in NEEDS[notebook]:
-        for dataset in settings.datasets:
-            if need == "data":
-                folder = settings.data_root / (FASHIONIQ_DIR if dataset == "fashioniq" else CIRR_DIR)
-                ready = folder.is_dir() and (settings.mini_preset is None
-                                             or (settings.data_root / MINI_CHECKPOINT).is_file())
-                what = f"the {dataset} data in {settings.rel(settings.data_root)}"
-            else:
-                run = next((settings.paths.root / "runs" / settings.paths.run(dataset, need, seed, bb).name
-                            for bb in settings.backbones for seed in settings.seeds
-                            if not (settings.paths.root / "runs" / settings.paths.run(dataset, need, seed, bb).name
-                                    / "best.pt").is_file()), None)
-                ready = run is None
-                run = run or settings.paths.root / "runs" / f"{dataset}-{need}"
-                what = f"the {dataset} {'stage-1' if need == 'finetune' else 'Combiner'} run {settings.rel(run)}"
-            if not ready:
-                raise PipelineError(
-                    f"{notebook} needs {what} (profile {settings.profile!r}), which is not there yet: run "
-                    f"notebooks/{_WRITER[need]}.ipynb first (the series runs in order, 00 to 04; "
-                    f"`cir-lib reproduce --profile {settings.profile}` runs them all)")
 
 
 def show_files(paths: Sequence[str | os.PathLike], title: str = "written"):

@@ -63,7 +63,7 @@ def _read_pool(data_root: Path) -> tuple:
 
 def _preload_images(paths: list, kind: str, image_size: int) -> torch.Tensor:
     """Decode and preprocess every image once -> uint8 [N, 3, S, S] (lossless: PIL resizes in uint8)."""
-    from cir_lib.data import open_image
+    from cir_lib.images import open_image
     from cir_lib.transform import PreprocessConfig, make_transform
 
     transform = make_transform(PreprocessConfig(kind, image_size=image_size))

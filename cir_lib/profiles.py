@@ -7,7 +7,7 @@
            (~6 minutes from a fresh clone, set-up included)
     paper  a real data root (`--data-root`), OpenAI's weights and the paper's recipes (a GPU)
 
-`cir_lib.reproduce` runs the series for a profile; `cir_lib.notebook` resolves a notebook's
+`cir_lib.reproduce` runs the series for a profile; `cir_lib.settings` resolves a notebook's
 parameters against one.
 """
 

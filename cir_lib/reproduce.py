@@ -455,7 +455,7 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
         raise ConfigError(f"no recipe for dataset(s) {missing}: --set recipes='{{\"{missing[0]}\": ...}}'")
     series = {"": {d: recipes[d] for d in datasets}}
     if prof.backbones and "recipes" not in values:
-        from cir_lib.notebook import backbone_series  # the same resolution as the notebooks
+        from cir_lib.settings import backbone_series  # the same resolution as the notebooks
 
         chosen = backbone_series(prof, {k: values[k] for k in ("backbones",) if values.get(k)}, datasets)
         series = chosen["backbone_recipes"]

@@ -6,7 +6,7 @@ image to a square; "targetpad" pads only images whose long side / short side is 
 and only up to that ratio (zeros, centered). The padding arithmetic (integer truncation, the same
 amount on both sides) follows the original code.
 
-As in the original, the pipeline takes the image in the file's own mode (`data.open_image` keeps
+As in the original, the pipeline takes the image in the file's own mode (`images.open_image` keeps
 it) and converts it to RGB last, after padding, resizing and cropping. For RGB and greyscale files
 the order does not matter; for the others it does, and the output is the original's bit for bit:
 palette ("P") files are padded with palette index 0 and resized with nearest-neighbour (Pillow's

@@ -13,7 +13,6 @@ from PIL import Image
 
 from cir_lib.constants import CLIP_MEAN, CLIP_STD
 from cir_lib.data import (
-    ImageDataset,
     Query,
     SkipReport,
     eval_captions,
@@ -24,6 +23,7 @@ from cir_lib.data import (
     read_annotations,
 )
 from cir_lib.errors import AnnotationError, ConfigError, ImageError
+from cir_lib.images import ImageDataset, verify_image
 from cir_lib.transform import PreprocessConfig, make_transform
 
 # ------------------------------------------------------------------------------ real annotations
@@ -572,8 +572,6 @@ REASONS = {"absent": "missing", "empty": "empty file (0 bytes)", "truncated": "t
 
 @pytest.mark.parametrize("damage", list(REASONS))
 def test_verify_image_tells_why_an_image_is_unusable(tmp_path, damage):
-    from cir_lib.data import verify_image
-
     path = tmp_path / "x.jpg"
     _noise_jpeg(path)
     assert verify_image(path) is None
@@ -614,11 +612,11 @@ def test_without_skip_missing_a_folder_is_named_as_a_folder(tmp_path):
 
 
 def test_without_skip_missing_files_are_only_checked_for_existence(tmp_path, monkeypatch):
-    import cir_lib.data as data
+    import cir_lib.images as images
 
     names, _ = build_fashioniq(tmp_path)
     _damage(tmp_path / "fashionIQ_dataset/images" / f"{names[1]}.jpg", "empty")
-    monkeypatch.setattr(data, "verify_image", lambda p: pytest.fail("decoded an image"))
+    monkeypatch.setattr(images, "verify_image", lambda p: pytest.fail("decoded an image"))
     assert len(load_split(tmp_path, "fashioniq", "val", "dress").image_names) == 6  # caught when loaded
 
 

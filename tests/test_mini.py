@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from cir_lib import __version__
-from cir_lib import mini
+from cir_lib import mini, mini_common, mini_garments, mini_scenes
 from cir_lib.cli import build_parser
 from cir_lib.constants import CIRR_SPLITS, FASHIONIQ_CATEGORIES, FASHIONIQ_SPLITS
 from cir_lib.errors import ConfigError
@@ -63,12 +63,13 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(smoke_root, tm
 
 
 def test_render_functions_are_deterministic_per_generator():
-    g = mini.random_garment("shirt", mini.seeded_rng(3, "g"))
-    a = mini.render_garment(g, mini.seeded_rng(3, "r"))
-    b = mini.render_garment(g, mini.seeded_rng(3, "r"))
+    g = mini_garments.random_garment("shirt", mini_common.seeded_rng(3, "g"))
+    a = mini_garments.render_garment(g, mini_common.seeded_rng(3, "r"))
+    b = mini_garments.render_garment(g, mini_common.seeded_rng(3, "r"))
     assert a.tobytes() == b.tobytes() and a.size == b.size
-    s = mini.random_scene(mini.seeded_rng(3, "s"))
-    assert mini.render_scene(s, mini.seeded_rng(4)).tobytes() == mini.render_scene(s, mini.seeded_rng(4)).tobytes()
+    s = mini_scenes.random_scene(mini_common.seeded_rng(3, "s"))
+    render = mini_scenes.render_scene
+    assert render(s, mini_common.seeded_rng(4)).tobytes() == render(s, mini_common.seeded_rng(4)).tobytes()
 
 
 # ----------------------------------------------------------------------- layouts and formats
@@ -227,7 +228,7 @@ def test_captions_are_varied_with_some_vague_and_partial_ones(smoke_root):
     fiq = [c for cat in FASHIONIQ_CATEGORIES for s in FASHIONIQ_SPLITS
            for e in _fiq(smoke_root, "cap", cat, s) for c in e["captions"]]
     assert len(set(fiq)) > 0.5 * len(fiq) and len(set(fiq)) > 150
-    vague = [c for c in fiq if c in mini.VAGUE_FASHION_CAPTIONS]
+    vague = [c for c in fiq if c in mini_garments.VAGUE_FASHION_CAPTIONS]
     assert 0.03 * len(fiq) < len(vague) < 0.3 * len(fiq)
     # Most pairs have two different captions.
     pairs = [tuple(e["captions"]) for cat in FASHIONIQ_CATEGORIES for e in _fiq(smoke_root, "cap", cat, "val")]
@@ -237,45 +238,45 @@ def test_captions_are_varied_with_some_vague_and_partial_ones(smoke_root):
     words = Counter(w for c in cirr for w in re.findall(r"[a-z]+", c.lower()))
     for verb in ("add", "remove", "move"):
         assert words[verb] > 0, verb
-    assert any(c in mini.VAGUE_SCENE_CAPTIONS for c in cirr) or len(cirr) < 100
+    assert any(c in mini_scenes.VAGUE_SCENE_CAPTIONS for c in cirr) or len(cirr) < 100
 
 
 def test_fashioniq_captions_mention_only_changed_or_true_attributes():
-    rng = mini.seeded_rng(11, "captions")
+    rng = mini_common.seeded_rng(11, "captions")
     partial = 0
     for i in range(300):
-        ref = mini.random_garment("dress", rng)
-        tgt, changed = mini.mutate_garment(ref, 3, rng)
+        ref = mini_garments.random_garment("dress", rng)
+        tgt, changed = mini_garments.mutate_garment(ref, 3, rng)
         assert len(changed) == 3 and len(set(changed)) == 3
         differing = {f for f in ("colour", "pattern", "sleeves", "neck", "length", "graphic")
                      if getattr(ref, f) != getattr(tgt, f)
                      or (f == "graphic" and ref.graphic_colour != tgt.graphic_colour)}
         assert differing == set(changed)
-        c1, c2 = mini.fashioniq_captions(ref, tgt, changed, rng)
+        c1, c2 = mini_garments.fashioniq_captions(ref, tgt, changed, rng)
         assert c1.strip() and c2.strip()
         # The target's colour word never contradicts: a caption naming a colour as the garment's
         # colour names the target's colour (checked on the simple "is <colour>" form).
         for c in (c1, c2):
             m = re.fullmatch(r"(?:it |the dress )?is (\w+)", c.lower().rstrip("."))
-            if m and m.group(1) in mini.FASHION_COLOURS:
+            if m and m.group(1) in mini_garments.FASHION_COLOURS:
                 assert m.group(1) == tgt.colour
         partial += len(c1) < 25 and len(c2) < 25
     assert partial > 0
 
 
 def test_scene_variants_are_distinct_and_diffs_non_empty():
-    rng = mini.seeded_rng(5, "scenes")
+    rng = mini_common.seeded_rng(5, "scenes")
     for _ in range(100):
-        variants = mini.scene_variants(mini.random_scene(rng), 6, rng)
+        variants = mini_scenes.scene_variants(mini_scenes.random_scene(rng), 6, rng)
         assert len({v.signature() for v in variants}) == 6
         for v in variants:
-            assert mini.MIN_OBJECTS <= len(v.objects) <= mini.MAX_OBJECTS
+            assert mini_scenes.MIN_OBJECTS <= len(v.objects) <= mini_scenes.MAX_OBJECTS
             assert len({o.cell for o in v.objects}) == len(v.objects)
         for a in variants:
             for b in variants:
                 if a is not b:
-                    assert mini.scene_diff(a, b)
-                    assert mini.cirr_caption(a, b, rng).strip()
+                    assert mini_scenes.scene_diff(a, b)
+                    assert mini_scenes.cirr_caption(a, b, rng).strip()
 
 
 # ---------------------------------------------------------------------------------- the pool

@@ -25,10 +25,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from cir_lib import notebook, profiles, report
+from cir_lib import notebook, profiles, tables
 from cir_lib import reproduce as runner
 from cir_lib.errors import PipelineError
 from cir_lib.errors import CirError, ConfigError
+from cir_lib.settings import KNOBS, parse_seeds, rel_text, result_paths, setup
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -155,7 +156,7 @@ def test_normalizer_check_names_the_command(tmp_path, capsys):
 
 @pytest.fixture(autouse=True)
 def _kit_logging_restored():
-    """notebook.setup routes the kit's logs to stdout (as in a notebook); undo it after each test."""
+    """setup routes the kit's logs to stdout (as in a notebook); undo it after each test."""
     import logging
 
     kit = logging.getLogger("cir_lib")
@@ -177,16 +178,16 @@ def test_parameters_cell_is_the_profile_and_this_notebooks_knobs(name):
     declared = _declared(name)
     assert declared["profile"] == "mini" and list(declared)[0] == "profile"
     knobs = set(declared) - {"profile"}
-    assert knobs <= set(notebook.KNOBS), f"{name}: {knobs - set(notebook.KNOBS)} are not knobs setup() resolves"
+    assert knobs <= set(KNOBS), f"{name}: {knobs - set(KNOBS)} are not knobs setup() resolves"
     assert all(declared[k] is None for k in knobs), f"{name}: a knob defaults to None, 'the profile's value'"
     code = "".join(_text(c) for c in _read(name)["cells"] if c["cell_type"] == "code")
-    assert f'notebook.setup(profile, "{name}"' in code
+    assert f'settings = setup(profile, "{name}"' in code
     for knob in knobs:  # each declared knob reaches setup()
-        assert f"{knob}={knob}" in code, f"{name}: {knob} is declared but not passed to notebook.setup"
+        assert f"{knob}={knob}" in code, f"{name}: {knob} is declared but not passed to setup"
     for cell in _read(name)["cells"]:  # and is read nowhere else: the cells use settings.<knob>, resolved
-        if cell["cell_type"] == "code" and "notebook.setup(" not in _text(cell) and cell not in _parameters_cells(_read(name)):
+        if cell["cell_type"] == "code" and "settings = setup(" not in _text(cell) and cell not in _parameters_cells(_read(name)):
             read = {n.id for n in ast.walk(ast.parse(_text(cell))) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-            assert not read & (set(notebook.KNOBS) | {"profile"}), f"{name}: reads {read & set(notebook.KNOBS)} unresolved"
+            assert not read & (set(KNOBS) | {"profile"}), f"{name}: reads {read & set(KNOBS)} unresolved"
 
 
 def test_notebooks_declare_only_what_they_use():
@@ -194,7 +195,7 @@ def test_notebooks_declare_only_what_they_use():
     assert "stage1_epochs" in used["01_stage1_finetune"] and "stage1_epochs" not in used["03_evaluation"]
     assert "combiner_epochs" in used["02_combiner_training"] and "top_k" in used["04_qualitative"]
     assert "interactive" in used["04_qualitative"] and "interactive" not in used["00_data_prep"]
-    assert set().union(*used.values()) == set(notebook.KNOBS)
+    assert set().union(*used.values()) == set(KNOBS)
 
 
 def test_reproduce_injects_only_what_each_notebook_declares(tmp_path, monkeypatch):
@@ -216,54 +217,54 @@ def test_reproduce_injects_only_what_each_notebook_declares(tmp_path, monkeypatc
 
 
 def test_setup_resolves_the_profile(tmp_path):
-    settings = notebook.setup("smoke", None)  # no notebook: nothing checked
+    settings = setup("smoke", None)  # no notebook: nothing checked
     smoke = profiles.PROFILES["smoke"]
     assert (settings.stage1_epochs, settings.top_k, settings.recipes) == (smoke.stage1_epochs, smoke.top_k, dict(smoke.recipes))
     assert settings.data_root == ROOT / "data" / "smoke" and settings.paths.root == ROOT / "results" / "smoke"
     assert settings.rel(settings.paths.root / "runs") == "results/smoke/runs" and str(ROOT) not in repr(settings)
-    mine = notebook.setup("smoke", None, stage1_epochs=5, datasets=["cirr"], results_dir=tmp_path / "r")
+    mine = setup("smoke", None, stage1_epochs=5, datasets=["cirr"], results_dir=tmp_path / "r")
     assert (mine.stage1_epochs, mine.datasets, mine.recipes, mine.paths.root) == (5, ("cirr",), {"cirr": "smoke"}, tmp_path / "r")
-    assert notebook.setup("mini", None).stage1_epochs is None  # the mini profile keeps the recipe's epochs
+    assert setup("mini", None).stage1_epochs is None  # the mini profile keeps the recipe's epochs
     with pytest.raises(ConfigError, match="unknown notebook parameter"):
-        notebook.setup("smoke", None, epochs=3)
+        setup("smoke", None, epochs=3)
     with pytest.raises(ConfigError, match="no recipe"):
-        notebook.setup("smoke", None, datasets=["shoes"])
+        setup("smoke", None, datasets=["shoes"])
     with pytest.raises(PipelineError, match="data_root"):
-        notebook.setup("paper", "00_data_prep")
+        setup("paper", "00_data_prep")
 
 
 def test_out_of_order_names_the_notebook_to_run_first(tmp_path, smoke_root):
     kwargs = dict(data_root=tmp_path / "fresh", results_dir=tmp_path / "results")
-    notebook.setup("smoke", "00_data_prep", **kwargs)  # the first one needs nothing
+    setup("smoke", "00_data_prep", **kwargs)  # the first one needs nothing
     with pytest.raises(PipelineError, match=r"run notebooks/00_data_prep.ipynb first"):
-        notebook.setup("smoke", "03_evaluation", **kwargs)  # a fresh clone
+        setup("smoke", "03_evaluation", **kwargs)  # a fresh clone
     data = tmp_path / "data"
     shutil.copytree(smoke_root, data)
     (data / "cir-mini.pt").write_bytes(b"")  # what 00 leaves for the mini profiles
     kwargs["data_root"] = data
-    notebook.setup("smoke", "01_stage1_finetune", **kwargs)
+    setup("smoke", "01_stage1_finetune", **kwargs)
     with pytest.raises(PipelineError, match=r"run notebooks/01_stage1_finetune.ipynb first") as err:
-        notebook.setup("smoke", "03_evaluation", **kwargs)
+        setup("smoke", "03_evaluation", **kwargs)
     assert "fashioniq" in str(err.value) and "cir-lib reproduce --profile smoke" in str(err.value)
     for dataset in ("fashioniq", "cirr"):
         run = tmp_path / "results" / "runs" / f"{dataset}-finetune"
         run.mkdir(parents=True)
         (run / "best.pt").write_bytes(b"")
     with pytest.raises(PipelineError, match=r"run notebooks/02_combiner_training.ipynb first"):
-        notebook.setup("smoke", "04_qualitative", **kwargs)
+        setup("smoke", "04_qualitative", **kwargs)
 
 
 def test_ordering_line_and_links(tmp_path, monkeypatch):
-    keys = list(report.CIRR_COLUMNS)
+    keys = list(tables.CIRR_COLUMNS)
     rows = {"zero-shot sum": dict.fromkeys(keys, 10.0), "stage 1 sum": dict.fromkeys(keys, 20.0),
             "stage 1 + Combiner": dict.fromkeys(keys, 30.0)}
-    smoke = notebook.ordering_line(notebook.setup("smoke", None), rows, "cirr")
+    smoke = notebook.ordering_line(setup("smoke", None), rows, "cirr")
     assert "too small to show the ordering" in smoke and "ascending" not in smoke
-    assert notebook.ordering_line(notebook.setup("mini", None), rows, "cirr").endswith("-> ascending")
+    assert notebook.ordering_line(setup("mini", None), rows, "cirr").endswith("-> ascending")
     monkeypatch.chdir(ROOT / "notebooks")  # the kernel's folder in JupyterLab
     shown = notebook.show_files([ROOT / "results" / "smoke" / "tables" / "cirr.md"]).data
     assert "[results/smoke/tables/cirr.md](../results/smoke/tables/cirr.md)" in shown and str(ROOT) not in shown
-    assert notebook.rel_text(f"run {ROOT / 'results' / 'x'}") == "run results/x"
+    assert rel_text(f"run {ROOT / 'results' / 'x'}") == "run results/x"
 
 
 def test_results_readme_names_every_notebook():
@@ -325,15 +326,15 @@ def test_helpers_for_the_notebooks(tmp_path):
         with pytest.raises(PipelineError, match="not a run folder"):
             notebook.train_or_reuse("finetune", tmp_path, config, other, fresh=fresh)
     assert (other / "keep.txt").exists()
-    assert notebook.parse_seeds("0,1,2") == notebook.parse_seeds([0, 1, 2]) == (0, 1, 2)
-    assert notebook.parse_seeds(3) == (3,)
+    assert parse_seeds("0,1,2") == parse_seeds([0, 1, 2]) == (0, 1, 2)
+    assert parse_seeds(3) == (3,)
     for bad in ("a,b", "1,1", "-1", ""):
         with pytest.raises(ConfigError, match="seeds"):
-            notebook.parse_seeds(bad)
+            parse_seeds(bad)
     config = notebook.stage_config("smoke", "combiner", "cirr", epochs=3, cache_dir=tmp_path / "c")
     assert (config.epochs, config.dataset, config.cache_dir) == (3, "cirr", str(tmp_path / "c"))
     assert notebook.stage_config("smoke", "finetune", "cirr").epochs == notebook.stage_config("smoke", "finetune", "cirr", epochs=None).epochs
-    keys = list(report.CIRR_COLUMNS)
+    keys = list(tables.CIRR_COLUMNS)
     rows = {"zero-shot sum": dict.fromkeys(keys, 10.0), "stage 1 sum": dict.fromkeys(keys, 20.0),
             "stage 1 + Combiner": dict.fromkeys(keys, 30.0)}
     assert notebook.ordering(rows, "cirr") == {"scores": {"zero-shot sum": 10.0, "stage 1 sum": 20.0,
@@ -378,11 +379,11 @@ def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
         assert "application/vnd.jupyter.widget" not in text, f"{name}: widget state or views"
         assert not re.search(r"(?<![0-9])0%\|", text), f"{name}: a progress bar frozen at 0%"
     assert "too small to show the ordering" in (out / "executed" / "03_evaluation.ipynb").read_text()
-    for dataset, columns in report.TABLE_COLUMNS.items():
+    for dataset, columns in tables.TABLE_COLUMNS.items():
         table = pd.read_csv(out / "tables" / f"{dataset}.csv")
         assert {"source", "method", *columns} <= set(table.columns)  # plus backbone and the intervals' bounds
-        ours = table[(table["source"] == "this run") & table["method"].isin(report.METHODS)]
-        assert list(ours["method"]) == list(report.METHODS)
+        ours = table[(table["source"] == "this run") & table["method"].isin(tables.METHODS)]
+        assert list(ours["method"]) == list(tables.METHODS)
         values = ours[list(columns)].to_numpy(float)
         assert ((values >= 0) & (values <= 100)).all() and not pd.isna(values).any()
         for ext in ("md", "tex", "meta.json"):
@@ -422,7 +423,7 @@ def _explorer_checks(data_root, out):
     """The explorer over the smoke runs: own queries, a typed caption over another reference, widgets."""
     from cir_lib import explore
 
-    paths = notebook.result_paths(out)
+    paths = result_paths(out)
     ex = explore.Explorer(data_root, "cirr", paths.run("cirr", "combiner"), notebook.eval_config(paths))
     q = ex.query("cirr", 0)
     own = ex.rank("cirr", 0, k=3)

@@ -7,6 +7,7 @@ import pytest
 
 from cir_lib import notebook
 from cir_lib.errors import PipelineError
+from cir_lib.settings import result_paths
 
 
 def _config(**overrides):
@@ -38,7 +39,7 @@ def test_a_run_of_other_settings_is_refused_then_replaced_only_when_asked(smoke_
 
 
 def test_seed_runs_have_their_own_folders(tmp_path):
-    paths = notebook.result_paths(tmp_path)
+    paths = result_paths(tmp_path)
     assert paths.run("cirr", "finetune").name == "cirr-finetune"
     assert paths.run("cirr", "combiner", 2).name == "cirr-combiner-seed2"
 

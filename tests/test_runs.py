@@ -1,11 +1,15 @@
 """Run folders: a resumed run must read the data it was started on (data root, dataset and the
-annotation files' fingerprint)."""
+annotation files' fingerprint); what the run records hold (plain JSON, the
+environment, the git state)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from cir_lib import runs
@@ -85,3 +89,43 @@ def test_resume_keeps_the_recorded_inputs_and_records_a_missing_fingerprint(data
     after = json.loads((out / "config.json").read_text())
     assert after["annotations"] == annotation_fingerprint(data, "fashioniq")
     assert after["data_root"] == record["data_root"]
+
+
+def test_jsonable_plain_data():
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    @dataclass
+    class Config:
+        lr: float = 0.1
+        path: Path = Path("a/b")
+
+    got = runs.jsonable({"c": Config(), "k": (1, 2), "x": np.float32(0.5), "n": np.int64(3), 4: {"s"}, "none": None})
+    assert got == {"c": {"lr": 0.1, "path": "a/b"}, "k": [1, 2], "x": 0.5, "n": 3, "4": ["s"], "none": None}
+
+
+def test_environment_info_fields():
+    env = runs.environment_info("cpu")
+    assert set(env) >= {"python", "platform", "packages", "git_commit", "device"}
+    assert env["packages"]["pandas"] == pd.__version__
+
+
+def test_git_state_ignores_results_folder(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    repo, plain = tmp_path / "repo", tmp_path / "plain"
+    (repo / "results").mkdir(parents=True)
+    plain.mkdir()
+    run = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)
+    run("init", "-q")
+    (repo / "results" / "table.md").write_text("old")
+    (repo / "code.py").write_text("x = 1")
+    run("add", ".")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    commit, dirty = runs.git_state(repo)
+    assert len(commit) == 40 and dirty is False
+    (repo / "results" / "table.md").write_text("new")
+    assert runs.git_state(repo) == (commit, False)
+    (repo / "code.py").write_text("x = 2")
+    assert runs.git_state(repo) == (commit, True)
+    assert runs.git_state(plain) == (None, None)

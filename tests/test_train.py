@@ -395,7 +395,7 @@ def test_combiner_run_loads_back_and_reproduces_its_metrics(stage1_run, smoke_ro
                              preprocess=PreprocessConfig(cfg.preprocess, backbone.image_size, cfg.preprocess_ratio))
     assert res["average"]["recall@10"] == pytest.approx(result.best_metrics["average_recall@10"], abs=1e-6)
     info = runs.read_run_config(tmp_path / "c")
-    assert info["clip"]["run"] == str(clip_dir.resolve())
+    assert (tmp_path / "c" / info["clip"]["run"]).resolve() == clip_dir.resolve()  # relative to the run folder
 
 
 def test_combiner_resume_equals_an_uninterrupted_run(stage1_run, smoke_root, tmp_path):

@@ -185,7 +185,7 @@ def test_transform_is_picklable():
 from torchvision.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor  # noqa: E402
 from torchvision.transforms import functional as TF  # noqa: E402
 
-from cir_lib.data import ImageDataset  # noqa: E402
+from cir_lib.images import ImageDataset  # noqa: E402
 
 _MEAN = (0.48145466, 0.4578275, 0.40821073)
 _STD = (0.26862954, 0.26130258, 0.27577711)
