@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import sync, timeit  # noqa: E402  (benchmarks/timing.py)
 from cir_lib import features, losses, training  # noqa: E402
 from cir_lib import finetune as stage1  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
@@ -59,26 +60,6 @@ _WORDS = ("is", "has", "more", "less", "red", "blue", "darker", "longer", "sleev
 
 
 # --------------------------------------------------------------------------------------- helpers
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timeit(fn, device, warmup: int, repeats: int) -> float:
-    """Median seconds of fn() over `repeats` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def _tokens(bb, batch, device, seed=0):
@@ -168,7 +149,7 @@ def bench_encode(name, device, amp, batch, warmup, repeats) -> list:
                 else:
                     with ctx():
                         model.encode_image(images)
-        sec = _timeit(run, device, warmup, repeats)
+        sec = timeit(run, device, warmup, repeats)
         measure = f"encode {name}" if ctx is not None else f"encode {name} fp32"
         rows.append(_row(measure, batch / sec, "img/s", precision=label, batch=batch))
     return rows
@@ -179,7 +160,7 @@ def bench_stage1_text(name, device, amp, batch, warmup, repeats) -> list:
     for label, reencode in (("cached image features", False), ("re-encoding images", True)):
         bb = load_backbone(name, "none", device=device)
         step = _Stage1Step(bb, "text", batch, device, amp, reencode=reencode)
-        sec = _timeit(step, device, warmup, repeats)
+        sec = timeit(step, device, warmup, repeats)
         rows.append(_row(f"stage 1 text {name}, {label}", batch / sec, "triplets/s", precision=amp, batch=batch))
         del step, bb
         torch.cuda.empty_cache()
@@ -194,9 +175,9 @@ def bench_stage1_both(name, device, amp, batch, warmup, repeats) -> list:
             bb = load_backbone(name, "none", device=device)
             step = _Stage1Step(bb, "both", batch, device, amp, checkpointing=ckpt)
             step()  # allocates the optimizer state
-            _sync(device)
+            sync(device)
             torch.cuda.reset_peak_memory_stats(device)
-            sec = _timeit(step, device, max(warmup - 1, 0), repeats)
+            sec = timeit(step, device, max(warmup - 1, 0), repeats)
             peak = torch.cuda.max_memory_allocated(device) / 2**30
             rows.append(_row(measure, batch / sec, "triplets/s", precision=amp, batch=batch, peak_gib=peak))
             del step, bb
@@ -227,7 +208,7 @@ def bench_combiner(device, amp, batch, warmup, repeats, dim=640, proj=2560, hidd
             loss.backward()
             opt.step()
 
-    sec = _timeit(step, device, warmup, repeats)
+    sec = timeit(step, device, warmup, repeats)
     return [_row("combiner RN50x4 cached features", batch / sec, "triplets/s", precision=amp, batch=batch)]
 
 
@@ -240,10 +221,10 @@ def bench_retrieval(device, n_queries, n_index, dim=640, repeats=1) -> list:
     target = torch.randint(n_index, (n_queries,), device=device, generator=g)
     rows = []
     with features.strict_fp32(device):
-        sec = _timeit(lambda: target_ranks(queries, index, target), device, 1, repeats)
+        sec = timeit(lambda: target_ranks(queries, index, target), device, 1, repeats)
         rows.append(_row(f"retrieval ranks {n_queries}x{n_index}", n_queries / sec, "queries/s",
                          precision="fp32", seconds=sec))
-        sec = _timeit(lambda: top_k(queries, index, 50), device, 1, repeats)
+        sec = timeit(lambda: top_k(queries, index, 50), device, 1, repeats)
         rows.append(_row(f"retrieval top-50 {n_queries}x{n_index}", n_queries / sec, "queries/s",
                          precision="fp32", seconds=sec))
     return rows
@@ -284,7 +265,7 @@ def _cpu_variant(queue, label, encoders, reencode, batch, threads, warmup, repea
     bb = load_backbone("RN50", "none", device="cpu")
     step = _Stage1Step(bb, encoders, batch, torch.device("cpu"), "none", reencode=reencode)
     base = _current_rss_gib()
-    sec = _timeit(step, torch.device("cpu"), warmup, repeats)
+    sec = timeit(step, torch.device("cpu"), warmup, repeats)
     queue.put(_row(f"cpu stage 1 RN50 224px b{batch}, {label}", sec, "s/step", precision="fp32", batch=batch,
                    triplets_per_s=batch / sec, peak_rss_gib=_rss_gib(), step_peak_gib=_rss_gib() - base))
 

@@ -31,30 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import sync, timeit  # noqa: E402  (benchmarks/timing.py)
 from cir_lib import features, losses, training  # noqa: E402
 from cir_lib.finetune import freeze_for_stage1  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.combiner import Combiner  # noqa: E402
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timeit(fn, device, warmup: int, repeats: int) -> float:
-    """Median seconds of fn() over `repeats` runs after `warmup` runs."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
 
 
 def _autocast(device, amp):
@@ -101,7 +82,7 @@ def bench_stage1(bb, batch, device, amp, warmup, repeats) -> list:
 
     rows = []
     for name, reencode in (("cached image features", False), ("re-encoding images", True)):
-        sec = _timeit(lambda: step(reencode), device, warmup, repeats)
+        sec = timeit(lambda: step(reencode), device, warmup, repeats)
         rows.append({"stage": "1 (text encoder)", "variant": name, "batch": batch,
                      "seconds_per_step": sec, "triplets_per_s": batch / sec})
     return rows
@@ -141,7 +122,7 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
 
     rows = []
     for name, reencode in (("cached features", False), ("re-encoding every step", True)):
-        sec = _timeit(lambda: epoch(reencode), device, min(warmup, 1), max(1, repeats // 4))
+        sec = timeit(lambda: epoch(reencode), device, min(warmup, 1), max(1, repeats // 4))
         rows.append({"stage": "2 (Combiner)", "variant": name, "batch": batch,
                      "seconds_per_epoch": sec, "triplets_per_epoch": steps * batch,
                      "triplets_per_s": steps * batch / sec})
@@ -171,7 +152,7 @@ def _memory_row(device, amp, batch, name, checkpointing: bool) -> dict:
     step()  # allocates the optimizer state
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
-    sec = _timeit(step, device, 1, 3)
+    sec = timeit(step, device, 1, 3)
     peak = torch.cuda.max_memory_allocated(device) / 2**30
     return {"stage": f"1 (both encoders, {name})",
             "variant": f"grad checkpointing {'on' if checkpointing else 'off'}",
