@@ -360,7 +360,8 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
                                   cwd=tmp_path, source=source, progress=False)
     message = str(err.value)
     assert "broken.ipynb" in message and "ValueError: boom 7" in message and "cell" in message
-    assert (tmp_path / "out" / "broken.ipynb").is_file()
+    assert (tmp_path / "out" / "broken.failed.ipynb").is_file()  # kept beside, with its traceback
+    assert not (tmp_path / "out" / "broken.ipynb").exists() and "broken.failed.ipynb" in message
 
 
 @pytest.mark.notebooks
