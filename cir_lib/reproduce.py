@@ -314,8 +314,9 @@ def _keep_failed(partial: Path, failed: Path) -> None:
 
 def _results_of(path: Path) -> list:
     """What an executed notebook shows, without what changes from run to run: cell sources, and
-    for each output its images as they are and its text with digits masked; log and progress lines
-    (streams), timings and execution counts left out."""
+    for each output its images as they are and its text with digits masked and spacing collapsed
+    (a column's width follows its numbers); log and progress lines (streams), timings and execution
+    counts left out."""
     import re
 
     nb = json.loads(path.read_text(encoding="utf-8"))
@@ -326,7 +327,7 @@ def _results_of(path: Path) -> list:
             if out.get("output_type") == "stream":
                 continue
             data = out.get("data", {})
-            outputs.append({k: (re.sub(r"\d+", "0", "".join(v) if isinstance(v, list) else str(v))
+            outputs.append({k: (re.sub(r"\s+", " ", re.sub(r"\d+", "0", "".join(v) if isinstance(v, list) else str(v)))
                                 if k.startswith("text/") else v) for k, v in data.items()})
             if out.get("output_type") == "error":
                 outputs.append(out.get("ename"))
