@@ -180,7 +180,10 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
                 logger.info("reusing the finished run %s (best epoch %d); fresh=True trains it again",
                             relative_to_root(run_dir), done.best_epoch)
                 return done
-            logger.info("resuming the unfinished run %s", relative_to_root(run_dir))
+            if (run_dir / "last.pt").is_file():
+                logger.info("resuming the unfinished run %s", relative_to_root(run_dir))
+            else:  # e.g. a fresh clone: the records are committed, the checkpoints are not
+                logger.info("training %s (its folder holds records but no checkpoint)", relative_to_root(run_dir))
             resume = True
     if stage == "finetune":
         from cir_lib.finetune import finetune as train
