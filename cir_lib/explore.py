@@ -65,7 +65,7 @@ class Explorer:
     Args:
         data_root: folder holding fashionIQ_dataset/ and cirr_dataset/.
         dataset: "fashioniq" or "cirr".
-        combiner_run: a Combiner run folder (`cir_lib.train.train_combiner`); its stage-1 run
+        combiner_run: a Combiner run folder (`cir_lib.train_combiner.train_combiner`); its stage-1 run
             gives the backbone.
         config: an `EvalConfig` (split, cache shared with training and evaluation, skip_missing,
             device: default CUDA when available).

@@ -178,7 +178,7 @@ def plot_training_curves(runs: Mapping[str, Mapping[str, str | os.PathLike]], *,
 
     Args:
         runs: {stage label: {dataset: run_dir}}, e.g. {"stage 1": {"fashioniq": d1, "cirr": d2},
-            "Combiner": {...}}; each run_dir holds the history.csv cir_lib.train writes (`epoch`,
+            "Combiner": {...}}; each run_dir holds the history.csv training writes (`epoch`,
             `loss`, and `score` on the validated epochs).
         title: figure title.
         out_stem: when given, save `<out_stem>.png/.pdf`.

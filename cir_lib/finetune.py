@@ -160,7 +160,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
 
     Example:
         >>> cfg = get_recipe("mini", dataset="fashioniq")
-        >>> result = finetune("data/mini", cfg, "runs/mini-fiq-stage1")
+        >>> result = finetune("data/mini", cfg, "runs/mini-fiq-finetune")
         >>> result.best_metrics["average_recall@10"]
     """
     from cir_lib.backbone import save_backbone_checkpoint

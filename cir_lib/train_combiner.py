@@ -83,7 +83,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
 
     Example:
         >>> cfg = get_recipe("mini", stage="combiner", dataset="fashioniq")
-        >>> train_combiner("data/mini", cfg, "runs/mini-fiq-stage1", "runs/mini-fiq-combiner")
+        >>> train_combiner("data/mini", cfg, "runs/mini-fiq-finetune", "runs/mini-fiq-combiner")
     """
     from cir_lib.combiner import Combiner, save_combiner_checkpoint
 
