@@ -526,16 +526,16 @@ def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str
     from cir_lib.runs import environment_info
 
     records = {}
-    for stage in STAGES:
-        folder = paths.run(dataset, stage)
-        if (folder / "config.json").is_file():
+    for stage in STAGES:  # every backbone's and seed's run folder of the stage: <dataset>-<stage>[-...]
+        for folder in sorted(paths.runs.glob(f"{dataset}-{stage}*")):
+            if not (folder / "config.json").is_file():
+                continue
             info = run_files.read_run_config(folder)
             # the run's own environment (the commit and machine that trained it) beside its config
-            records[f"{dataset}-{stage}"] = {"path": str(folder), **info.get("config", {}),
-                                             **{k: info[k] for k in ("clip", "skipped", "environment")
-                                                if k in info}}
+            records[folder.name] = {"path": relative_to_root(folder), **info.get("config", {}),
+                                    **{k: info[k] for k in ("clip", "skipped", "environment") if k in info}}
     device = next((r.get("device") for r in records.values() if r.get("device") not in (None, "auto")), None)
-    return {"profile": profile, "dataset": dataset, "split": split, "data_root": str(Path(data_root).resolve()),
+    return {"profile": profile, "dataset": dataset, "split": split, "data_root": relative_to_root(data_root),
             "runs": records, "environment": environment_info(device)}
 
 
