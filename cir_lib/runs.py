@@ -157,12 +157,16 @@ def environment_info(device: Optional[str] = None) -> dict:
 
 
 def git_state(root: Path) -> tuple[str | None, bool | None]:
-    """(HEAD commit, whether tracked files outside results/ changed) of the checkout at `root`.
+    """(the commit of the code, whether tracked files outside results/ changed) of the checkout at `root`.
 
-    results/ is left out: the run being recorded rewrites its own tables and notebooks there.
-    (None, None) outside a git checkout or without git.
+    results/ is left out of both: the run being recorded rewrites its own tables and notebooks there,
+    so the commit is the last one that changed anything outside results/ (committing the results
+    does not change it, and a rerun records the same). (None, None) outside a git checkout or
+    without git.
     """
-    commit = _git(root, "rev-parse", "HEAD")
+    commit = _git(root, "log", "-1", "--format=%H", "--", ".", ":(exclude)results")
+    if not commit:
+        commit = _git(root, "rev-parse", "HEAD")
     if commit is None:
         return None, None
     status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results")

@@ -126,6 +126,10 @@ def test_git_state_ignores_results_folder(tmp_path):
     assert len(commit) == 40 and dirty is False
     (repo / "results" / "table.md").write_text("new")
     assert runs.git_state(repo) == (commit, False)
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "results only")
+    assert runs.git_state(repo) == (commit, False)  # committing results does not change the code's commit
     (repo / "code.py").write_text("x = 2")
     assert runs.git_state(repo) == (commit, True)
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "code")
+    assert runs.git_state(repo)[0] != commit
     assert runs.git_state(plain) == (None, None)
