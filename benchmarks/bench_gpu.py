@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import resource
 import sys
-import time
 from pathlib import Path
 
 import torch

@@ -24,16 +24,15 @@ import argparse
 import csv
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import sync, timeit  # noqa: E402  (benchmarks/timing.py)
+from timing import timeit  # noqa: E402  (benchmarks/timing.py)
 from cir_lib import features, losses, training  # noqa: E402
-from cir_lib.finetune import freeze_for_stage1  # noqa: E402
+from cir_lib.finetune import enable_grad_checkpointing, freeze_for_stage1  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.combiner import Combiner  # noqa: E402
 
@@ -134,7 +133,7 @@ def _memory_row(device, amp, batch, name, checkpointing: bool) -> dict:
     model = bb.model.eval()
     params = freeze_for_stage1(model, "both")
     if checkpointing:
-        train.enable_grad_checkpointing(model)
+        enable_grad_checkpointing(model)
     opt = training.make_optimizer(torch.optim.AdamW, params, lr=2e-6, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.01)
     images, tokens = _inputs(bb, batch, device)
     autocast = _autocast(device, amp)

@@ -9,7 +9,6 @@ be checked before fetching the images.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +23,6 @@ from cir_lib.constants import (
 from cir_lib.data import annotation_files, format_listing, read_annotations, relative_path
 from cir_lib.errors import ConfigError
 from cir_lib.images import MISSING, image_status
-from cir_lib.images import verify_image  # noqa: F401 - public here too (one definition, in images)
 
 MAX_MISSING_LISTED = 20  # missing images named per split; the count is always exact
 DATASET_DIRS = {"fashioniq": FASHIONIQ_DIR, "cirr": CIRR_DIR}

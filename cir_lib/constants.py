@@ -8,7 +8,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout (notebooks/, 
 # `<dataset>-<stage>`): "finetune" = stage 1 (CLIP fine-tuned with the element-wise sum),
 # "combiner" = stage 2 (the Combiner on frozen stage-1 features).
 STAGES = ("finetune", "combiner")
-STAGE_LABELS = {"finetune": "stage 1", "combiner": "Combiner"}  # for titles and figure legends
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

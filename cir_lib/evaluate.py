@@ -14,7 +14,7 @@ Evaluation options are one `EvalConfig` (split, cache, skip_missing, batch sizes
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import torch
@@ -39,6 +39,7 @@ class EncodedSplit:
     text_features: torch.Tensor  # [Q, d] raw text features of the evaluation captions
     query_features: torch.Tensor  # [Q, d] normalized composer output
     lambdas: Optional[torch.Tensor]  # [Q] the Combiner's text weight; None for the sum
+    ranks: Optional[dict] = field(default=None, repr=False)  # per-query target ranks, once computed
 
 
 # --------------------------------------------------------------------------- composing
@@ -131,34 +132,44 @@ def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None,
 # --------------------------------------------------------------------------- metrics
 
 
+def _target_ranks(encoded: EncodedSplit) -> dict:
+    """The per-query ranks behind the metrics, computed once per encoded split (kept on it)."""
+    from cir_lib.metrics import cirr_ranks, target_ranks
+
+    if encoded.ranks is None:
+        split = encoded.split
+        if split.dataset == "fashioniq":
+            encoded.ranks = {"ranks": target_ranks(encoded.query_features, encoded.index_features,
+                                                   split.target_indices)}
+        else:
+            ranks, subset = cirr_ranks(encoded.query_features, encoded.index_features, split.reference_indices,
+                                       split.target_indices, split.member_indices)
+            encoded.ranks = {"ranks": ranks, "subset_ranks": subset}
+    return encoded.ranks
+
+
 def split_ranks(encoded: EncodedSplit) -> dict:
     """Per-query ranks (0 = first) of each target, by the metrics' protocol: {"ranks": [Q]} on
     FashionIQ; {"ranks": [Q], "subset_ranks": [Q]} on CIRR (numpy int64). `cir_lib.intervals`
-    bootstraps the tables' intervals from them."""
-    from cir_lib.metrics import cirr_ranks, target_ranks
-
-    split = encoded.split
-    if split.dataset == "fashioniq":
-        return {"ranks": target_ranks(encoded.query_features, encoded.index_features,
-                                      split.target_indices).cpu().numpy()}
-    ranks, subset = cirr_ranks(encoded.query_features, encoded.index_features, split.reference_indices,
-                               split.target_indices, split.member_indices)
-    return {"ranks": ranks.cpu().numpy(), "subset_ranks": subset.cpu().numpy()}
+    bootstraps the tables' intervals from them; they are the ranks `split_metrics` counted."""
+    return {k: v.cpu().numpy() for k, v in _target_ranks(encoded).items()}
 
 
 def split_metrics(encoded: EncodedSplit) -> dict:
-    """The paper's metrics of an encoded split with targets (FashionIQ: recall@10/50; CIRR: seven).
+    """The paper's metrics of an encoded split with targets (FashionIQ: recall@10/50; CIRR: seven),
+    from one ranking pass whose ranks stay on `encoded` (for `split_ranks`).
 
     Example:
         >>> split_metrics(encode_split(split, bb, combiner))["recall@10"]
     """
-    from cir_lib.metrics import cirr_recall, fashioniq_recall
+    from cir_lib.constants import CIRR_KS, CIRR_SUBSET_KS, FASHIONIQ_KS
+    from cir_lib.metrics import recall_from_ranks
 
-    split = encoded.split
-    if split.dataset == "fashioniq":
-        return fashioniq_recall(encoded.query_features, encoded.index_features, split.target_indices)
-    return cirr_recall(encoded.query_features, encoded.index_features, split.reference_indices,
-                       split.target_indices, split.member_indices)
+    ranks = _target_ranks(encoded)
+    if encoded.split.dataset == "fashioniq":
+        return recall_from_ranks(ranks["ranks"], FASHIONIQ_KS, "recall")
+    return {**recall_from_ranks(ranks["ranks"], CIRR_KS, "recall"),
+            **recall_from_ranks(ranks["subset_ranks"], CIRR_SUBSET_KS, "recall_subset")}
 
 
 def _check_split_has_targets(dataset: str, split: str) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -108,13 +107,6 @@ class Explorer:
                 self._lambdas[group] = enc.lambdas.cpu().numpy()
             self.sets[group] = RankingSet(dataset, group, enc.split, eval_captions(enc.split),
                                           enc.index_features.cpu(), enc.text_features.cpu())
-
-    @classmethod
-    def from_evaluation(cls, data_root, dataset: str, combiner_run, encoded: dict,
-                        config: Optional[EvalConfig] = None) -> "Explorer":
-        """An explorer over the features and lambdas that `evaluate_fashioniq` / `evaluate_cirr`
-        already computed for the Combiner run (their `encoded` dict): nothing is encoded again."""
-        return cls(data_root, dataset, combiner_run, config, encoded=encoded)
 
     # ------------------------------------------------------------------ queries and rankings
 

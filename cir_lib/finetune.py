@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -30,7 +29,7 @@ from torch import nn
 from cir_lib import runs
 from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
-from cir_lib.distributed import DistInfo, gather, init_distributed
+from cir_lib.distributed import gather, init_distributed
 from cir_lib.errors import ConfigError
 from cir_lib.features import encode_text
 from cir_lib.loading import load_pretrained_backbone, preprocess_for
@@ -41,7 +40,7 @@ from cir_lib.training import (RunResult, autocast_factory, check_finite, due, fi
                               resume_state)
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
-from cir_lib.validation import format_metrics, image_features_for, make_val_sets, metrics_for, text_features_for
+from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional, Sequence
 from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import PROFILES, get_profile
-from cir_lib.recipes import EvalConfig, recipe_backbones  # noqa: F401 - notebook 00 shows the paper's weights
+from cir_lib.recipes import EvalConfig
 from cir_lib.settings import ResultPaths, Settings, relative_to_root
 from cir_lib.tables import (
     ABLATIONS,

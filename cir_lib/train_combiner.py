@@ -25,7 +25,7 @@ from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, re
 from cir_lib.training import RunResult, check_finite, due, finish_epoch, make_optimizer, resume_state
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
-from cir_lib.validation import format_metrics, image_features_for, make_val_sets, metrics_for, text_features_for
+from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
 
 logger = logging.getLogger(__name__)
 

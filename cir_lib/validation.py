@@ -14,7 +14,6 @@ from typing import Optional
 import torch
 
 from cir_lib.metrics import fashioniq_flat
-from cir_lib.selection import selection_score, selection_scores  # noqa: F401 - the selection rule, re-exported
 
 
 @dataclass

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cir_lib.check import check_data, format_report, verify_image
+from cir_lib.check import check_data, format_report
+from cir_lib.images import verify_image
 from cir_lib.cli import main
 
 

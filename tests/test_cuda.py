@@ -203,7 +203,7 @@ def test_channels_last_placement_gives_the_same_features(device):
 
 
 def _both_encoder_grads(model, images, tokens, device):
-    from cir_lib import finetune as stage1, losses, training
+    from cir_lib import finetune as stage1, losses
 
     params = stage1.freeze_for_stage1(model, "both")
     model.eval()
@@ -217,7 +217,7 @@ def _both_encoder_grads(model, images, tokens, device):
 
 
 def test_gradient_checkpointing_same_gradients_less_memory(device):
-    from cir_lib import finetune as stage1, losses, training
+    from cir_lib import finetune as stage1
 
     torch.manual_seed(0)
     name, size, batch = ("RN50", 224, 32) if ON_GPU else ("cir-mini", None, 4)
