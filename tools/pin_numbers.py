@@ -162,7 +162,7 @@ def report(result: dict) -> str:
     """The comparison in words (what the test and the script print)."""
     how = ("same environment as the pinned numbers: byte-identical tables required" if result["exact"] else
            f"environment differs from the pinned one ({', '.join(result['environment']) or 'unknown'}): "
-           f"numbers within {result['tolerance']:g} points")
+           f"recalls within {result['tolerance']:g} points, intervals' bounds within {2 * result['tolerance']:g}")
     if not result["problems"]:
         return f"the smoke tables match the pinned numbers ({how})"
     return (f"the smoke tables differ from the pinned numbers ({how}):\n  " + "\n  ".join(result["problems"])
