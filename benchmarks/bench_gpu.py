@@ -1,20 +1,20 @@
-"""What a GPU run costs, beside the figures RECIPE.md lists as measured on one H200.
+"""What a GPU run costs, beside the reference figures measured on one H200 (docs/costs.md).
 
     python benchmarks/bench_gpu.py                      # CUDA when available, else the CPU version
     python benchmarks/bench_gpu.py --device cuda --amp bf16 [--quick] [--csv out.csv]
     python benchmarks/bench_gpu.py --device cpu [--threads 1]
 
 CUDA (random-init open_clip models, synthetic inputs, model compute only):
-  1. image encoding, RN50 and RN50x4, img/s: under --amp autocast (RECIPE's setting) and in strict
-     fp32 (what evaluation features use);
+  1. image encoding, RN50 and RN50x4, img/s: under --amp autocast (as the reference figures) and in
+     strict fp32 (what evaluation features use);
   2. stage 1, text encoder only, RN50x4: triplets/s with cached image features vs re-encoding the
      reference and target images every step;
   3. stage 1, both encoders, RN50x4 batch 128: triplets/s and peak GiB, without and with gradient
      checkpointing;
   4. a Combiner step (p 2560, h 5120) on cached RN50x4 features, triplets/s;
   5. retrieval, 100k queries x 1M index at d 640 (fp32): target ranks (evaluation) and top-50
-     (submission), queries/s. RECIPE.md has no figure for it.
-Each row is printed beside the RECIPE figure as a ratio (measured / RECIPE).
+     (submission), queries/s. docs/costs.md has no figure for it.
+Each row is printed beside the reference figure as a ratio (measured / reference).
 
 CPU (--device cpu, the default without CUDA): the stage-1 step of RN50 at 224 px, batch 8, for the
 three ways it can run (text encoder with cached image features; text encoder re-encoding images;
@@ -43,7 +43,7 @@ from cir_lib import finetune as stage1  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.combiner import Combiner  # noqa: E402
 
-# RECIPE.md, "Measured, to plan against": one H200, random-init open_clip, bf16.
+# docs/costs.md, "Reference figures, one H200": random-init open_clip, bf16.
 RECIPE = {
     "encode RN50": 11_000,  # img/s
     "encode RN50x4": 4_000,  # img/s
@@ -299,7 +299,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--amp", default="bf16", choices=("bf16", "fp16", "none"),
-                    help="training-step autocast on CUDA (RECIPE's figures are bf16)")
+                    help="training-step autocast on CUDA (the reference figures are bf16)")
     ap.add_argument("--encode-batch", type=int, default=256, help="images per encoding batch (CUDA)")
     ap.add_argument("--stage1-batch", type=int, default=128, help="stage-1 text-only batch (CUDA)")
     ap.add_argument("--warmup", type=int, default=3)
@@ -320,7 +320,7 @@ def main(argv=None) -> int:
           f"load average {os.getloadavg()[0]:.1f}")
     rows = run_cuda(args) if device.type == "cuda" else run_cpu(args)
     for r in rows:
-        ratio = f"{r['ratio']:.2f}x RECIPE ({_fmt(r['recipe'])})" if r.get("ratio") else "no RECIPE figure"
+        ratio = f"{r['ratio']:.2f}x reference ({_fmt(r['recipe'])})" if r.get("ratio") else "no reference figure"
         extra = ", ".join(f"{k} {_fmt(v)}" for k, v in r.items()
                           if k not in ("measure", "value", "unit", "recipe", "ratio"))
         print(f"{r['measure']:58s} {_fmt(r['value']):>12s} {r['unit']:10s} {ratio}; {extra}")

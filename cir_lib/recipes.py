@@ -151,7 +151,7 @@ class Recipe:
 
 
 def _paper(backbone: str, dataset: str, encoders: str) -> Recipe:
-    """The published settings; where the papers are silent, the official code's (see RECIPE.md).
+    """The published settings; where the papers are silent, the official code's (see docs/recipes.md).
 
     Stage 1 batch / epochs: the journal (both encoders) runs use the README's command, batch 128 for
     100 epochs. The workshop (text encoder only) runs use the training script's argparse defaults,

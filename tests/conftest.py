@@ -45,3 +45,25 @@ def real_root(real_annotations, tmp_path_factory) -> Path:
         for sub in ("captions", "image_splits"):
             (dst / sub).symlink_to(src / sub, target_is_directory=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_pipeline(smoke_root, tmp_path_factory):
+    """The smoke profile run once through `cir_lib.reproduce` (the five notebooks), shared by the
+    tests that read its products (tests/test_notebooks.py, tests/test_pinned_numbers.py).
+
+    Returns a namespace: data_root (a copy of `smoke_root`), results (the results folder), out
+    (`results/smoke`), summary (what `reproduce` returned) and seconds. Tests must not modify it."""
+    import shutil
+    import time
+    from types import SimpleNamespace
+
+    from cir_lib import reproduce as runner
+
+    base = tmp_path_factory.mktemp("smoke_pipeline")
+    data_root = base / "smoke"
+    shutil.copytree(smoke_root, data_root)  # the session fixture must stay untouched
+    start = time.perf_counter()
+    summary = runner.reproduce("smoke", data_root=data_root, results_dir=base / "results", progress=False)
+    return SimpleNamespace(data_root=data_root, results=base / "results", out=base / "results" / "smoke",
+                           summary=summary, seconds=time.perf_counter() - start)

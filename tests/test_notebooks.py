@@ -18,7 +18,6 @@ import importlib.util
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import nbformat
@@ -365,13 +364,9 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
 
 
 @pytest.mark.notebooks
-def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
-    data_root = tmp_path / "smoke"
-    shutil.copytree(smoke_root, data_root)  # the session fixture must stay untouched
-    start = time.perf_counter()
-    summary = runner.reproduce("smoke", data_root=data_root, results_dir=tmp_path / "results", progress=False)
-    seconds = time.perf_counter() - start
-    out = tmp_path / "results" / "smoke"
+def test_smoke_profile_runs_every_notebook(smoke_pipeline):
+    data_root, summary, seconds, out = (smoke_pipeline.data_root, smoke_pipeline.summary, smoke_pipeline.seconds,
+                                        smoke_pipeline.out)  # run once (tests/conftest.py)
     assert list(summary["executed"]) == list(runner.NOTEBOOKS)
     for name in runner.NOTEBOOKS:  # small, no widget state, no frozen bars: final progress lines only
         executed = out / "executed" / f"{name}.ipynb"
@@ -398,7 +393,7 @@ def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
     assert {str(p) for p in summary["tables"]} >= {str(out / "tables" / "cirr.csv")}
     print(f"smoke reproduce: {seconds:.1f} s", {k: round(v, 1) for k, v in summary["seconds"].items()})
     _explorer_checks(data_root, out)
-    _rerun_checks(data_root, tmp_path / "results", out)
+    _rerun_checks(data_root, smoke_pipeline.results, out)
 
 
 def _tracked_files(out) -> dict:

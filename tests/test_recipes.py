@@ -29,7 +29,7 @@ def test_registry_holds_the_paper_journal_mini_and_smoke_recipes():
 
 
 @pytest.mark.parametrize("name", PAPER)
-def test_workshop_recipes_follow_recipe_md(name):
+def test_workshop_recipes_follow_the_documented_settings(name):
     s1 = get_recipe(name)
     assert isinstance(s1, FinetuneConfig)
     assert s1.encoders == "text"
