@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 import torch
 
-from cir_lib.errors import ConfigError, UnsafeFileError
+from cir_lib.errors import ConfigError, UnsafeFileError, option_name
 
 ALLOW_TORCHSCRIPT_ENV = "CIR_LIB_ALLOW_TORCHSCRIPT"  # "1" / "true" / "yes" allows torch.jit.load
 _TRUE = ("1", "true", "yes", "on")
@@ -255,7 +255,7 @@ def read_torchscript_weights(path) -> dict:
         raise UnsafeFileError(
             f"TorchScript archive {path} could not be read without running the code it carries ({err}). "
             f"TorchScript files carry code; load it with torch.jit.load only if you trust its source: pass "
-            f"allow_torchscript=True, or set {ALLOW_TORCHSCRIPT_ENV}=1."
+            f"{option_name('allow_torchscript=True', '--allow-torchscript')}, or set {ALLOW_TORCHSCRIPT_ENV}=1."
         ) from None
     if not isinstance(root, _ScriptedModule):
         raise UnsafeFileError(f"TorchScript archive {path} holds no module (top level: {type(root).__name__})")

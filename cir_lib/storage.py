@@ -1,0 +1,117 @@
+"""What the file system refuses, said in one line: the path, the operating system's reason, what to do.
+
+Every writer of the kit (checkpoints, caches, tables, figures, executed notebooks, submissions,
+generated data) goes through `writing(path, what)` or `storage_error`, so a full disk, a read-only
+file system, a permission problem or a name too long ends in one `StorageError` naming the path,
+never in a traceback from deep inside torch, matplotlib or PIL (torch, for one, wraps a full disk
+as `RuntimeError: [enforce fail at inline_container.cc:...]`; the `OSError` is found in the chain).
+
+    os_error_in(exc)            -> the OSError behind an exception (itself, its cause or context), or None
+    describe_os_error(err)      -> "No space left on device: PATH; the disk is full: free space or ..."
+    storage_error(err, path, what) -> StorageError
+    writing(path, what)         a context manager translating what the body raises
+    read_only(path)             whether the nearest existing folder of `path` is on a read-only mount
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+from cir_lib.errors import StorageError
+
+# What to do, by errno (the reason itself is the operating system's text).
+ADVICE = {
+    _errno.ENOSPC: "the disk is full: free space or choose a folder on another disk",
+    _errno.EDQUOT: "the disk quota is exceeded: free space or choose a folder on another disk",
+    _errno.EROFS: "the file system is read-only: choose a folder on a writable disk",
+    _errno.EACCES: "choose a folder you can write (or fix its permissions)",
+    _errno.EPERM: "choose a folder you can write (or fix its permissions)",
+    _errno.ENAMETOOLONG: "the name is too long for the file system: choose a shorter name or folder",
+    _errno.ELOOP: "a symbolic link points to itself (a loop): replace it with the file or a valid link",
+    _errno.EISDIR: "give a file path, not a folder",
+    _errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    _errno.ENOENT: "check the path",
+    _errno.EIO: "the disk reported an input/output error: check the disk",
+}
+
+
+def os_error_in(exc: BaseException | None) -> Optional[OSError]:
+    """The OSError behind `exc`: itself, or the first in its chain of causes and contexts."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def describe_os_error(err: OSError, path=None) -> str:
+    """One line for an OSError: the operating system's reason, the path(s), what to do.
+
+    Example:
+        >>> describe_os_error(OSError(28, "No space left on device"), "runs/x/last.pt")
+        'No space left on device: runs/x/last.pt; the disk is full: free space or choose a folder on another disk'
+    """
+    named = [p for p in (err.filename, err.filename2) if p is not None]
+    paths = " -> ".join(str(p) for p in named) or (str(path) if path is not None else "a file")
+    reason = err.strerror or str(err) or type(err).__name__
+    code = err.errno
+    if code in (_errno.EACCES, _errno.EPERM) and read_only(named[0] if named else path):
+        code, reason = _errno.EROFS, os.strerror(_errno.EROFS)  # open() says EACCES on some read-only mounts
+    advice = ADVICE.get(code, "check the path and try again (--debug shows the traceback)")
+    return f"{reason}: {paths}; {advice}"
+
+
+def storage_error(err: OSError, path, what: str = "") -> StorageError:
+    """A StorageError for `err` met while writing (or reading) `what` at `path`.
+
+    Example:
+        >>> raise storage_error(err, "runs/x/last.pt", "checkpoint")
+        StorageError: cannot write checkpoint runs/x/last.pt: No space left on device ...
+    """
+    reason = err.strerror or str(err) or type(err).__name__
+    code = err.errno
+    if code in (_errno.EACCES, _errno.EPERM) and read_only(err.filename or path):
+        code, reason = _errno.EROFS, os.strerror(_errno.EROFS)
+    advice = ADVICE.get(code, "check the path and try again (--debug shows the traceback)")
+    where = f" ({err.filename})" if err.filename and str(err.filename) != str(path) else ""
+    label = f"{what} " if what else ""
+    return StorageError(f"cannot write {label}{path}: {reason}{where}; {advice}", path=path, errno=code)
+
+
+@contextlib.contextmanager
+def writing(path, what: str = "") -> Iterator[None]:
+    """Translate what the body raises into a StorageError naming `path` when an OSError is behind it
+    (a plain OSError, or one wrapped by torch / PIL / matplotlib); anything else passes unchanged.
+
+    Example:
+        >>> with writing("results/mini/figures/x.png", "figure"):
+        ...     fig.savefig(...)
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - only exceptions with an OSError behind them are translated
+        err = os_error_in(exc)
+        if err is None:
+            raise
+        raise storage_error(err, path, what) from exc
+
+
+def read_only(path) -> bool:
+    """Whether the nearest existing folder of `path` is on a read-only mount (False when unknown)."""
+    if path is None:
+        return False
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        return bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
