@@ -669,8 +669,9 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
             listed = [relative_path(paths[i], root) + ("" if bad[i] == MISSING else f" ({bad[i]})") for i in bad]
             none_there = " None of them is there: check --data-root and that the images were " \
                 "downloaded into the layout of the README's *Data layout* section." if len(bad) == len(paths) else ""
+            what = "missing" if all(r == MISSING for r in bad.values()) else "missing or unreadable"
             raise ImageError(
-                f"{label}: {len(bad)} of {len(paths)} index image files are missing under "
+                f"{label}: {len(bad)} of {len(paths)} index image files are {what} under "
                 f"data root {root} ({format_listing(listed)}).{none_there} Pass skip_missing=True ({SKIP_MISSING_CLI}) "
                 f"to drop them and the queries that use them (the counts are reported), or run "
                 f"`cir-lib check-data --data-root {root}` for a full report."
