@@ -279,6 +279,7 @@ class Annotations:
     queries: list  # the valid queries
     n_entries: int  # entries in the caption file (valid or not)
     problems: list  # one line per problem, naming the file and the entry
+    warnings: list = field(default_factory=list)  # what is used as it is but deserves a look (empty captions)
 
     @property
     def label(self) -> str:
@@ -611,7 +612,20 @@ def read_annotations(data_root, dataset: str, split: str, category: str | None =
         if q is not None:
             queries.append(q)
     return Annotations(dataset, split, category, root, captions_file, split_file, names, paths,
-                       queries, len(entries), problems)
+                       queries, len(entries), problems, _empty_caption_warnings(queries, entries, rel))
+
+
+def _empty_caption_warnings(queries: list, entries: list, rel: str) -> list:
+    """One line naming the entries whose caption is empty (or blank). They are kept, as the official
+    code keeps them (the real FashionIQ and CIRR files hold a few); the query then leans on its image."""
+    empty = [i for i, e in enumerate(entries) if isinstance(e, dict) and any(
+        isinstance(c, str) and not c.strip() for c in (e.get("captions") if isinstance(e.get("captions"), list)
+                                                         else [e.get("caption")]))]
+    if not empty or not queries:
+        return []
+    return [f"{rel}: {len(empty)} entr{'y has' if len(empty) == 1 else 'ies have'} an empty caption "
+            f"(entr{'y' if len(empty) == 1 else 'ies'} {format_listing([str(i) for i in empty])}); they are used "
+            "as they are (as the official code does): write the caption to query with text"]
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -658,6 +672,8 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
             f"{n} annotation problem(s) in {ann.label} (data root {root}):\n  - {shown}{more}\n"
             f"Repair or re-download these files; `cir-lib check-data --data-root {root}` lists every problem."
         )
+    for warning in ann.warnings:
+        logger.warning("%s", warning)
     # The cap comes before the file check: a root holding only the capped images loads.
     names, paths, queries = _cap_queries(ann.image_names, ann.image_paths, ann.queries, max_queries)
     label = ann.label + (f" (capped to {max_queries} queries)" if max_queries is not None else "")
