@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from cir_lib.errors import ConfigError, option_name
-from cir_lib.serialization import load_file
+from cir_lib.serialization import check_file, load_file
 from cir_lib.storage import read_only, writing
 
 logger = logging.getLogger(__name__)
@@ -340,6 +340,8 @@ def check_run_folder(path, kind: str, resume: bool) -> Optional[dict]:
     if kind not in RUN_KINDS:
         raise ConfigError(f"unknown run kind {kind!r}")
     path = check_output_folder(path)
+    if resume and (path / LAST_FILE).exists():  # refused now, not after the features are encoded
+        check_file(path / LAST_FILE, "run checkpoint")
     if (path / LAST_FILE).exists() or (path / BEST_FILE).exists():
         if not resume:
             raise ConfigError(

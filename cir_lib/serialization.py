@@ -92,6 +92,24 @@ def load_file(path, what: str = "checkpoint", map_location="cpu") -> Any:
         raise unreadable_file_error(path, what, f"{type(err).__name__}: {_first_line(err)}") from None
 
 
+def check_file(path, what: str = "checkpoint") -> None:
+    """Refuse, before any work, a file `load_file` would refuse (unsafe, unreadable), without reading
+    its tensors: the archive is memory-mapped, so a multi-gigabyte checkpoint costs milliseconds.
+
+    Raises:
+        UnsafeFileError, ConfigError: as `load_file`.
+    """
+    path = Path(path)
+    if not path.is_file() or is_torchscript(path):
+        load_file(path, what)  # raises, naming the problem
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        load_file(path, what)  # the same refusal, with load_file's message
+    except Exception:  # noqa: BLE001 - not a zip archive (the legacy format cannot be mapped): read it
+        load_file(path, what)
+
+
 def unreadable_file_error(path, what: str, detail: str) -> ConfigError:
     """The error for a file that is not a torch file at all (empty, text, random bytes, truncated)."""
     path = Path(path)

@@ -11,6 +11,7 @@ as `RuntimeError: [enforce fail at inline_container.cc:...]`; the `OSError` is f
     storage_error(err, path, what) -> StorageError
     writing(path, what)         a context manager translating what the body raises
     read_only(path)             whether the nearest existing folder of `path` is on a read-only mount
+    check_name(text, option)    refuse a name that becomes part of a file name but would leave its folder
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional
 
-from cir_lib.errors import StorageError
+from cir_lib.errors import ConfigError, StorageError
 
 # What to do, by errno (the reason itself is the operating system's text).
 ADVICE = {
@@ -115,3 +116,38 @@ def read_only(path) -> bool:
         return bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
     except (OSError, AttributeError):
         return False
+
+
+NAME_MAX_BYTES = 200  # a name part's limit: most file systems allow 255 bytes per name, prefix included
+
+
+def check_name(text: str, option: str) -> str:
+    """Refuse a name that becomes part of a file name (a submission tag, ...) but is not one: a path
+    separator or `..` (it would write outside its folder), a leading dot, control characters, or
+    more than NAME_MAX_BYTES bytes.
+
+    Returns:
+        The name.
+
+    Raises:
+        ConfigError: naming the option, the value and what is allowed.
+
+    Example:
+        >>> check_name("RN50x4-openai", "--tag")
+        'RN50x4-openai'
+    """
+    bad = None
+    if not isinstance(text, str) or not text:
+        bad = "it is empty"
+    elif "/" in text or "\\" in text or os.sep in text or ".." in text:
+        bad = "it holds a path separator or '..', so the file would be written outside its folder"
+    elif text.startswith("."):
+        bad = "it starts with a dot (a hidden file)"
+    elif any(ord(c) < 32 or c == "\x7f" for c in text):
+        bad = "it holds control characters"
+    elif len(text.encode("utf-8")) > NAME_MAX_BYTES:
+        bad = f"it is longer than {NAME_MAX_BYTES} bytes, too long for a file name"
+    if bad:
+        raise ConfigError(f"{option} {text!r} cannot be part of a file name: {bad}; use letters, digits, "
+                          "'-', '_' and '.' (e.g. RN50x4-combiner)")
+    return text

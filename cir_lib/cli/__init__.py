@@ -78,9 +78,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cir_lib.errors import CirError, set_interface
+    from cir_lib.errors import set_interface
 
-    set_interface("cli")  # advice names command-line options
+    set_interface("cli")  # advice names command-line options (for this call: main is also called in-process)
+    try:
+        return _main(argv)
+    finally:
+        set_interface("python")
+
+
+def _main(argv: list[str] | None) -> int:
+    from cir_lib.errors import CirError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
