@@ -68,10 +68,10 @@ def folder_lock(folder, what: str = "folder") -> Iterator[Path]:
         return
     lock_path = folder / LOCK_FILE
     created = not folder.exists()
-    with writing(lock_path, "lock file"):
+    with writing(folder, what):
         folder.mkdir(parents=True, exist_ok=True)
     while True:
-        with writing(lock_path, "lock file"):
+        with writing(folder, what):
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
