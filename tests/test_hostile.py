@@ -484,3 +484,22 @@ def test_cache_content_check_sees_images_rewritten_in_place(tmp_path, monkeypatc
 
     with pytest.raises(ConfigError, match="stat, content"):
         feature_cache_key(backbone, [image], preprocess)
+
+
+def test_full_disk_writing_an_executed_notebook(tmp_path, monkeypatch):
+    import papermill
+
+    from cir_lib.errors import StorageError
+    from cir_lib.reproduce import run_notebook
+
+    def full(_source, output, **_kw):
+        Path(output).write_text("{half a notebook")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), output)
+
+    monkeypatch.setattr(papermill, "execute_notebook", full)
+    target = tmp_path / "executed" / "00_data_prep.ipynb"
+    with pytest.raises(StorageError, match="No space left on device") as err:
+        run_notebook("00_data_prep", target, {}, kernel_name="python3", progress=False)
+    assert str(target) in str(err.value) and "disk is full" in str(err.value)
+    assert not target.exists() and not leftovers(tmp_path)  # the partial output is kept as .failed only
+    assert (tmp_path / "executed" / "00_data_prep.failed.ipynb").exists()
