@@ -51,6 +51,16 @@ def os_error_in(exc: BaseException | None) -> Optional[OSError]:
     return None
 
 
+def _reason_and_advice(err: OSError, path=None) -> tuple:
+    """(the operating system's reason, what to do, errno) for `err`; EACCES on a read-only mount is
+    said as the read-only file system it is (some file systems answer EACCES there)."""
+    reason = err.strerror or str(err) or type(err).__name__
+    code = err.errno
+    if code in (_errno.EACCES, _errno.EPERM) and read_only(err.filename or path):
+        code, reason = _errno.EROFS, os.strerror(_errno.EROFS)
+    return reason, ADVICE.get(code, "check the path and try again (--debug shows the traceback)"), code
+
+
 def describe_os_error(err: OSError, path=None) -> str:
     """One line for an OSError: the operating system's reason, the path(s), what to do.
 
@@ -60,26 +70,18 @@ def describe_os_error(err: OSError, path=None) -> str:
     """
     named = [p for p in (err.filename, err.filename2) if p is not None]
     paths = " -> ".join(str(p) for p in named) or (str(path) if path is not None else "a file")
-    reason = err.strerror or str(err) or type(err).__name__
-    code = err.errno
-    if code in (_errno.EACCES, _errno.EPERM) and read_only(named[0] if named else path):
-        code, reason = _errno.EROFS, os.strerror(_errno.EROFS)  # open() says EACCES on some read-only mounts
-    advice = ADVICE.get(code, "check the path and try again (--debug shows the traceback)")
+    reason, advice, _ = _reason_and_advice(err, path)
     return f"{reason}: {paths}; {advice}"
 
 
 def storage_error(err: OSError, path, what: str = "") -> StorageError:
-    """A StorageError for `err` met while writing (or reading) `what` at `path`.
+    """A StorageError for `err` met while writing `what` at `path`.
 
     Example:
         >>> raise storage_error(err, "runs/x/last.pt", "checkpoint")
-        StorageError: cannot write checkpoint runs/x/last.pt: No space left on device ...
+        StorageError: cannot write checkpoint runs/x/last.pt: No space left on device; the disk is full: ...
     """
-    reason = err.strerror or str(err) or type(err).__name__
-    code = err.errno
-    if code in (_errno.EACCES, _errno.EPERM) and read_only(err.filename or path):
-        code, reason = _errno.EROFS, os.strerror(_errno.EROFS)
-    advice = ADVICE.get(code, "check the path and try again (--debug shows the traceback)")
+    reason, advice, code = _reason_and_advice(err, path)
     where = f" ({err.filename})" if err.filename and str(err.filename) != str(path) else ""
     label = f"{what} " if what else ""
     return StorageError(f"cannot write {label}{path}: {reason}{where}; {advice}", path=path, errno=code)
