@@ -64,6 +64,7 @@ from cir_lib.constants import (
 )
 from cir_lib.errors import AnnotationError, ConfigError, ImageError
 from cir_lib.images import MISSING, SKIP_MISSING_CLI, image_status
+from cir_lib.storage import link_problem
 
 logger = logging.getLogger(__name__)
 
@@ -368,7 +369,7 @@ def check_data_root(root) -> Path:
     """
     root = Path(root)
     if not root.is_dir():
-        state = "is a file, not a folder" if root.exists() else "does not exist"
+        state = "is a file, not a folder" if root.exists() else (link_problem(root) or "does not exist")
         raise AnnotationError(f"data root {root} {state}: pass the folder holding {FASHIONIQ_DIR}/ and "
                               f"{CIRR_DIR}/ (the README's *Data layout* section)")
     return root
@@ -384,7 +385,9 @@ def _read_json(path: Path, root: Path, kind: str):
                     f"in the layout of the README's *Data layout* section")
             if root.name in (FASHIONIQ_DIR, CIRR_DIR):
                 hint += f" (--data-root {root} looks like a dataset folder; pass its parent)"
-        raise AnnotationError(f"{kind} file {path} is missing{hint}")
+        link = link_problem(path)
+        raise AnnotationError(f"{kind} file {path} is {link}; replace it with the file" if link
+                              else f"{kind} file {path} is missing{hint}")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)

@@ -14,7 +14,6 @@ The annotation readers (`load_split`, `Split`) are in `cir_lib.data`.
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -23,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from cir_lib.errors import ImageError
+from cir_lib.storage import link_problem
 
 if TYPE_CHECKING:  # annotations only: cir_lib.data imports this module
     from cir_lib.data import Split
@@ -62,19 +62,6 @@ def bomb_reason(err: Exception) -> str:
             f"{MAX_PIXELS_ENV} to a larger number of pixels)")
 
 
-def _link_reason(path) -> str | None:
-    """Why a symbolic link that leads to no file is unusable (None when `path` is no such link)."""
-    if not os.path.islink(path):
-        return None
-    try:
-        os.stat(path)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            return "a symbolic link that loops (it points, through links, back to itself)"
-        return f"a symbolic link to {os.readlink(path)}, which is {err.strerror.lower()}"
-    return None
-
-
 def verify_image(path) -> str | None:
     """Whether an image file is usable: None if it decodes fully, else why not.
 
@@ -91,7 +78,7 @@ def verify_image(path) -> str | None:
     apply_pixel_limit()
     if os.path.isdir(path):
         return FOLDER
-    link = _link_reason(path)
+    link = link_problem(path)
     if link:
         return link
     try:
@@ -146,7 +133,7 @@ def image_status(paths: Sequence, verify: bool = True, workers: int | None = Non
             present.append(p)
             status[p] = None
         else:  # a symbolic-link loop or a dangling link is there, but unreadable: not "missing"
-            status[p] = FOLDER if os.path.isdir(p) else (_link_reason(p) or MISSING)
+            status[p] = FOLDER if os.path.isdir(p) else (link_problem(p) or MISSING)
     if verify and present:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -170,7 +157,7 @@ def open_image(path, split_label: str = "") -> Image.Image:
     """
     where = f" (split {split_label})" if split_label else ""
     apply_pixel_limit()
-    link = _link_reason(path)
+    link = link_problem(path)
     if link:
         raise ImageError(f"image file {path}{where} is unreadable ({link}); replace it with the image, or "
                          f"load the split with skip_missing=True ({SKIP_MISSING_CLI}) to drop the queries that use it")

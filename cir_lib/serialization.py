@@ -26,6 +26,7 @@ from typing import Any, Optional
 import torch
 
 from cir_lib.errors import ConfigError, UnsafeFileError, option_name
+from cir_lib.storage import link_problem
 
 ALLOW_TORCHSCRIPT_ENV = "CIR_LIB_ALLOW_TORCHSCRIPT"  # "1" / "true" / "yes" allows torch.jit.load
 _TRUE = ("1", "true", "yes", "on")
@@ -76,6 +77,9 @@ def load_file(path, what: str = "checkpoint", map_location="cpu") -> Any:
     """
     path = Path(path)
     if not path.is_file():
+        link = link_problem(path)
+        if link:
+            raise ConfigError(f"{what} {path} is unreadable: {link}; replace it with the file or a valid link")
         raise ConfigError(f"{what} {path} not found" + (" (it is a folder)" if path.is_dir() else ""))
     if is_torchscript(path):
         raise unsafe_file_error(path, what, "it is a TorchScript archive, which carries code")

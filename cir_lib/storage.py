@@ -12,6 +12,7 @@ as `RuntimeError: [enforce fail at inline_container.cc:...]`; the `OSError` is f
     writing(path, what)         a context manager translating what the body raises
     read_only(path)             whether the nearest existing folder of `path` is on a read-only mount
     check_name(text, option)    refuse a name that becomes part of a file name but would leave its folder
+    link_problem(path)          why a symbolic link leads to no file (a loop, a missing target), or None
 """
 
 from __future__ import annotations
@@ -153,3 +154,17 @@ def check_name(text: str, option: str) -> str:
         raise ConfigError(f"{option} {text!r} cannot be part of a file name: {bad}; use letters, digits, "
                           "'-', '_' and '.' (e.g. RN50x4-combiner)")
     return text
+
+
+def link_problem(path) -> Optional[str]:
+    """Why `path`, a symbolic link, leads to no file: it loops, or its target is missing (None when
+    `path` is no such link). Said instead of "not found": the name is there, the file behind it is not."""
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == _errno.ELOOP:
+            return "a symbolic link that loops (it points, through links, back to itself)"
+        return f"a symbolic link to {os.readlink(path)}, which is {(err.strerror or 'unreadable').lower()}"
+    return None

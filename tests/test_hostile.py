@@ -503,3 +503,15 @@ def test_full_disk_writing_an_executed_notebook(tmp_path, monkeypatch):
     assert str(target) in str(err.value) and "disk is full" in str(err.value)
     assert not target.exists() and not leftovers(tmp_path)  # the partial output is kept as .failed only
     assert (tmp_path / "executed" / "00_data_prep.failed.ipynb").exists()
+
+
+def test_symlink_loops_are_not_called_absent(capsys, root, tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop.name)
+    error_line(capsys, ["check-data", "--data-root", loop], "symbolic link that loops")
+    error_line(capsys, ["evaluate", "--data-root", root, "--dataset", "cirr", "--backbone", "cir-mini",
+                        "--pretrained", loop], str(loop), "symbolic link that loops")
+    cap = root / "cirr_dataset/cirr/captions/cap.rc2.val.json"
+    cap.unlink()
+    cap.symlink_to(cap.name)
+    error_line(capsys, ["evaluate", "--data-root", root, "--dataset", "cirr", *ZERO_SHOT], "symbolic link that loops")
