@@ -25,6 +25,7 @@ from cir_lib import serialization
 from cir_lib.constants import MINI_NAME
 from cir_lib.errors import ConfigError, UnsafeFileError
 from cir_lib.runs import atomic_torch_save
+from cir_lib.storage import link_problem
 
 logger = logging.getLogger(__name__)
 
@@ -485,6 +486,10 @@ def load_backbone(
     if ckpt is None:
         if open_clip.pretrained.is_pretrained_cfg(name, pretrained_str):
             return _backbone_from_tag(name, pretrained_str, cfg, device, precision)
+        link = link_problem(pretrained_str)
+        if link:
+            raise ConfigError(f"pretrained file {pretrained_str} is unreadable: {link}; replace it with the "
+                              "checkpoint file or a valid link")
         tags = open_clip.list_pretrained_tags_by_model(name)
         raise ConfigError(
             f"pretrained={pretrained_str!r} is neither an existing checkpoint file nor an open_clip tag of "

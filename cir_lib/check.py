@@ -56,7 +56,9 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
         {"fashioniq": {split: {category: counts}}, "cirr": {split: counts}, "problems": [str, ...]}
         with counts {"queries", "images", "missing_images" (absent files), "unreadable_images"
         (present, but no readable image; each named in problems with its reason)}.
-        Clean when "problems" is empty.
+        and "warnings" (what is used as it is but deserves a look: empty captions). Clean when
+        "problems" is empty. Every split (and category) of a dataset that is there is expected: one
+        without its annotation files is a problem; without `datasets`, both datasets are expected.
 
     Example:
         >>> report = check_data("/data", ["cirr"])
@@ -87,21 +89,36 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
             f"neither {FASHIONIQ_DIR}/ nor {CIRR_DIR}/ found under {root}; the data root must be the "
             f"folder holding them{hint}"
         )
+    elif not explicit:  # both are expected: one alone is said, with how to check it by itself
+        for ds in datasets:
+            if ds not in present:
+                problems.append(f"{ds}: folder {root / DATASET_DIRS[ds]} not found; pass --dataset "
+                                f"{present[0]} (datasets=[{present[0]!r}]) to check {present[0]} alone")
 
     # Annotations first (every problem collected), then the images of every split at once.
     found = []  # (dataset, split, category, Annotations)
+    absent = []  # (dataset, split, category, captions file, split file) without either file
+    warnings: list = []
     for ds in present:
         n_found = 0
         for split, category in _groups(ds):
             captions_file, split_file = annotation_files(root, ds, split, category)
             if not captions_file.exists() and not split_file.exists():
+                absent.append((ds, split, category, captions_file, split_file))
                 continue
             n_found += 1
             ann = read_annotations(root, ds, split, category, collect=True)
             problems.extend(ann.problems)
+            warnings.extend(ann.warnings)
             found.append((ds, split, category, ann))
         if n_found == 0:
             problems.append(f"{ds}: no annotation files found under {root / DATASET_DIRS[ds]}")
+        else:  # an interrupted download or generation: name each split (and category) without files
+            for _, split, category, captions_file, split_file in (a for a in absent if a[0] == ds):
+                label = " ".join([ds] + ([category] if category else []) + [split])
+                problems.append(f"{label}: annotation files {relative_path(captions_file, root)} and "
+                                f"{relative_path(split_file, root)} not found (an incomplete download or "
+                                "an interrupted generation?)")
 
     all_paths = list(dict.fromkeys(p for *_, ann in found for p in ann.image_paths))
     status = image_status(all_paths, verify=verify_images, workers=workers, progress=progress)
@@ -127,6 +144,7 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
         for p, reason in broken:
             problems.append(f"{ann.label}: unreadable image {relative_path(p, root)} ({reason})")
     report["problems"] = problems
+    report["warnings"] = warnings
     return report
 
 
@@ -153,4 +171,8 @@ def format_report(report: dict) -> str:
         lines.extend(f"  - {p}" for p in problems)
     else:
         lines.append("clean: every query and every image accounted for")
+    warnings = report.get("warnings", [])
+    if warnings:
+        lines.append(f"{len(warnings)} warning(s) (used as they are):")
+        lines.extend(f"  - {w}" for w in warnings)
     return "\n".join(lines)

@@ -64,6 +64,7 @@ from cir_lib.constants import (
 )
 from cir_lib.errors import AnnotationError, ConfigError, ImageError
 from cir_lib.images import MISSING, SKIP_MISSING_CLI, image_status
+from cir_lib.storage import link_problem
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +280,7 @@ class Annotations:
     queries: list  # the valid queries
     n_entries: int  # entries in the caption file (valid or not)
     problems: list  # one line per problem, naming the file and the entry
+    warnings: list = field(default_factory=list)  # what is used as it is but deserves a look (empty captions)
 
     @property
     def label(self) -> str:
@@ -367,7 +369,7 @@ def check_data_root(root) -> Path:
     """
     root = Path(root)
     if not root.is_dir():
-        state = "is a file, not a folder" if root.exists() else "does not exist"
+        state = "is a file, not a folder" if root.exists() else (link_problem(root) or "does not exist")
         raise AnnotationError(f"data root {root} {state}: pass the folder holding {FASHIONIQ_DIR}/ and "
                               f"{CIRR_DIR}/ (the README's *Data layout* section)")
     return root
@@ -383,7 +385,9 @@ def _read_json(path: Path, root: Path, kind: str):
                     f"in the layout of the README's *Data layout* section")
             if root.name in (FASHIONIQ_DIR, CIRR_DIR):
                 hint += f" (--data-root {root} looks like a dataset folder; pass its parent)"
-        raise AnnotationError(f"{kind} file {path} is missing{hint}")
+        link = link_problem(path)
+        raise AnnotationError(f"{kind} file {path} is {link}; replace it with the file" if link
+                              else f"{kind} file {path} is missing{hint}")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -611,7 +615,20 @@ def read_annotations(data_root, dataset: str, split: str, category: str | None =
         if q is not None:
             queries.append(q)
     return Annotations(dataset, split, category, root, captions_file, split_file, names, paths,
-                       queries, len(entries), problems)
+                       queries, len(entries), problems, _empty_caption_warnings(queries, entries, rel))
+
+
+def _empty_caption_warnings(queries: list, entries: list, rel: str) -> list:
+    """One line naming the entries whose caption is empty (or blank). They are kept, as the official
+    code keeps them (the real FashionIQ and CIRR files hold a few); the query then leans on its image."""
+    empty = [i for i, e in enumerate(entries) if isinstance(e, dict) and any(
+        isinstance(c, str) and not c.strip() for c in (e.get("captions") if isinstance(e.get("captions"), list)
+                                                         else [e.get("caption")]))]
+    if not empty or not queries:
+        return []
+    return [f"{rel}: {len(empty)} entr{'y has' if len(empty) == 1 else 'ies have'} an empty caption "
+            f"(entr{'y' if len(empty) == 1 else 'ies'} {format_listing([str(i) for i in empty])}); they are used "
+            "as they are (as the official code does): write the caption to query with text"]
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -658,6 +675,8 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
             f"{n} annotation problem(s) in {ann.label} (data root {root}):\n  - {shown}{more}\n"
             f"Repair or re-download these files; `cir-lib check-data --data-root {root}` lists every problem."
         )
+    for warning in ann.warnings:
+        logger.warning("%s", warning)
     # The cap comes before the file check: a root holding only the capped images loads.
     names, paths, queries = _cap_queries(ann.image_names, ann.image_paths, ann.queries, max_queries)
     label = ann.label + (f" (capped to {max_queries} queries)" if max_queries is not None else "")
@@ -669,8 +688,9 @@ def _load_one(root: Path, dataset: str, split: str, category: str | None, skip_m
             listed = [relative_path(paths[i], root) + ("" if bad[i] == MISSING else f" ({bad[i]})") for i in bad]
             none_there = " None of them is there: check --data-root and that the images were " \
                 "downloaded into the layout of the README's *Data layout* section." if len(bad) == len(paths) else ""
+            what = "missing" if all(r == MISSING for r in bad.values()) else "missing or unreadable"
             raise ImageError(
-                f"{label}: {len(bad)} of {len(paths)} index image files are missing under "
+                f"{label}: {len(bad)} of {len(paths)} index image files are {what} under "
                 f"data root {root} ({format_listing(listed)}).{none_there} Pass skip_missing=True ({SKIP_MISSING_CLI}) "
                 f"to drop them and the queries that use them (the counts are reported), or run "
                 f"`cir-lib check-data --data-root {root}` for a full report."

@@ -5,8 +5,12 @@ Image features of an index are computed once per (weights, preprocessing, image 
   - `backbone.image_weights_key` (the image tower's config and every weight of it: text-tower
     changes, e.g. a text-only fine-tune, leave image features valid),
   - `preprocess.key()` (kind, input size, ratio),
-  - the ordered image list: each path as given, with its file size and modification time
-    (so images regenerated in place under the same names are not served stale features),
+  - the ordered image list: each path as given, with its file size and modification time in
+    nanoseconds (so images regenerated in place under the same names are not served stale features).
+    Nothing else about an image is looked at: a file replaced by another of the same size whose
+    modification time is preserved (`cp -p`, `rsync -t`, `touch -r`, some archive extractions) keeps
+    the old features. Those who rewrite data in place set CIR_LIB_CACHE_CHECK=content: the key then
+    holds the SHA-256 of every image file instead of its time (every file is read once per lookup),
   - the compute precision (`FEATURE_PRECISION`, "fp32", or the dtype of a model loaded in half
     precision): caches written by versions that encoded under bf16/fp16 autocast are not reused.
 Features for evaluation, validation, the caches and submissions are computed in strict fp32 on every
@@ -32,10 +36,11 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from cir_lib.errors import ConfigError, UnsafeFileError
+from cir_lib.errors import ConfigError, StorageError, UnsafeFileError
 from cir_lib.progress import progress_bar
 from cir_lib.runs import atomic_torch_save, atomic_write_text
 from cir_lib.serialization import load_file
+from cir_lib.storage import writing
 
 logger = logging.getLogger(__name__)
 
@@ -92,31 +97,58 @@ def _paths_and_label(paths_or_split, split_label: str):
     return list(paths_or_split), split_label
 
 
-def _file_stamp(path) -> list:
+CACHE_CHECK_ENV = "CIR_LIB_CACHE_CHECK"  # "stat" (default): size and mtime; "content": SHA-256 of each file
+CACHE_CHECKS = ("stat", "content")
+
+
+def cache_check(check: Optional[str] = None) -> str:
+    """How the cache tells an image file changed: `check`, else CIR_LIB_CACHE_CHECK, else "stat"."""
+    value = (check or os.environ.get(CACHE_CHECK_ENV) or "stat").strip().lower()
+    if value not in CACHE_CHECKS:
+        raise ConfigError(f"{CACHE_CHECK_ENV}={value!r} is not a cache check; choose one of {', '.join(CACHE_CHECKS)}")
+    return value
+
+
+def _file_stamp(path, check: str = "stat") -> list:
     try:
         st = os.stat(path)
     except OSError:
         return [None, None]  # missing: the dataset raises ImageError naming it on a miss
+    if check == "content":
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError:
+            return [None, None]  # unreadable: the dataset names it on a miss
+        return [st.st_size, "sha256:" + digest.hexdigest()]
     return [st.st_size, st.st_mtime_ns]
 
 
-def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[torch.device] = None) -> str:
+def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[torch.device] = None,
+                      check: Optional[str] = None) -> str:
     """The cache key of the image features of `paths` (see the module docstring for what it covers).
 
     `device` is accepted for callers of earlier versions; features are fp32 on every device, so the
-    key no longer depends on it.
+    key no longer depends on it. `check` is how image files are told apart: "stat" (size and
+    modification time, the default) or "content" (SHA-256 of every file: reads every image once);
+    None reads CIR_LIB_CACHE_CHECK.
 
     Example:
         >>> feature_cache_key(bb, ["a.png", "b.png"], PreprocessConfig(image_size=64))
         '3f1c...'
     """
+    check = cache_check(check)
     payload = {
         "version": CACHE_VERSION,
         "weights": backbone.image_weights_key,
         "preprocess": preprocess.key(),
         "precision": precision_name(backbone),
-        "images": [[str(p)] + _file_stamp(p) for p in paths],
+        "images": [[str(p)] + _file_stamp(p, check) for p in paths],
     }
+    if check != "stat":  # the default's keys stay those of earlier versions
+        payload["check"] = check
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()[:40]
 
 
@@ -236,25 +268,34 @@ def image_features(
     logger.info("encoded %d images of %s in %.1fs", n, label or "images", seconds)
 
     if file is not None:
-
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(feats, file)
-        meta = {
-            "backbone": backbone.name,
-            "pretrained": backbone.pretrained,
-            "image_weights_key": backbone.image_weights_key,
-            "preprocess": preprocess.key(),
-            "precision": precision_name(backbone),
-            "split": label,
-            "n_images": n,
-            "dim": dim,
-            "first_image": str(paths[0]),
-            "last_image": str(paths[-1]),
-            "seconds": round(seconds, 3),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        atomic_write_text(meta_file, json.dumps(meta, indent=1))
+        try:
+            _write_cache(file, meta_file, feats, backbone, preprocess, label, paths, seconds)
+        except StorageError as err:  # a full disk costs the cache, not the run: the features are in memory
+            logger.warning("%s; continuing without caching these features", err)
     return feats
+
+
+def _write_cache(file: Path, meta_file: Path, feats, backbone, preprocess, label, paths, seconds) -> None:
+    """The entry and its sidecar, each atomically; StorageError when the file system refuses."""
+    n, dim = feats.shape
+    with writing(file.parent, "feature cache folder"):
+        file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(feats, file)
+    meta = {
+        "backbone": backbone.name,
+        "pretrained": backbone.pretrained,
+        "image_weights_key": backbone.image_weights_key,
+        "preprocess": preprocess.key(),
+        "precision": precision_name(backbone),
+        "split": label,
+        "n_images": n,
+        "dim": dim,
+        "first_image": str(paths[0]),
+        "last_image": str(paths[-1]),
+        "seconds": round(seconds, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    atomic_write_text(meta_file, json.dumps(meta, indent=1))
 
 
 def text_length(model, tokens: torch.Tensor) -> Optional[int]:

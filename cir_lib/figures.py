@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from cir_lib.errors import ConfigError
-from cir_lib.runs import read_history
+from cir_lib.runs import atomic_write, read_history
+from cir_lib.storage import writing
 from cir_lib.tables import ABLATIONS, METHODS, THIS_RUN, header_label, is_ablation, metric_columns
 
 logger = logging.getLogger(__name__)
@@ -86,11 +87,13 @@ def save_figure(fig, stem: str | os.PathLike, formats: Sequence[str] = ("png", "
         raise ConfigError(f"figure formats must be among {FIGURE_FORMATS}; got {list(formats)}")
     plt = _pyplot()
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    with writing(stem.parent, "figure folder"):
+        stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_name(f"{stem.name}.{fmt}") for fmt in formats]
     with plt.rc_context(FIG_RC):
         for fmt, path in zip(formats, paths):
-            fig.savefig(path, format=fmt, metadata=_SAVE_METADATA[fmt])
+            # atomically (a temporary file, then renamed): a full disk leaves no half-written figure
+            atomic_write(path, lambda f, fmt=fmt: fig.savefig(f, format=fmt, metadata=_SAVE_METADATA[fmt]))
     plt.close(fig)
     logger.info("wrote figure %s.{%s}", stem, ",".join(formats))
     return paths

@@ -33,6 +33,7 @@ from cir_lib.distributed import gather, init_distributed
 from cir_lib.errors import ConfigError
 from cir_lib.features import encode_text
 from cir_lib.loading import load_pretrained_backbone, preprocess_for
+from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
 from cir_lib.progress import progress_bar
 from cir_lib.recipes import FinetuneConfig, check_config, resolve_pretrained
@@ -143,6 +144,7 @@ class TripletImages(torch.utils.data.Dataset):
 
 
 
+@locked_folder("out_dir")  # one writer per run folder: a second process is refused at once
 def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -> RunResult:
     """Stage 1: fine-tune CLIP with the element-wise-sum contrastive loss.
 

@@ -2,7 +2,7 @@
 the Dataset a DataLoader reads.
 
     verify_image(path) -> None or why the image is unusable (MISSING, FOLDER, empty, not an image,
-                     truncated or corrupt)
+                     truncated or corrupt, too large (a decompression bomb), a symbolic-link loop)
     image_status(paths, verify) -> {path: None or why}   (threads decode; no decoding with verify=False)
     open_image(path, split_label) -> the PIL image, fully decoded, in the file's own mode; ImageError
                      naming the file and the split when missing/unreadable
@@ -22,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from cir_lib.errors import ImageError
+from cir_lib.storage import link_problem
 
 if TYPE_CHECKING:  # annotations only: cir_lib.data imports this module
     from cir_lib.data import Split
@@ -31,8 +32,34 @@ SKIP_MISSING_CLI = ("cir-lib evaluate: --skip-missing; finetune / train-combiner
                     "--set skip_missing=true; notebooks: the skip_missing parameter")
 
 MISSING = "missing"  # verify_image's answer for an absent file
+# PIL refuses images of more than 2 x Image.MAX_IMAGE_PIXELS pixels (a decompression bomb: a small file
+# declaring a huge image). The kit keeps PIL's limit; CIR_LIB_MAX_IMAGE_PIXELS raises it for genuinely
+# huge images (every entry point: command line, notebooks, `cir-lib reproduce`'s kernels).
+MAX_PIXELS_ENV = "CIR_LIB_MAX_IMAGE_PIXELS"
 FOLDER = "a folder, not an image file"  # verify_image's answer for a folder where an image should be
 VERIFY_WORKERS = min(8, 2 * (os.cpu_count() or 1))  # threads decoding images (PIL releases the GIL)
+
+
+def apply_pixel_limit() -> int:
+    """Set PIL's decompression-bomb limit from CIR_LIB_MAX_IMAGE_PIXELS when it is set; return the
+    number of pixels above which an image is refused (twice PIL's MAX_IMAGE_PIXELS)."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if value:
+        try:
+            limit = int(value.replace("_", "").replace(",", ""))
+        except ValueError:
+            limit = 0
+        if limit <= 0:
+            raise ImageError(f"{MAX_PIXELS_ENV}={value!r} is not a positive number of pixels")
+        Image.MAX_IMAGE_PIXELS = limit // 2  # PIL refuses above twice this (and warns above it)
+    return 2 * int(Image.MAX_IMAGE_PIXELS or 0)
+
+
+def bomb_reason(err: Exception) -> str:
+    """Why an image was refused as a decompression bomb, with PIL's limit and how to raise it."""
+    return (f"too large to decode safely ({str(err).rstrip('.')}; PIL's limit against decompression bombs "
+            f"is {2 * int(Image.MAX_IMAGE_PIXELS or 0):,} pixels: for a genuinely huge image, set "
+            f"{MAX_PIXELS_ENV} to a larger number of pixels)")
 
 
 def verify_image(path) -> str | None:
@@ -48,15 +75,19 @@ def verify_image(path) -> str | None:
         >>> verify_image("data/fashionIQ_dataset/images/B0084Y8XIU.jpg") is None
         True
     """
+    apply_pixel_limit()
     if os.path.isdir(path):
         return FOLDER
+    link = link_problem(path)
+    if link:
+        return link
     try:
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)"
     except FileNotFoundError:
         return MISSING
     except OSError as err:
-        return f"unreadable: {err}"
+        return f"unreadable: {err.strerror or err}"
     try:
         with Image.open(path) as im:
             im.verify()  # structure and checksums (PNG CRCs)
@@ -64,6 +95,12 @@ def verify_image(path) -> str | None:
         return MISSING
     except UnidentifiedImageError:
         return "not an image (no image format recognizes its content)"
+    except Image.DecompressionBombError as err:
+        return bomb_reason(err)
+    except OSError as err:
+        if err.errno is not None:  # the file system refused (permission, I/O error), not the decoder
+            return f"unreadable: {err.strerror or err}"
+        return f"truncated or corrupt: {type(err).__name__}: {err}"
     except Exception as err:  # noqa: BLE001 - any decoder failure means "unreadable"
         return f"truncated or corrupt: {type(err).__name__}: {err}"
     try:
@@ -95,8 +132,8 @@ def image_status(paths: Sequence, verify: bool = True, workers: int | None = Non
         if os.path.isfile(p):
             present.append(p)
             status[p] = None
-        else:
-            status[p] = FOLDER if os.path.isdir(p) else MISSING
+        else:  # a symbolic-link loop or a dangling link is there, but unreadable: not "missing"
+            status[p] = FOLDER if os.path.isdir(p) else (link_problem(p) or MISSING)
     if verify and present:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -119,6 +156,11 @@ def open_image(path, split_label: str = "") -> Image.Image:
     and CMYK files.
     """
     where = f" (split {split_label})" if split_label else ""
+    apply_pixel_limit()
+    link = link_problem(path)
+    if link:
+        raise ImageError(f"image file {path}{where} is unreadable ({link}); replace it with the image, or "
+                         f"load the split with skip_missing=True ({SKIP_MISSING_CLI}) to drop the queries that use it")
     if os.path.isdir(path):
         raise ImageError(
             f"image path {path}{where} is {FOLDER}; put the image file there, or load the split with "
@@ -132,6 +174,11 @@ def open_image(path, split_label: str = "") -> Image.Image:
         raise ImageError(
             f"image file {path}{where} is missing; restore it, or load the split with "
             f"skip_missing=True ({SKIP_MISSING_CLI}) to drop the queries that use it"
+        ) from None
+    except Image.DecompressionBombError as err:
+        raise ImageError(
+            f"image file {path}{where} is {bomb_reason(err)}; or load the split with skip_missing=True "
+            f"({SKIP_MISSING_CLI}) to drop the queries that use it"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(

@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -57,6 +59,7 @@ from cir_lib.constants import (
     MINI_POOL_DIR,
 )
 from cir_lib.errors import ConfigError
+from cir_lib.locks import folder_lock
 from cir_lib.mini_common import chance, pick, pick_weighted, seeded_rng
 from cir_lib.mini_garments import (
     CHANGES_PER_PAIR,
@@ -69,6 +72,7 @@ from cir_lib.mini_garments import (
 )
 from cir_lib.mini_scenes import absolute_scene_caption, cirr_caption, random_scene, render_scene, scene_variants
 from cir_lib.progress import progress_bar
+from cir_lib.storage import writing
 
 logger = logging.getLogger(__name__)
 
@@ -395,7 +399,12 @@ def _make_pool(root: Path, preset: MiniPreset, seed: int, preset_name: str) -> d
 _OUTPUTS = (FASHIONIQ_DIR, CIRR_DIR, MINI_POOL_DIR, MANIFEST_NAME, MINI_CHECKPOINT)
 
 
-def _prepare_out(out: Path, overwrite: bool):
+_PARTIAL_PREFIX = ".make-mini-partial-"  # the temporary folder a generation is written into
+
+
+def _prepare_out(out: Path, overwrite: bool, remove: bool = True):
+    """Refuse an `out` holding anything but a mini benchmark; with overwrite and `remove`, delete
+    the earlier one (and the cir-mini checkpoint pretrained on it)."""
     existing = [name for name in _OUTPUTS if (out / name).exists()]
     if not existing:
         return
@@ -409,7 +418,7 @@ def _prepare_out(out: Path, overwrite: bool):
             f"{out} holds {', '.join(existing)} but no {MANIFEST_NAME}: it does not look like a generated "
             f"mini benchmark, so it is not overwritten; remove those folders yourself or choose another folder"
         )
-    for name in existing:
+    for name in existing if remove else ():
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
@@ -423,6 +432,12 @@ def make_mini(out, preset: str = "mini", seed: int = 0, overwrite: bool = False)
         preset: a PRESETS name: "smoke" (tiny, for CI) or "mini".
         seed: a non-negative integer; the output is byte-identical for a given preset and seed.
         overwrite: replace a mini benchmark already in `out` (refused for anything else).
+
+    Everything is written into a temporary folder inside `out` and moved into place when complete,
+    MINI_BENCHMARK.json last: an interrupted run (Ctrl-C, a full disk) leaves nothing that looks
+    like a benchmark (and an earlier one, with overwrite, in place); its temporary folder is
+    removed by the next run. A second generation into the same folder is refused while one runs.
+
     Returns:
         the manifest written to MINI_BENCHMARK.json: preset, seed, kit version and counts
         ({"fashioniq": {category: {split: {"queries", "images"}}}, "cirr": {split: {...}},
@@ -440,10 +455,29 @@ def make_mini(out, preset: str = "mini", seed: int = 0, overwrite: bool = False)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} is a file; give a folder to write the mini benchmark into")
-    out.mkdir(parents=True, exist_ok=True)
-    _prepare_out(out, overwrite)
+    with folder_lock(out, "data root"):  # one generation at a time per folder
+        _prepare_out(out, overwrite, remove=False)  # refuse before any work; replace only when complete
+        for stale in out.glob(_PARTIAL_PREFIX + "*"):  # left by an interrupted generation
+            logger.warning("removing %s, left by an interrupted make-mini", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        with writing(out, "mini benchmark"):
+            stage = Path(tempfile.mkdtemp(prefix=_PARTIAL_PREFIX, dir=out))
+        logger.info("writing the %s mini benchmark (seed %d) to %s", preset, seed, out)
+        try:
+            with writing(out, "mini benchmark"):
+                manifest = _generate(stage, preset, seed)
+                _prepare_out(out, overwrite)
+                # Complete: moved into place, the manifest last (it marks a finished generation).
+                for name in (FASHIONIQ_DIR, CIRR_DIR, MINI_POOL_DIR, MANIFEST_NAME):
+                    os.replace(stage / name, out / name)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    return manifest
+
+
+def _generate(out: Path, preset: str, seed: int) -> dict:
+    """Write the three benchmarks and the manifest into `out` (the temporary folder of `make_mini`)."""
     config = PRESETS[preset]
-    logger.info("writing the %s mini benchmark (seed %d) to %s", preset, seed, out)
     counts = {
         "fashioniq": _make_fashioniq(out, config, seed),
         "cirr": _make_cirr(out, config, seed),

@@ -25,8 +25,10 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 from cir_lib.progress import ENV_VAR as PROGRESS_ENV_VAR
 from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR, PROJECT_ROOT
 from cir_lib.errors import ConfigError, PipelineError
+from cir_lib.locks import folder_lock
 from cir_lib.profiles import Profile, get_profile, resolve_data_root
 from cir_lib.recipes import recipe_backbones
+from cir_lib.storage import os_error_in, storage_error, writing
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +279,8 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
     if not source.is_file():
         raise PipelineError(f"notebook {source} not found: run from a checkout of the project (notebooks/ "
                             "is not installed with the package)")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    with writing(output.parent, "executed-notebook folder"):
+        output.parent.mkdir(parents=True, exist_ok=True)
     # Executed into a partial file, moved over `output` only when the notebook finished: an
     # interrupted or failing run leaves the previous executed notebook in place.
     partial = output.with_name(f".partial-{output.name}")
@@ -290,13 +293,16 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
     except PapermillExecutionError as err:
         _keep_failed(partial, failed)
         raise PipelineError(_failure_message(name, failed, err)) from None
-    except BaseException as err:  # kernel died, timeout, missing kernel, Ctrl-C...
+    except BaseException as err:  # kernel died, timeout, missing kernel, Ctrl-C, a full disk...
         _keep_failed(partial, failed)
         if isinstance(err, KeyboardInterrupt):
             raise
+        if os_error_in(err) is not None:
+            raise storage_error(os_error_in(err), output, "executed notebook") from err
         raise PipelineError(f"notebook {name}.ipynb could not run: {type(err).__name__}: {err}\n"
                             f"(partial output in {failed})") from err
-    _portable_metadata(partial)
+    with writing(partial, "executed notebook"):
+        _portable_metadata(partial)
     if output.is_file() and same_results(output, partial):
         partial.unlink()  # a rerun that reused the runs: keep the notebook of the run that made them
         logger.info("%s: same results as %s, which is kept", name, output.name)
@@ -460,21 +466,29 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
 
         chosen = backbone_series(prof, {k: values[k] for k in ("backbones",) if values.get(k)}, datasets)
         series = chosen["backbone_recipes"]
-    preflight(prof, root, series, values.get("pretrained") or prof.pretrained, dry_run=dry_run,
-              skip_missing=bool(values.get("skip_missing")))
-    executed, seconds = {}, {}
-    start = time.perf_counter()
-    with pipeline_kernel() as kernel:
-        for name in [n for n in NOTEBOOKS if n in notebooks]:
-            target = out / "executed" / f"{name}.ipynb"
-            logger.info("running %s (profile %s)", name, prof.name)
-            injected = {k: v for k, v in values.items() if k in declared[name]}  # only what it declares
-            seconds[name] = run_notebook(name, target, injected, kernel_name=kernel,
-                                         log_output=log_output, progress=progress)
-            executed[name] = target
-            logger.info("%s done in %.1f s", name, seconds[name])
-    summary = {
-        "profile": prof.name,
+    # One series per results folder: a second `reproduce` on it is refused at once, naming the first.
+    with folder_lock(out, "results folder"):
+        preflight(prof, root, series, values.get("pretrained") or prof.pretrained, dry_run=dry_run,
+                  skip_missing=bool(values.get("skip_missing")))
+        executed, seconds = {}, {}
+        start = time.perf_counter()
+        with pipeline_kernel() as kernel:
+            for name in [n for n in NOTEBOOKS if n in notebooks]:
+                target = out / "executed" / f"{name}.ipynb"
+                logger.info("running %s (profile %s)", name, prof.name)
+                injected = {k: v for k, v in values.items() if k in declared[name]}  # only what it declares
+                seconds[name] = run_notebook(name, target, injected, kernel_name=kernel,
+                                             log_output=log_output, progress=progress)
+                executed[name] = target
+                logger.info("%s done in %.1f s", name, seconds[name])
+        summary = _series_summary(prof.name, root, out, executed, seconds, start)
+        _write_summary(summary)
+    return summary
+
+
+def _series_summary(profile: str, root: Path, out: Path, executed: dict, seconds: dict, start: float) -> dict:
+    return {
+        "profile": profile,
         "data_root": root,
         "results": out,
         "executed": executed,
@@ -483,14 +497,13 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
         "tables": sorted((out / "tables").glob("*")) if (out / "tables").is_dir() else [],
         "figures": sorted((out / "figures").glob("*")) if (out / "figures").is_dir() else [],
     }
-    _write_summary(summary)
-    return summary
 
 
 def _write_summary(summary: dict) -> None:
     """reproduce_summary.json: what this call ran, with paths relative to the profile's results folder
     (the same for a rerun, so it stays byte-identical); timing.json: the seconds per notebook (each run's
     own, not tracked by git)."""
+    from cir_lib.runs import atomic_write_text  # torch: imported when a series has run
     out = Path(summary["results"])
 
     def rel(p):
@@ -507,10 +520,10 @@ def _write_summary(summary: dict) -> None:
         "tables": [rel(p) for p in summary["tables"]],
         "figures": [rel(p) for p in summary["figures"]],
     }
-    (out / "reproduce_summary.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_text(out / "reproduce_summary.json", json.dumps(record, indent=2) + "\n")
     timing = {"seconds": {k: round(v, 1) for k, v in summary["seconds"].items()},
               "total_seconds": round(summary["total_seconds"], 1)}
-    (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    atomic_write_text(out / "timing.json", json.dumps(timing, indent=2) + "\n")
 
 
 def _project_relative(path) -> str:

@@ -31,8 +31,9 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from cir_lib.errors import ConfigError
-from cir_lib.serialization import load_file
+from cir_lib.errors import ConfigError, option_name
+from cir_lib.serialization import check_file, load_file
+from cir_lib.storage import read_only, writing
 
 logger = logging.getLogger(__name__)
 
@@ -64,23 +65,29 @@ def atomic_write(path, write: Callable[[Any], None], binary: bool = True) -> Pat
     Returns:
         The final path, with the usual permissions (0666 less the umask; mkstemp makes 0600).
         On any exception the temp file is removed and `path` is left untouched.
+
+    Raises:
+        StorageError: the file system refused (disk full, read-only, permission denied, name too
+            long), naming the path and the operating system's reason (`cir_lib.storage`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
+    with writing(path):  # a full disk, a read-only folder, ...: one StorageError naming the path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX + path.name + ".", dir=path.parent)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            with os.fdopen(fd, "wb" if binary else "w",
+                           **({} if binary else {"newline": "", "encoding": "utf-8"})) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, _default_file_mode())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
     return path
 
 
@@ -312,6 +319,9 @@ def _check_writable(folder: Path, option: str, target: Optional[Path] = None) ->
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         raise ConfigError(f"{option} {target or folder}: {existing} is a file, so no folder can be made under it")
+    if read_only(existing):
+        raise ConfigError(f"{option} {target or folder}: folder {existing} is on a read-only file system; "
+                          "choose a folder on a writable disk")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {target or folder}: permission denied, folder {existing} is not writable "
                           "by this user; choose another folder (or fix its permissions)")
@@ -330,11 +340,13 @@ def check_run_folder(path, kind: str, resume: bool) -> Optional[dict]:
     if kind not in RUN_KINDS:
         raise ConfigError(f"unknown run kind {kind!r}")
     path = check_output_folder(path)
+    if resume and (path / LAST_FILE).exists():  # refused now, not after the features are encoded
+        check_file(path / LAST_FILE, "run checkpoint")
     if (path / LAST_FILE).exists() or (path / BEST_FILE).exists():
         if not resume:
             raise ConfigError(
-                f"run folder {path} already holds checkpoints; pass --resume (resume=True) to "
-                "continue it, or choose another --out folder")
+                f"run folder {path} already holds checkpoints; pass {option_name('resume=True', '--resume')} "
+                f"to continue it, or choose another {option_name('out_dir', '--out')} folder")
     if not (path / CONFIG_FILE).exists():
         return None
     old = read_run_config(path)

@@ -25,7 +25,8 @@ from typing import Any, Optional
 
 import torch
 
-from cir_lib.errors import ConfigError, UnsafeFileError
+from cir_lib.errors import ConfigError, UnsafeFileError, option_name
+from cir_lib.storage import link_problem
 
 ALLOW_TORCHSCRIPT_ENV = "CIR_LIB_ALLOW_TORCHSCRIPT"  # "1" / "true" / "yes" allows torch.jit.load
 _TRUE = ("1", "true", "yes", "on")
@@ -76,6 +77,9 @@ def load_file(path, what: str = "checkpoint", map_location="cpu") -> Any:
     """
     path = Path(path)
     if not path.is_file():
+        link = link_problem(path)
+        if link:
+            raise ConfigError(f"{what} {path} is unreadable: {link}; replace it with the file or a valid link")
         raise ConfigError(f"{what} {path} not found" + (" (it is a folder)" if path.is_dir() else ""))
     if is_torchscript(path):
         raise unsafe_file_error(path, what, "it is a TorchScript archive, which carries code")
@@ -90,6 +94,24 @@ def load_file(path, what: str = "checkpoint", map_location="cpu") -> Any:
                                 f"containers (it names {refused.group(1)})") from None
     except Exception as err:  # truncated / not a torch file
         raise unreadable_file_error(path, what, f"{type(err).__name__}: {_first_line(err)}") from None
+
+
+def check_file(path, what: str = "checkpoint") -> None:
+    """Refuse, before any work, a file `load_file` would refuse (unsafe, unreadable), without reading
+    its tensors: the archive is memory-mapped, so a multi-gigabyte checkpoint costs milliseconds.
+
+    Raises:
+        UnsafeFileError, ConfigError: as `load_file`.
+    """
+    path = Path(path)
+    if not path.is_file() or is_torchscript(path):
+        load_file(path, what)  # raises, naming the problem
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        load_file(path, what)  # the same refusal, with load_file's message
+    except Exception:  # noqa: BLE001 - not a zip archive (the legacy format cannot be mapped): read it
+        load_file(path, what)
 
 
 def unreadable_file_error(path, what: str, detail: str) -> ConfigError:
@@ -255,7 +277,7 @@ def read_torchscript_weights(path) -> dict:
         raise UnsafeFileError(
             f"TorchScript archive {path} could not be read without running the code it carries ({err}). "
             f"TorchScript files carry code; load it with torch.jit.load only if you trust its source: pass "
-            f"allow_torchscript=True, or set {ALLOW_TORCHSCRIPT_ENV}=1."
+            f"{option_name('allow_torchscript=True', '--allow-torchscript')}, or set {ALLOW_TORCHSCRIPT_ENV}=1."
         ) from None
     if not isinstance(root, _ScriptedModule):
         raise UnsafeFileError(f"TorchScript archive {path} holds no module (top level: {type(root).__name__})")

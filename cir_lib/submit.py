@@ -24,9 +24,10 @@ from typing import Optional
 import torch
 
 from cir_lib.constants import CIRR_SUBMISSION_MAX_BYTES, CIRR_VERSION
-from cir_lib.errors import ConfigError, ImageError, SubmissionError
+from cir_lib.errors import ConfigError, ImageError, SubmissionError, option_name
 from cir_lib.recipes import EvalConfig, check_config
 from cir_lib.runs import atomic_write_text, check_output_folder
+from cir_lib.storage import check_name
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,12 @@ def submission_dicts(split, top: torch.Tensor, subset: torch.Tensor) -> tuple[di
 
 
 def submission_paths(out_dir, tag: str) -> tuple[Path, Path]:
-    """(out_dir/recall_submission_<tag>.json, out_dir/recall_subset_submission_<tag>.json)."""
+    """(out_dir/recall_submission_<tag>.json, out_dir/recall_subset_submission_<tag>.json).
+
+    Raises:
+        ConfigError: a tag that is no file-name part (`cir_lib.storage.check_name`: `../x`, `a/b`, ...).
+    """
+    check_name(tag, option_name("tag", "--tag"))
     out_dir = Path(out_dir)
     return out_dir / f"recall_submission_{tag}.json", out_dir / f"recall_subset_submission_{tag}.json"
 
@@ -126,6 +132,8 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
                           "the missing images (cir-lib check-data lists them)")
     check_config(config)
     check_output_folder(out_dir)  # before encoding: a file or a read-only folder fails now
+    if tag is not None:
+        check_name(tag, option_name("tag", "--tag"))  # `../x` would write outside out_dir
     try:  # every image must be there: the server needs every pairid
         data = load_split(data_root, "cirr", split, max_queries=config.max_queries)
         encoded = encode_split(data, backbone, combiner, config, preprocess=preprocess)

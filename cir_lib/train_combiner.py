@@ -19,6 +19,7 @@ from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
 from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
+from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
 from cir_lib.progress import progress_bar
 from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
@@ -66,6 +67,7 @@ def clip_for_combiner(clip_run, config: CombinerTrainConfig, data_root, device):
     return backbone, record
 
 
+@locked_folder("out_dir")  # one writer per run folder: a second process is refused at once
 def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, resume: bool = False) -> RunResult:
     """Stage 2: train the Combiner on frozen CLIP features.
 

@@ -30,7 +30,9 @@ def test_real_annotations_json_counts_and_nonzero_exit(real_root, capsys):
     rc, out = run_cli(capsys, "--data-root", real_root, "--json")
     assert rc == 1
     report = json.loads(out)
-    assert set(report) == {"fashioniq", "cirr", "problems"}
+    assert set(report) == {"fashioniq", "cirr", "problems", "warnings"}
+    # the real files hold a few empty captions: named as warnings (used as the official code uses them)
+    assert any("cap.toptee.train.json: 12 entries have an empty caption" in w for w in report["warnings"])
     val = report["fashioniq"]["val"]
     assert val == {
         "dress": {"queries": 2017, "images": 3817, "missing_images": 3817, "unreadable_images": 0},
@@ -54,7 +56,7 @@ def test_real_annotations_json_counts_and_nonzero_exit(real_root, capsys):
 def test_real_annotations_one_dataset(real_root, capsys):
     rc, out = run_cli(capsys, "--data-root", real_root, "--dataset", "cirr", "--json")
     report = json.loads(out)
-    assert rc == 1 and set(report) == {"cirr", "problems"}
+    assert rc == 1 and set(report) == {"cirr", "problems", "warnings"}
     rc, out = run_cli(capsys, "--data-root", real_root, "--dataset", "cirr")
     assert "cirr     val    -            4181    2297     2297" in out
     assert "problem(s):" in out
@@ -74,14 +76,20 @@ def save_image(path: Path, size=(40, 56)) -> None:
 
 
 def build_tree(root: Path) -> Path:
-    """FashionIQ dress/shirt val and CIRR val, 6 + 6 + 8 images, all present and readable."""
-    for cat in ("dress", "shirt"):
+    """Every FashionIQ category and split, and every CIRR split: 6 images per category and 8 per CIRR
+    split, all present and readable (val holds two queries each; train and test one)."""
+    for cat in ("dress", "shirt", "toptee"):
         names = [f"{cat}{i}" for i in range(6)]
-        write_json(root / f"fashionIQ_dataset/image_splits/split.{cat}.val.json", names)
+        for split in ("train", "val", "test"):
+            write_json(root / f"fashionIQ_dataset/image_splits/split.{cat}.{split}.json", names)
         write_json(root / f"fashionIQ_dataset/captions/cap.{cat}.val.json", [
             {"candidate": names[0], "target": names[1], "captions": ["a", "b"]},
             {"candidate": names[2], "target": names[3], "captions": ["c", "d"]},
         ])
+        write_json(root / f"fashionIQ_dataset/captions/cap.{cat}.train.json", [
+            {"candidate": names[4], "target": names[5], "captions": ["e", "f"]}])
+        write_json(root / f"fashionIQ_dataset/captions/cap.{cat}.test.json", [
+            {"candidate": names[1], "captions": ["g", "h"]}])
         for n in names:
             save_image(root / f"fashionIQ_dataset/images/{n}.jpg")
     names = [f"dev-{i}-0-img0" for i in range(8)]
@@ -94,6 +102,16 @@ def build_tree(root: Path) -> Path:
     ])
     for n in names:
         save_image(root / f"cirr_dataset/dev/{n}.png")
+    for split, folder in (("train", "train/0"), ("test1", "test1")):
+        names = [f"{split}-{i}-0-img0" for i in range(8)]
+        write_json(root / f"cirr_dataset/cirr/image_splits/split.rc2.{split}.json",
+                   {n: f"./{folder}/{n}.png" for n in names})
+        entry = {"pairid": 1, "reference": names[0], "caption": "z", "img_set": {"id": 0, "members": names[:6]}}
+        if split == "train":
+            entry["target_hard"] = names[1]
+        write_json(root / f"cirr_dataset/cirr/captions/cap.rc2.{split}.json", [entry])
+        for n in names:
+            save_image(root / f"cirr_dataset/{folder}/{n}.png")
     return root
 
 
@@ -102,10 +120,11 @@ def test_clean_tree_exits_zero(tmp_path, capsys):
     rc, out = run_cli(capsys, "--data-root", tmp_path, "--json")
     report = json.loads(out)
     assert rc == 0 and report["problems"] == []
-    assert report["fashioniq"] == {"val": {
-        "dress": {"queries": 2, "images": 6, "missing_images": 0, "unreadable_images": 0},
-        "shirt": {"queries": 2, "images": 6, "missing_images": 0, "unreadable_images": 0}}}
-    assert report["cirr"] == {"val": {"queries": 2, "images": 8, "missing_images": 0, "unreadable_images": 0}}
+    assert report["fashioniq"]["val"] == {
+        cat: {"queries": 2, "images": 6, "missing_images": 0, "unreadable_images": 0}
+        for cat in ("dress", "shirt", "toptee")}
+    assert set(report["fashioniq"]) == {"train", "val", "test"} and set(report["cirr"]) == {"train", "val", "test1"}
+    assert report["cirr"]["val"] == {"queries": 2, "images": 8, "missing_images": 0, "unreadable_images": 0}
     rc, out = run_cli(capsys, "--data-root", tmp_path)
     assert rc == 0 and "clean" in out and "fashioniq  val    shirt" in out
 
@@ -128,7 +147,9 @@ def test_damaged_images_are_each_named(tmp_path, capsys):
     assert "fashioniq dress val: 1 of 6 index images missing: fashionIQ_dataset/images/dress3.jpg" in problems
     assert "cirr val: unreadable image cirr_dataset/dev/dev-4-0-img0.png" in problems
     assert "fashioniq shirt val: unreadable image fashionIQ_dataset/images/shirt5.jpg" in problems
-    assert len(report["problems"]) == 3
+    # one line per split that names them (FashionIQ's splits of a category share its images here)
+    assert len([p for p in report["problems"] if " val: " in p]) == 3
+    assert len(report["problems"]) == 3 + 2 + 2
 
 
 def test_truncated_jpeg_is_unreadable(tmp_path):
@@ -157,13 +178,12 @@ def test_missing_images_listing_is_capped_but_counts_exact(tmp_path):
                [{"candidate": "n000", "target": "n001", "captions": ["a", "b"]}])
     for n in names[:10]:
         save_image(tmp_path / f"fashionIQ_dataset/images/{n}.jpg", size=(8, 8))
-    report = check_data(tmp_path, progress=False)
+    report = check_data(tmp_path, ["fashioniq"], progress=False)
     assert report["fashioniq"]["val"]["toptee"] == {"queries": 1, "images": 60, "missing_images": 50, "unreadable_images": 0}
-    (line,) = report["problems"]
+    (line,) = [p for p in report["problems"] if "index images missing" in p]
     assert line.startswith("fashioniq toptee val: 50 of 60 index images missing: ")
     assert "fashionIQ_dataset/images/n010.jpg" in line and "n029.jpg" in line and "n030.jpg" not in line
     assert line.endswith("... and 30 more")
-    assert report["cirr"] == {}  # not asked for explicitly, not present: not a problem
 
 
 def test_all_annotation_problems_collected(tmp_path):
@@ -192,11 +212,15 @@ def test_all_annotation_problems_collected(tmp_path):
     assert report["cirr"]["val"]["queries"] == 3
 
 
-def test_missing_dataset_is_a_problem_only_when_asked_for(tmp_path, capsys):
+def test_missing_dataset_is_a_problem_when_asked_for_or_expected(tmp_path, capsys):
     build_tree(tmp_path)
     shutil.rmtree(tmp_path / "cirr_dataset")
-    rc, out = run_cli(capsys, "--data-root", tmp_path, "--json")
-    assert rc == 0 and json.loads(out)["cirr"] == {}
+    rc, out = run_cli(capsys, "--data-root", tmp_path, "--json")  # both are expected without --dataset
+    problems = json.loads(out)["problems"]
+    assert rc == 1 and len(problems) == 1
+    assert problems[0].startswith("cirr: folder") and "--dataset fashioniq" in problems[0]
+    rc, out = run_cli(capsys, "--data-root", tmp_path, "--dataset", "fashioniq", "--json")
+    assert rc == 0 and json.loads(out)["problems"] == []
     rc, out = run_cli(capsys, "--data-root", tmp_path, "--dataset", "cirr", "--json")
     assert rc == 1 and "cirr: folder" in json.loads(out)["problems"][0]
     shutil.rmtree(tmp_path / "fashionIQ_dataset")

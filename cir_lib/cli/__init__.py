@@ -12,7 +12,6 @@ traceback as well.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import logging
 import sys
@@ -28,6 +27,21 @@ COMMANDS = {
     "finetune": ("train", "stage 1: fine-tune CLIP with the element-wise-sum contrastive loss"),
     "train-combiner": ("train", "stage 2: train the Combiner on frozen features of a stage-1 run"),
     "reproduce": ("reproduce", "run the five notebooks through papermill: data, stage 1, Combiner, tables, figures"),
+}
+
+
+# What to do after Ctrl-C, by command (each names only options the command has).
+INTERRUPT_ADVICE = {
+    "make-mini": "nothing was left in --out that looks finished; run the same command again",
+    "check-data": "run it again (nothing was written)",
+    "pretrain-mini": "run the same command again (the checkpoint is written only when pretraining ends)",
+    "evaluate": "run the same command again (nothing was written; with --cache-dir, finished image features are reused)",
+    "submit-cirr": "run the same command again (the files are written only when complete)",
+    "validate-cirr": "run it again (nothing was written)",
+    "finetune": "continue from the last saved epoch with the same command and --resume",
+    "train-combiner": "continue from the last saved epoch with the same command and --resume",
+    "reproduce": "run the same command again: finished runs are reused and interrupted ones continue "
+                 "from their last saved epoch",
 }
 
 
@@ -64,6 +78,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cir_lib.errors import set_interface
+
+    set_interface("cli")  # advice names command-line options (for this call: main is also called in-process)
+    try:
+        return _main(argv)
+    finally:
+        set_interface("python")
+
+
+def _main(argv: list[str] | None) -> int:
     from cir_lib.errors import CirError
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -81,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(f"error: interrupted (Ctrl-C) during `cir-lib {args.command}`; a training run continues from its "
-              "last saved epoch with --resume", file=sys.stderr)
+        print(f"error: interrupted (Ctrl-C) during `cir-lib {args.command}`; "
+              f"{INTERRUPT_ADVICE.get(args.command, 'run the same command again')}", file=sys.stderr)
         return 130
     except CirError as err:
         if args.debug:
@@ -94,22 +118,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {_os_error_message(err)}", file=sys.stderr)
         return 1
+    except Exception as err:  # an OSError wrapped by a library (torch wraps a full disk in a RuntimeError)
+        from cir_lib.storage import os_error_in
+
+        cause = os_error_in(err)
+        if args.debug or cause is None:
+            raise
+        print(f"error: {_os_error_message(cause)}", file=sys.stderr)
+        return 1
 
 
 def _os_error_message(err: OSError) -> str:
     """One line for an OSError: what failed, on which path, and what to do."""
-    paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None) or "a file"
-    reason = err.strerror or str(err) or type(err).__name__
-    advice = {
-        errno.EACCES: "choose a folder you can write (or fix its permissions)",
-        errno.EPERM: "choose a folder you can write (or fix its permissions)",
-        errno.EROFS: "the file system is read-only: choose another folder",
-        errno.ENOSPC: "the disk is full: free space or choose another folder",
-        errno.EISDIR: "give a file path, not a folder",
-        errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
-        errno.ENOENT: "check the path",
-    }.get(err.errno, "check the path and try again (--debug shows the traceback)")
-    return f"{reason}: {paths}; {advice}"
+    from cir_lib.storage import describe_os_error
+
+    return describe_os_error(err)
 
 
 if __name__ == "__main__":

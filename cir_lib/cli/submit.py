@@ -18,6 +18,10 @@ def _submit(args) -> int:
     check_config(config)  # mistakes in the options fail before a model is loaded or an image encoded
     check_data_root(args.data_root)
     check_output_folder(args.out)
+    if args.tag is not None:
+        from cir_lib.storage import check_name
+
+        check_name(args.tag, "--tag")
     if args.cache_dir:
         check_output_folder(args.cache_dir, "--cache-dir")
     backbone, composer, preprocess, device = resolve_models(args)
