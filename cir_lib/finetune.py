@@ -318,7 +318,7 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
             metrics = validate_stage1(val_sets, dataset, backbone, preprocess, config, device)
         finish_epoch(
             run, state, row, metrics, t0, dataset, config, epochs_bar,
-            save_best=lambda extra: save_backbone_checkpoint(backbone, run.best_path, extra={
+            save_best=lambda extra, path: save_backbone_checkpoint(backbone, path, extra={
                 "kind": "finetune", **extra, "encoders": config.encoders}),
             last={"kind": "finetune", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                   "scaler": scaler.state_dict() if scaler is not None else None,

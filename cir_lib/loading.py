@@ -57,7 +57,9 @@ def load_run(run_dir, device="cpu", which: str = "best"):
     Args:
         run_dir: a stage-1 (finetune) or stage-2 (combiner) run folder.
         device: where the models go.
-        which: "best" (best.pt) or "last" (last.pt).
+        which: "best" (best.pt, the best by the run's `selection`), "last" (last.pt), or, for a CIRR
+            run, a mean ("arithmetic", "harmonic", "geometric"): that mean's best_<mean>.pt. For a
+            Combiner run it names the Combiner's file; its encoders are the stage-1 run's best.pt.
 
     Returns:
         (backbone, combiner, config): for a stage-1 run the fine-tuned backbone and the element-wise
@@ -73,14 +75,11 @@ def load_run(run_dir, device="cpu", which: str = "best"):
     run_dir = Path(run_dir)
     info = runs.read_run_config(run_dir)
     kind = info.get("kind")
-    if which not in ("best", "last"):
-        raise ConfigError(f"which must be 'best' or 'last', got {which!r}")
     config = run_config(run_dir, info)
+    best = best_checkpoint_path(run_dir, which, info) if which != "last" else None
     if kind == "finetune":
-        if which == "best":
-            path = run_dir / runs.BEST_FILE
-            if not path.is_file():
-                raise ConfigError(f"{run_dir} has no {runs.BEST_FILE}: the run has not validated yet")
+        if which != "last":
+            path = best
             backbone = load_backbone(config.backbone, str(path), device=device)
         else:
             last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
@@ -104,8 +103,8 @@ def load_run(run_dir, device="cpu", which: str = "best"):
             f"Combiner run {run_dir} was trained on {clip['backbone']} weights {clip['weights_key']} "
             f"from {clip['run']}, but that now gives {backbone.name} weights {backbone.weights_key} "
             "(was the stage-1 run continued or replaced?); retrain the Combiner on it")
-    if which == "best":
-        combiner = load_combiner_checkpoint(run_dir / runs.BEST_FILE, dim=backbone.embed_dim,
+    if which != "last":
+        combiner = load_combiner_checkpoint(best, dim=backbone.embed_dim,
                                             map_location=device)
     else:
         from cir_lib.combiner import Combiner
@@ -117,8 +116,35 @@ def load_run(run_dir, device="cpu", which: str = "best"):
     return backbone, combiner.to(device).eval(), config
 
 
+def best_checkpoint_path(run_dir, which: str = "best", info: Optional[dict] = None) -> Path:
+    """The file of a run's best checkpoint: best.pt ("best"), or on CIRR the best by one mean.
+
+    Raises:
+        ConfigError: an unknown `which`, a mean asked of a FashionIQ run, or a file not (yet) there.
+    """
+    from cir_lib.selection import SELECTION_CHOICES
+
+    run_dir = Path(run_dir)
+    choices = ("best", "last") + SELECTION_CHOICES
+    if which not in choices:
+        raise ConfigError(f"unknown checkpoint {which!r}; choose one of {', '.join(choices)}")
+    if which == "best":
+        path = run_dir / runs.BEST_FILE
+    else:
+        info = info if info is not None else runs.read_run_config(run_dir)
+        if info.get("dataset") not in (None, "cirr"):
+            raise ConfigError(f"run {run_dir} trained on {info.get('dataset')}: only CIRR runs keep a best "
+                              f"checkpoint per mean; drop --best-by {which}")
+        path = run_dir / runs.best_file(which)
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no {path.name}: the run has not validated yet"
+                          + ("" if which == "best" else " (or was trained by a version that kept only best.pt)"))
+    return path
+
+
 def resolve_trained_models(*, run=None, clip_checkpoint=None, combiner_checkpoint=None,
-                           backbone: Optional[str] = None, pretrained: Optional[str] = None, device="cpu"):
+                           backbone: Optional[str] = None, pretrained: Optional[str] = None, device="cpu",
+                           best_by: Optional[str] = None):
     """(backbone, composer) from a run folder, a fine-tuned CLIP file and/or a Combiner file (the
     kit's or the original code's), or None when none of them is given (the caller then loads
     `backbone` / `pretrained`). Serves `evaluate --run / --clip-checkpoint / --combiner-checkpoint`.
@@ -130,10 +156,14 @@ def resolve_trained_models(*, run=None, clip_checkpoint=None, combiner_checkpoin
         combiner_checkpoint: a Combiner: {'Combiner': state_dict} or a kit Combiner checkpoint.
         backbone, pretrained: the model name and its weights where the files need them.
         device: where the models go.
+        best_by: with `run` on CIRR: the checkpoint kept for this mean ("arithmetic", "harmonic",
+            "geometric") instead of best.pt (the run's `selection`).
     """
     from cir_lib.backbone import load_backbone
     from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
 
+    if best_by and not run:
+        raise ConfigError("--best-by names a checkpoint of a run folder: give --run RUN")
     clip, comb = clip_checkpoint, combiner_checkpoint
     if not (run or clip or comb):
         return None
@@ -142,7 +172,7 @@ def resolve_trained_models(*, run=None, clip_checkpoint=None, combiner_checkpoin
         if clip or comb or pretrained:
             raise ConfigError("--run brings its own weights: drop --pretrained, --clip-checkpoint and "
                               "--combiner-checkpoint")
-        model, combiner, _ = load_run(run, device=device)
+        model, combiner, _ = load_run(run, device=device, which=best_by or "best")
         if backbone and backbone != model.name:
             raise ConfigError(f"--backbone {backbone} contradicts run {run}, which holds a {model.name}")
         return model, combiner.to(device)

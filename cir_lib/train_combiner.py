@@ -176,7 +176,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
                                        {k: vs.text_features for k, vs in val_sets.items()})
         finish_epoch(
             run, state, row, metrics, t0, dataset, config, epochs_bar,
-            save_best=lambda extra: save_combiner_checkpoint(combiner, run.best_path, extra={
+            save_best=lambda extra, path: save_combiner_checkpoint(combiner, path, extra={
                 "kind": "combiner", **extra, "clip": clip_record}),
             last={"kind": "combiner", "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
                   "rng": runs.rng_state(generator), "clip": clip_record})

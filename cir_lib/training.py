@@ -23,7 +23,7 @@ import torch
 
 from cir_lib import runs
 from cir_lib.errors import ConfigError, TrainingError
-from cir_lib.selection import selection_score, selection_scores
+from cir_lib.selection import SELECTION_CHOICES, selection_score, selection_scores
 from cir_lib.validation import format_metrics
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
                   epochs_bar, *, save_best, last: dict) -> None:
     """The end of an epoch, shared by both stages: score the row, record it, keep the best, checkpoint.
 
-    `save_best(extra)` writes best.pt (the writing process only) given the epoch's record; `last` is the
+    `save_best(extra, path)` writes a best checkpoint (see `keep_bests`) given the epoch's record; `last` is the
     stage's part of last.pt (models, optimizer, RNG), to which the config and `state` are added.
     """
     epoch = row["epoch"]
@@ -96,11 +96,8 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
     row["seconds"] = time.perf_counter() - t0
     state["history"].append(row)
     state["epoch"] = epoch
-    if metrics is not None and row["score"] > state["best_score"]:
-        state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
-        if run.writer:
-            save_best({"epoch": epoch, "score": row["score"], "metrics": metrics, "dataset": dataset,
-                       "run_config": dataclasses.asdict(config)})
+    if metrics is not None:
+        keep_bests(run, state, row, metrics, dataset, config, save_best)
     run.save_last({"format": RUN_CHECKPOINT_FORMAT, "config": dataclasses.asdict(config), **last, **state})
     run.write_history(state["history"])
     if run.writer:
@@ -111,6 +108,34 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
         epochs_bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{state['best_score']:.2f}")
 
 
+def keep_bests(run, state: dict, row: dict, metrics: dict, dataset: str, config, save_best) -> None:
+    """Keep the best checkpoints after a validation: best.pt by the selection score; on CIRR also one
+    file per mean (best_arithmetic.pt, best_harmonic.pt, best_geometric.pt, as the original code keeps
+    three), best.pt then being a hard link to the file of the mean `selection` names.
+
+    `save_best(extra, path)` writes one checkpoint (the writing process only).
+    """
+    epoch = row["epoch"]
+    record = {"epoch": epoch, "metrics": metrics, "dataset": dataset, "run_config": dataclasses.asdict(config)}
+    improved = row["score"] > state["best_score"]
+    if improved:
+        state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
+    if dataset != "cirr":
+        if improved and run.writer:
+            save_best({**record, "score": row["score"]}, run.best_path)
+        return
+    selection = getattr(config, "selection", "arithmetic")
+    best_by = state.setdefault("best_by", {})
+    for mean in SELECTION_CHOICES:
+        score = row[f"score_{mean}"]
+        if score > best_by.get(mean, {}).get("score", -math.inf):
+            best_by[mean] = {"score": score, "epoch": epoch}
+            if run.writer:
+                save_best({**record, "score": score, "selection": mean}, run.path / runs.best_file(mean))
+    if improved and run.writer:
+        runs.link_file(run.path / runs.best_file(selection), run.best_path)
+
+
 def check_last(last: dict, kind: str, run) -> None:
     if not isinstance(last, dict) or last.get("format") != RUN_CHECKPOINT_FORMAT or last.get("kind") != kind:
         raise ConfigError(f"{run.last_path} is not a {kind} run checkpoint of this kit; start a new run folder")
@@ -119,7 +144,8 @@ def check_last(last: dict, kind: str, run) -> None:
 
 def new_state() -> dict:
     """The training state kept in last.pt beside the models: epochs done, history, best so far."""
-    return {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": 0, "best_metrics": {}}
+    return {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": 0, "best_metrics": {},
+            "best_by": {}}  # CIRR: {mean: {"score", "epoch"}} of each best_<mean>.pt
 
 
 def resume_state(run, kind: str, resume: bool, generator: torch.Generator,
@@ -139,7 +165,7 @@ def resume_state(run, kind: str, resume: bool, generator: torch.Generator,
         check_last(last, kind, run)
         load_into(last)
         runs.set_rng_state(generator, last["rng"])
-        state = {k: last[k] for k in state}
+        state = {k: last.get(k, v) for k, v in state.items()}  # older last.pt files lack "best_by"
         logger.info("resuming %s from epoch %d", run.path, state["epoch"])
     elif resume:
         logger.info("nothing to resume in %s: starting from epoch 1", run.path)

@@ -20,6 +20,9 @@ def add_model_arguments(parser) -> None:
     g.add_argument("--run", metavar="RUN",
                    help="a run folder: a `finetune` run is evaluated with the element-wise sum, a "
                         "`train-combiner` run with its Combiner over its stage-1 encoders")
+    g.add_argument("--best-by", choices=("arithmetic", "harmonic", "geometric"), default=None,
+                   help="with --run on CIRR: the best checkpoint by this mean of the seven metrics "
+                        "(best_<mean>.pt; default best.pt, the mean the run's `selection` names)")
     g.add_argument("--clip-checkpoint", metavar="FILE",
                    help="a fine-tuned CLIP: the original code's {'CLIP': state_dict} (with --backbone RN50 / "
                         "RN50x4), a kit backbone checkpoint (e.g. a run's best.pt) or an open_clip state dict")
@@ -58,7 +61,8 @@ def resolve_models(args):
     device = pick_device(args.device)
     trained = resolve_trained_models(run=args.run, clip_checkpoint=args.clip_checkpoint,
                                      combiner_checkpoint=args.combiner_checkpoint, backbone=args.backbone,
-                                     pretrained=args.pretrained, device=device)
+                                     pretrained=args.pretrained, device=device,
+                                     best_by=getattr(args, "best_by", None))
     if trained is not None:
         backbone, composer = trained
     else:
