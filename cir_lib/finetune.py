@@ -34,6 +34,7 @@ from cir_lib.errors import ConfigError
 from cir_lib.features import encode_text
 from cir_lib.loading import load_pretrained_backbone, preprocess_for
 from cir_lib.losses import contrastive_loss
+from cir_lib.monitoring import TrainingMonitor
 from cir_lib.progress import progress_bar
 from cir_lib.recipes import FinetuneConfig, check_config, resolve_pretrained
 from cir_lib.training import (RunResult, autocast_factory, check_finite, due, finish_epoch, make_optimizer,
@@ -266,10 +267,14 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
 
     epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=f"stage 1 {dataset}", unit="epoch",
                               initial=state["epoch"], total=config.epochs, disable=not dist_info.is_main)
+    monitor = None
     for epoch in epochs_bar:
         t0 = time.perf_counter()
         # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
         batches = epoch_batches(len(train_split.queries), n_var, bs_global, generator)[:config.max_steps_per_epoch]
+        if monitor is None:
+            monitor = TrainingMonitor(run, config, first_epoch=epoch, steps_per_epoch=len(batches))
+        monitor.start_epoch(epoch)
         loader = None
         if images is not None:
             slices = [q[dist_info.rank * local:(dist_info.rank + 1) * local].tolist() for q, _ in batches]
@@ -309,8 +314,10 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
                 optimizer.step()
             total += value
             steps += 1
-            bar.set_postfix(loss=f"{value:.4f}")
+            live = monitor.step(epoch, step, value, optimizer.param_groups[0]["lr"], bs_global)
+            bar.set_postfix_str(f"loss={value:.4f}, {live}")
         bar.close()
+        monitor.end_training_steps()
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
 
         metrics = None
@@ -322,9 +329,11 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
                 "kind": "finetune", **extra, "encoders": config.encoders}),
             last={"kind": "finetune", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                   "scaler": scaler.state_dict() if scaler is not None else None,
-                  "rng": runs.rng_state(generator)})
+                  "rng": runs.rng_state(generator)}, monitor=monitor)
         dist_info.barrier()
     epochs_bar.close()
+    if monitor is not None:
+        monitor.close()
     return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
                      state["history"], time.perf_counter() - t_start, config)
 

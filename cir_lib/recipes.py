@@ -61,6 +61,7 @@ class FinetuneConfig:
     max_steps_per_epoch: Optional[int] = None  # dry runs: stop each epoch after N steps (None: all batches)
     max_queries: Optional[int] = None  # dry runs: first N queries of each split read (train, val; FashionIQ
     # per category) and only the images they name (data.load_split); None: the whole splits
+    tensorboard: bool = True  # TensorBoard event files in the run folder (when the package is installed)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class CombinerTrainConfig:
     threads: Optional[int] = None  # torch CPU threads for the process (None: torch's choice)
     max_steps_per_epoch: Optional[int] = None  # dry runs: stop each epoch after N steps (None: all batches)
     max_queries: Optional[int] = None  # dry runs: first N queries of each split read (as FinetuneConfig's)
+    tensorboard: bool = True  # TensorBoard event files in the run folder (when the package is installed)
 
 
 @dataclass

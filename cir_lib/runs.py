@@ -46,7 +46,8 @@ RUN_KINDS = ("finetune", "combiner")
 _TMP_PREFIX = ".tmp-"
 
 # Fields that may change when a run is resumed: they do not change the numbers.
-RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "cache_dir", "encode_batch_size", "threads"}
+RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "cache_dir", "encode_batch_size", "threads",
+                     "tensorboard"}
 # Records of `extra` that a resumed run must share with the run it continues (the data it reads).
 # "annotations" is `cir_lib.data.annotation_fingerprint(data_root, dataset)`.
 RESUME_INPUTS = ("data_root", "dataset", "annotations")

@@ -20,6 +20,7 @@ from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
 from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.losses import contrastive_loss
+from cir_lib.monitoring import TrainingMonitor
 from cir_lib.progress import progress_bar
 from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
 from cir_lib.training import RunResult, check_finite, due, finish_epoch, make_optimizer, resume_state
@@ -146,11 +147,15 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
 
     epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=f"Combiner {dataset}", unit="epoch",
                               initial=state["epoch"], total=config.epochs)
+    monitor = None
     for epoch in epochs_bar:
         t0 = time.perf_counter()
         combiner.train()
         # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
         batches = epoch_batches(q_count, n_var, config.batch_size, generator)[:config.max_steps_per_epoch]
+        if monitor is None:
+            monitor = TrainingMonitor(run, config, first_epoch=epoch, steps_per_epoch=len(batches))
+        monitor.start_epoch(epoch)
         total, steps = 0.0, 0
         bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
         for step, (q_idx, v_idx) in enumerate(bar, start=1):
@@ -164,23 +169,30 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
             optimizer.step()
             total += value
             steps += 1
-            bar.set_postfix(loss=f"{value:.4f}")
+            live = monitor.step(epoch, step, value, optimizer.param_groups[0]["lr"], len(q_idx))
+            bar.set_postfix_str(f"loss={value:.4f}, {live}")
         bar.close()
+        monitor.end_training_steps()
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
-        metrics = None
+        metrics = lambdas = None
         if due(epoch, config):
             combiner.eval()
             with torch.no_grad():
                 metrics = metrics_for(dataset, val_sets, combiner,
                                        {k: vs.index_features for k, vs in val_sets.items()},
                                        {k: vs.text_features for k, vs in val_sets.items()})
+                if monitor.writer is not None:  # lambda over the val queries, for TensorBoard's histogram
+                    lambdas = torch.cat([combiner(vs.index_features[vs.reference.to(device)], vs.text_features,
+                                                  return_lambda=True)[1] for vs in val_sets.values()])
         finish_epoch(
             run, state, row, metrics, t0, dataset, config, epochs_bar,
             save_best=lambda extra, path: save_combiner_checkpoint(combiner, path, extra={
                 "kind": "combiner", **extra, "clip": clip_record}),
             last={"kind": "combiner", "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
-                  "rng": runs.rng_state(generator), "clip": clip_record})
+                  "rng": runs.rng_state(generator), "clip": clip_record}, monitor=monitor, lambdas=lambdas)
     epochs_bar.close()
+    if monitor is not None:
+        monitor.close()
     combiner.eval()
     return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
                      state["history"], time.perf_counter() - t_start, config)

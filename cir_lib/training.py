@@ -81,11 +81,13 @@ def due(epoch: int, config) -> bool:
 
 
 def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float, dataset: str, config,
-                  epochs_bar, *, save_best, last: dict) -> None:
+                  epochs_bar, *, save_best, last: dict, monitor=None, lambdas=None) -> None:
     """The end of an epoch, shared by both stages: score the row, record it, keep the best, checkpoint.
 
     `save_best(extra, path)` writes a best checkpoint (see `keep_bests`) given the epoch's record; `last` is the
     stage's part of last.pt (models, optimizer, RNG), to which the config and `state` are added.
+    `monitor` (a `cir_lib.monitoring.TrainingMonitor`) records the row (and stage 2's `lambdas`) for
+    TensorBoard and gives the log line its throughput and time left.
     """
     epoch = row["epoch"]
     if metrics is not None:
@@ -100,11 +102,12 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
         keep_bests(run, state, row, metrics, dataset, config, save_best)
     run.save_last({"format": RUN_CHECKPOINT_FORMAT, "config": dataclasses.asdict(config), **last, **state})
     run.write_history(state["history"])
+    live = monitor.end_epoch(row, lambdas) if monitor is not None else ""
     if run.writer:
         msg = f"epoch {epoch}/{config.epochs} loss {row['loss']:.4f}"
         if metrics is not None:
             msg += f" score {row['score']:.2f} ({format_metrics(metrics)})"
-        logger.info("%s [%.1fs]", msg, row["seconds"])
+        logger.info("%s [%.1fs%s]", msg, row["seconds"], f"; {live}" if live else "")
         epochs_bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{state['best_score']:.2f}")
 
 
