@@ -66,6 +66,36 @@ def check_finite(loss: float, epoch: int, step: int, run, last_epoch: int) -> No
         f"--set amp=bf16 / amp=none")
 
 
+def optimizer_step(loss: torch.Tensor, optimizer, scaler=None, check: Optional[Callable[[float], None]] = None,
+                   grad_scale: Optional[float] = None) -> float:
+    """One optimization step on a batch's loss, as both stages (and `benchmarks/bench_gpu.py`) take it.
+
+    Args:
+        loss: the batch's loss (a scalar with a graph).
+        optimizer: the stage's optimizer.
+        scaler: a `torch.amp.GradScaler` (fp16 autocast): the loss is scaled for backward and steps with
+            overflowing gradients are skipped; None: a plain backward and step.
+        check: called with the loss value before any weight changes (`check_finite`).
+        grad_scale: backward runs on loss * grad_scale (torchrun: the number of processes).
+
+    Returns:
+        The loss value (`loss.item()`, the step's one host sync).
+    """
+    value = loss.item()
+    if check is not None:
+        check(value)
+    optimizer.zero_grad(set_to_none=True)
+    scaled = loss * grad_scale if grad_scale is not None else loss
+    if scaler is not None:
+        scaler.scale(scaled).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        scaled.backward()
+        optimizer.step()
+    return value
+
+
 def make_optimizer(cls, params, **kw):
     """The fused implementation where torch has it (CPU and CUDA): one kernel over all parameters.
     On the CPU it makes a cir-mini text-encoder step ~5x faster (the 6M-entry token embedding)."""

@@ -16,6 +16,9 @@ def add_model_arguments(parser) -> None:
                         help="image preprocessing (default targetpad, ratio 1.25; with --run: the run's)")
     parser.add_argument("--device", default="auto", help="torch device: auto (default: CUDA when available), cpu, cuda")
     add_torchscript_argument(parser)
+    parser.add_argument("--precision", choices=("fp32", "official"), default=None,
+                        help="official: CLIP weights rounded to fp16 as the original code loads them on CUDA "
+                             "(its released checkpoints' numbers); default fp32 (with --run: the run's)")
     g = parser.add_argument_group("trained models (instead of --pretrained)")
     g.add_argument("--run", metavar="RUN",
                    help="a run folder: a `finetune` run is evaluated with the element-wise sum, a "
@@ -62,7 +65,8 @@ def resolve_models(args):
     trained = resolve_trained_models(run=args.run, clip_checkpoint=args.clip_checkpoint,
                                      combiner_checkpoint=args.combiner_checkpoint, backbone=args.backbone,
                                      pretrained=args.pretrained, device=device,
-                                     best_by=getattr(args, "best_by", None))
+                                     best_by=getattr(args, "best_by", None),
+                                     precision=getattr(args, "precision", None))
     if trained is not None:
         backbone, composer = trained
     else:
@@ -73,6 +77,10 @@ def resolve_models(args):
             raise ConfigError(f"give --pretrained for {args.backbone}: 'openai' for OpenAI's weights, a "
                               "checkpoint file, or 'none' for random weights")
         backbone = load_backbone(args.backbone, args.pretrained, device=device)
+        if getattr(args, "precision", None) == "official":
+            from cir_lib.precision import round_weights_fp16
+
+            round_weights_fp16(backbone.model)
         composer = ElementwiseSum(backbone.embed_dim)
     preprocess = run_preprocess(args.run, backbone, args.preprocess)  # a run is evaluated with its own
     if preprocess is None:
