@@ -69,6 +69,10 @@ reproduce: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/cir-lib reproduce --profile smoke
 
+# On a machine with CUDA: the cuda tests, the GPU benchmark and a paper dry run, one report file.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --out results/gpu-check.md
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py
 
