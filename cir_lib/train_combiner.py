@@ -72,6 +72,14 @@ def clip_for_combiner(clip_run, config: CombinerTrainConfig, data_root, device):
     return backbone, record
 
 
+def official_amp(device: torch.device):
+    """(autocast, GradScaler or None) of the official code's Combiner: fp16 autocast with a GradScaler on
+    CUDA; on the CPU neither (fp32 arithmetic on the fp16-rounded features)."""
+    if device.type == "cuda":
+        return autocast_factory(device, "fp16"), torch.amp.GradScaler("cuda")
+    return contextlib.nullcontext, None
+
+
 def combiner_step(combiner, reference_features: torch.Tensor, text_features: torch.Tensor,
                   target_features: torch.Tensor, optimizer, autocast=contextlib.nullcontext, scaler=None,
                   check=None) -> float:
@@ -158,8 +166,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     autocast, scaler = contextlib.nullcontext, None
     if config.precision == "official":  # the original's Combiner: fp16 features, fp16 autocast + GradScaler
         image_f, text_f = round_features_fp16(image_f), round_features_fp16(text_f)
-        autocast = autocast_factory(device, "fp16")
-        scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+        autocast, scaler = official_amp(device)
     reference, target = train_split.reference_indices.to(device), train_split.target_indices.to(device)
     val_sets = make_val_sets(val_splits, backbone)
     for vs in val_sets.values():

@@ -15,7 +15,7 @@ from torch import nn
 from cir_lib import runs
 from cir_lib.backbone import load_backbone
 from cir_lib.combiner import Combiner
-from cir_lib.loading import load_run
+from cir_lib.loading import ZERO_SHOT, load_run
 from cir_lib.precision import round_features_fp16, round_weights_fp16
 from cir_lib.recipes import get_recipe
 from cir_lib.train_combiner import combiner_step, train_combiner
@@ -121,6 +121,40 @@ def test_cpu_autocast_runs_the_combiner_step_in_half_precision():
     assert value > 0 and seen == [torch.bfloat16]
 
 
+def test_the_official_combiner_path_with_a_mocked_device(smoke_root, tmp_path, monkeypatch):
+    """train_combiner's official path as on CUDA, with CPU stand-ins (bf16 autocast, torch's CPU
+    GradScaler): the Combiner runs under autocast, the scaler's state is kept in last.pt, and resuming
+    from it gives the numbers of an uninterrupted run."""
+    import cir_lib.train_combiner as stage2
+
+    dtypes = []
+    autocast = functools.partial(torch.autocast, device_type="cpu", dtype=torch.bfloat16)
+    monkeypatch.setattr(stage2, "official_amp",
+                        lambda device: (autocast, torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)))
+    real = Combiner.forward
+    monkeypatch.setattr(Combiner, "forward", lambda self, *a, **k: (
+        dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None),
+        real(self, *a, **k))[1])
+
+    def config(epochs):
+        return get_recipe("smoke", stage="combiner", dataset="cirr", epochs=epochs, batch_size=32,
+                          pretrained="none", tensorboard=False, precision="official")
+
+    torch.manual_seed(0)
+    straight = train_combiner(smoke_root, config(2), ZERO_SHOT, tmp_path / "straight")
+    assert torch.bfloat16 in dtypes  # training steps under the stand-in autocast (validation outside it)
+    last = runs.load_checkpoint(tmp_path / "straight" / runs.LAST_FILE)
+    assert last["scaler"]["scale"] > 0
+    torch.manual_seed(0)
+    train_combiner(smoke_root, config(1), ZERO_SHOT, tmp_path / "split")
+    resumed = train_combiner(smoke_root, config(2), ZERO_SHOT, tmp_path / "split", resume=True)
+
+    def rows(history):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+    assert rows(resumed.history) == rows(straight.history)
+
+
 @pytest.fixture(scope="module")
 def official_runs(smoke_root, tmp_path_factory):
     from cir_lib.finetune import finetune
@@ -170,3 +204,59 @@ def test_evaluate_precision_official_rounds_a_stage1_run(official_runs, smoke_ro
     reference = load_run(folder / "s1")[0]
     _reference_convert_weights(reference.model)
     assert backbone.weights_key == reference.weights_key
+
+
+# ------------------------------------------------------------------------------------- on CUDA
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_official_combiner_on_cuda_trains_under_fp16_autocast_with_a_gradscaler(smoke_root, tmp_path, monkeypatch):
+    import cir_lib.train_combiner as stage2
+
+    dtypes = []
+    real = stage2.combiner_step
+
+    def recording(combiner, *args, **kwargs):
+        handle = combiner.combiner_layer.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+        try:
+            return real(combiner, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(stage2, "combiner_step", recording)
+    config = get_recipe("smoke", stage="combiner", dataset="cirr", epochs=2, batch_size=32, device="cuda",
+                        pretrained="none", tensorboard=False, precision="official")
+    result = train_combiner(smoke_root, config, ZERO_SHOT, tmp_path / "s2")
+    assert dtypes and set(dtypes) == {torch.float16}
+    last = runs.load_checkpoint(tmp_path / "s2" / runs.LAST_FILE)
+    assert last["scaler"]["scale"] > 0  # the GradScaler's state, kept for resuming
+    assert result.best_metrics and all(0 <= v <= 100 for v in result.best_metrics.values())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_official_stage1_computes_the_logits_under_autocast(monkeypatch):
+    from cir_lib.finetune import Stage1Encoder, stage1_loss
+    from cir_lib.training import autocast_factory
+
+    torch.manual_seed(0)
+    device = torch.device("cuda")
+    bb = load_backbone("cir-mini", "none", device=device)
+    encoder = Stage1Encoder(bb.model.eval(), False)
+    tokens = bb.tokenize([f"has {i} red stripes" for i in range(8)]).to(device)
+    ref, tgt = torch.randn(8, bb.embed_dim, device=device), torch.randn(8, bb.embed_dim, device=device)
+    seen = []
+    autocast = autocast_factory(device, "fp16")
+    real_ce = torch.nn.functional.cross_entropy
+
+    def spy(logits, *a, **k):
+        seen.append(logits.dtype)
+        return real_ce(logits, *a, **k)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", spy)
+    fp32 = stage1_loss(encoder, tokens, autocast, reference_features=ref, target_features=tgt)
+    official = stage1_loss(encoder, tokens, autocast, reference_features=ref, target_features=tgt,
+                           logits_autocast=True)
+    assert seen == [torch.float32, torch.float16]  # the logits matmul ran in fp16 under autocast
+    assert official.item() == pytest.approx(fp32.item(), rel=1e-2)
+
