@@ -121,7 +121,8 @@ class TrainingMonitor:
         rate = self.throughput(now)
         epoch_left = (now - self._epoch_t0) / step * (self.steps_per_epoch - step)
         run_left = epoch_left + self._seconds_per_epoch(now) * (self.epochs - epoch)
-        text = f"{rate:.0f} {self.unit}/s, epoch left {format_duration(epoch_left)}, run left {format_duration(run_left)}"
+        text = (f"{rate:.0f} {self.unit}/s, epoch left {format_duration(epoch_left)}, "
+                f"run left {format_duration(run_left)}")
         if self.log and now - self._last_log >= PROGRESS_LOG_EVERY_S and step < self.steps_per_epoch:
             self._last_log = now
             logger.info("epoch %d/%d step %d/%d: loss %.4f, %s", epoch, self.epochs, step, self.steps_per_epoch,

@@ -25,8 +25,8 @@ from cir_lib.monitoring import TrainingMonitor
 from cir_lib.precision import round_features_fp16, round_weights_fp16
 from cir_lib.progress import progress_bar
 from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
-from cir_lib.training import (RunResult, autocast_factory, check_finite, due, finish_epoch, make_optimizer, optimizer_step,
-                              resume_state)
+from cir_lib.training import (RunResult, autocast_factory, check_finite, due, finish_epoch, make_optimizer,
+                              optimizer_step, resume_state)
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
 from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
