@@ -10,15 +10,35 @@ STAMP := $(VENV)/.installed
 PROFILE ?= mini
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast notebooks notebooks-check lab reproduce smoke bench clean
+# The lock: the exact versions the committed results were produced with (README, "Pinned installs").
+LOCK := requirements-lock.txt
+# Another build of the locked torch (CPU-only, another CUDA): its wheel index, e.g.
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+TORCH_PINS = $(shell grep -E '^(torch|torchvision)==' $(LOCK))
+
+.PHONY: setup setup-latest test test-fast notebooks notebooks-check lab reproduce smoke bench gpu-check tensorboard clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+ifeq ($(TORCH_INDEX),)
+	$(BIN)/python -m pip install --quiet -r $(LOCK) -e ".[dev]"
+else
+	$(BIN)/python -m pip install --quiet $(TORCH_PINS) --index-url $(TORCH_INDEX)
+	grep -vE '^(torch|torchvision|triton|nvidia-|cuda-)' $(LOCK) > $(VENV)/lock-without-torch.txt
+	$(BIN)/python -m pip install --quiet -r $(VENV)/lock-without-torch.txt -e ".[dev]"
+endif
 	touch $(STAMP)
+
+# The latest releases within pyproject.toml's ranges instead of the lock (other numbers may follow).
+setup-latest:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[dev]"
+	echo latest > $(STAMP)
 
 test: $(STAMP) notebooks-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -39,11 +59,19 @@ LAB_ARGS ?=
 lab: $(STAMP)
 	$(BIN)/python tools/lab.py $(LAB_ARGS)
 
+# TensorBoard over a profile's runs (live during training): make tensorboard PROFILE=paper
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir results/$(PROFILE)/runs
+
 reproduce: $(STAMP)
 	$(BIN)/cir-lib reproduce --profile $(PROFILE)
 
 smoke: $(STAMP)
 	$(BIN)/cir-lib reproduce --profile smoke
+
+# On a machine with CUDA: the cuda tests, the GPU benchmark and a paper dry run, one report file.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --out results/gpu-check.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py

@@ -14,7 +14,9 @@ CUDA (random-init open_clip models, synthetic inputs, model compute only):
   4. a Combiner step (p 2560, h 5120) on cached RN50x4 features, triplets/s;
   5. retrieval, 100k queries x 1M index at d 640 (fp32): target ranks (evaluation) and top-50
      (submission), queries/s. docs/costs.md has no figure for it.
-Each row is printed beside the reference figure as a ratio (measured / reference).
+Each row is printed beside the reference figure as a ratio (measured / reference). The training rows time
+the kit's own step functions, those `finetune` and `train_combiner` call for every batch
+(`finetune.stage1_step`, `train_combiner.combiner_step`), not copies of them.
 
 CPU (--device cpu, the default without CUDA): the stage-1 step of RN50 at 224 px, batch 8, for the
 three ways it can run (text encoder with cached image features; text encoder re-encoding images;
@@ -33,13 +35,13 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import sync, timeit  # noqa: E402  (benchmarks/timing.py)
-from cir_lib import features, losses, training  # noqa: E402
+from cir_lib import features, training  # noqa: E402
 from cir_lib import finetune as stage1  # noqa: E402
+from cir_lib.train_combiner import combiner_step  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.combiner import Combiner  # noqa: E402
 
@@ -91,7 +93,8 @@ def _row(name, value, unit, **extra) -> dict:
 
 
 class _Stage1Step:
-    """One stage-1 step (contrastive loss of the element-wise sum, AdamW), as the kit trains it."""
+    """One stage-1 step: the kit's own `finetune.stage1_step` (the function `finetune` calls for every
+    batch: contrastive loss of the element-wise sum, then `training.optimizer_step` with AdamW)."""
 
     def __init__(self, bb, encoders, batch, device, amp, reencode=False, checkpointing=False):
         self.model = bb.model.eval()
@@ -104,31 +107,16 @@ class _Stage1Step:
                                     weight_decay=0.01)
         self.autocast = _autocast(device, amp)
         self.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and amp == "fp16" else None
-        self.images = _images(bb, 2 * batch, device)
+        self.images = _images(bb, 2 * batch, device)  # reference images, then target images
         self.tokens = _tokens(bb, batch, device)
+        self.encoder = stage1.Stage1Encoder(self.model, self.train_image)
         with torch.no_grad(), features.strict_fp32(device):
-            self.cached = self.model.encode_image(self.images).float()
+            cached = self.model.encode_image(self.images).float()
+        self.batch_inputs = ({"images": self.images} if self.train_image or reencode else
+                             {"reference_features": cached[:batch], "target_features": cached[batch:]})
 
     def __call__(self):
-        b = self.batch
-        with self.autocast():
-            if self.train_image:
-                feats = self.model.encode_image(self.images).float()
-            elif self.reencode:
-                with torch.no_grad():
-                    feats = self.model.encode_image(self.images).float()
-            else:
-                feats = self.cached
-            text = features.encode_text(self.model, self.tokens).float()
-        loss = losses.contrastive_loss(F.normalize(feats[:b] + text, dim=-1), feats[b:])
-        self.opt.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.opt.step()
+        stage1.stage1_step(self.encoder, self.tokens, self.opt, self.autocast, self.scaler, **self.batch_inputs)
 
 
 # ------------------------------------------------------------------------------------------ CUDA
@@ -194,18 +182,8 @@ def bench_combiner(device, amp, batch, warmup, repeats, dim=640, proj=2560, hidd
     autocast = _autocast(device, amp)
     ref, text, tgt = (torch.randn(batch, dim, device=device) for _ in range(3))
 
-    def step():
-        with autocast():
-            query = comb(ref, text)
-        loss = losses.contrastive_loss(query.float(), tgt)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+    def step():  # the kit's own stage-2 step (what train_combiner runs for every batch)
+        combiner_step(comb, ref, text, tgt, opt, autocast, scaler)
 
     sec = timeit(step, device, warmup, repeats)
     return [_row("combiner RN50x4 cached features", batch / sec, "triplets/s", precision=amp, batch=batch)]

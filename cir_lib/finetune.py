@@ -29,16 +29,17 @@ from torch import nn
 from cir_lib import runs
 from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
-from cir_lib.distributed import gather, init_distributed
+from cir_lib.distributed import DistInfo, gather, init_distributed
 from cir_lib.errors import ConfigError
 from cir_lib.features import encode_text
 from cir_lib.loading import load_pretrained_backbone, preprocess_for
 from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
+from cir_lib.monitoring import TrainingMonitor
 from cir_lib.progress import progress_bar
 from cir_lib.recipes import FinetuneConfig, check_config, resolve_pretrained
 from cir_lib.training import (RunResult, autocast_factory, check_finite, due, finish_epoch, make_optimizer,
-                              resume_state)
+                              optimizer_step, resume_state)
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
 from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
@@ -268,10 +269,14 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
 
     epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=f"stage 1 {dataset}", unit="epoch",
                               initial=state["epoch"], total=config.epochs, disable=not dist_info.is_main)
+    monitor = None
     for epoch in epochs_bar:
         t0 = time.perf_counter()
         # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
         batches = epoch_batches(len(train_split.queries), n_var, bs_global, generator)[:config.max_steps_per_epoch]
+        if monitor is None:
+            monitor = TrainingMonitor(run, config, first_epoch=epoch, steps_per_epoch=len(batches))
+        monitor.start_epoch(epoch)
         loader = None
         if images is not None:
             slices = [q[dist_info.rank * local:(dist_info.rank + 1) * local].tolist() for q, _ in batches]
@@ -284,35 +289,21 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
             mine = slice(dist_info.rank * local, (dist_info.rank + 1) * local)
             q_loc, v_loc = q_idx[mine], v_idx[mine]
             tok = tokens[q_loc, v_loc].to(device, non_blocking=True)
-            with autocast():
-                if loader is not None:
-                    ref_img, tgt_img = next(loader)
-                    both = torch.cat([ref_img, tgt_img]).to(device, non_blocking=True)
-                    text_f, image_f = wrapped(tok, both)
-                    ref_f, tgt_f = image_f[:len(q_loc)], image_f[len(q_loc):]
-                else:
-                    text_f, _ = wrapped(tok)
-                    ref_f, tgt_f = train_features[reference[q_loc]], train_features[target[q_loc]]
-            query = gather(F.normalize(ref_f.float() + text_f.float(), dim=-1), dist_info)
-            tgt_all = gather(tgt_f.float(), dist_info)
-            loss = contrastive_loss(query, tgt_all)
-            value = loss.item()  # the step's one host sync: checked before any weight changes
-            check_finite(value, epoch, step, run, state["epoch"])
-            optimizer.zero_grad(set_to_none=True)
-            # DDP averages gradients over processes; each holds the gradient of the full-batch loss
-            # through its own rows only, so scaling by world_size makes the sum exact.
-            scaled = loss * dist_info.world_size
-            if scaler is not None:
-                scaler.scale(scaled).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            if loader is not None:
+                ref_img, tgt_img = next(loader)
+                batch = {"images": torch.cat([ref_img, tgt_img]).to(device, non_blocking=True)}
             else:
-                scaled.backward()
-                optimizer.step()
+                batch = {"reference_features": train_features[reference[q_loc]],
+                         "target_features": train_features[target[q_loc]]}
+            value = stage1_step(wrapped, tok, optimizer, autocast, scaler, dist_info=dist_info,
+                                check=lambda v: check_finite(v, epoch, step, run, state["epoch"]),
+                                logits_autocast=config.precision == "official", **batch)
             total += value
             steps += 1
-            bar.set_postfix(loss=f"{value:.4f}")
+            live = monitor.step(epoch, step, value, optimizer.param_groups[0]["lr"], bs_global)
+            bar.set_postfix_str(f"loss={value:.4f}, {live}")
         bar.close()
+        monitor.end_training_steps()
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
 
         metrics = None
@@ -320,15 +311,71 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
             metrics = validate_stage1(val_sets, dataset, backbone, preprocess, config, device)
         finish_epoch(
             run, state, row, metrics, t0, dataset, config, epochs_bar,
-            save_best=lambda extra: save_backbone_checkpoint(backbone, run.best_path, extra={
+            save_best=lambda extra, path: save_backbone_checkpoint(backbone, path, extra={
                 "kind": "finetune", **extra, "encoders": config.encoders}),
             last={"kind": "finetune", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                   "scaler": scaler.state_dict() if scaler is not None else None,
-                  "rng": runs.rng_state(generator)})
+                  "rng": runs.rng_state(generator)}, monitor=monitor)
         dist_info.barrier()
     epochs_bar.close()
+    if monitor is not None:
+        monitor.close()
     return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
                      state["history"], time.perf_counter() - t_start, config)
+
+
+def stage1_loss(encoder, tokens: torch.Tensor, autocast, *, images: Optional[torch.Tensor] = None,
+                reference_features: Optional[torch.Tensor] = None, target_features: Optional[torch.Tensor] = None,
+                dist_info: DistInfo = DistInfo(), logits_autocast: bool = False) -> torch.Tensor:
+    """The stage-1 loss of one batch: contrastive loss of normalize(reference + caption) against the
+    targets, over every process's rows (in-batch negatives).
+
+    Args:
+        encoder: a `Stage1Encoder` (or its DDP wrapper).
+        tokens: [B, L] caption tokens of this process's rows.
+        autocast: the training-step autocast (`training.autocast_factory`).
+        images: [2B, 3, H, W] reference then target images, when images go through the model; else
+        reference_features, target_features: [B, d] cached image features.
+        dist_info: torchrun's process group (one process: nothing gathered).
+        logits_autocast: compute the logits and the cross-entropy under `autocast` too, as the
+            original code does (`precision="official"`); by default they are fp32.
+    """
+    with autocast():
+        if images is not None:
+            text_f, image_f = encoder(tokens, images)
+            ref_f, tgt_f = image_f[:len(tokens)], image_f[len(tokens):]
+        else:
+            text_f, _ = encoder(tokens)
+            ref_f, tgt_f = reference_features, target_features
+    query = gather(F.normalize(ref_f.float() + text_f.float(), dim=-1), dist_info)
+    tgt_all = gather(tgt_f.float(), dist_info)
+    if logits_autocast:
+        with autocast():
+            return contrastive_loss(query, tgt_all)
+    return contrastive_loss(query, tgt_all)
+
+
+def stage1_step(encoder, tokens: torch.Tensor, optimizer, autocast, scaler=None, *,
+                dist_info: DistInfo = DistInfo(), check=None, logits_autocast: bool = False, **batch) -> float:
+    """One stage-1 training step (the loss of `stage1_loss`, then `training.optimizer_step`); what
+    `finetune` runs for every batch and `benchmarks/bench_gpu.py` times.
+
+    Args:
+        encoder, tokens, autocast, dist_info, logits_autocast: as `stage1_loss`; `batch`: its images
+            or cached features.
+        optimizer, scaler, check: as `training.optimizer_step`.
+
+    Returns:
+        The loss value.
+
+    Example:
+        >>> stage1_step(Stage1Encoder(model, False), tokens, optimizer, contextlib.nullcontext,
+        ...             reference_features=ref, target_features=tgt)
+    """
+    loss = stage1_loss(encoder, tokens, autocast, dist_info=dist_info, logits_autocast=logits_autocast, **batch)
+    # DDP averages gradients over processes; each holds the gradient of the full-batch loss through
+    # its own rows only, so scaling by world_size makes the sum exact.
+    return optimizer_step(loss, optimizer, scaler, check=check, grad_scale=dist_info.world_size)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from cir_lib.selection import SELECTION_CHOICES
 
 ENCODER_CHOICES = ("text", "image", "both")
 AMP_CHOICES = ("bf16", "fp16", "none")
+PRECISION_CHOICES = ("fp32", "official")  # the kit's fp32, or the original code's path (cir_lib.precision)
 DATA_ROOT_PLACEHOLDER = "{data_root}"  # in `pretrained`: replaced by the data root at run time
 
 
@@ -61,6 +62,9 @@ class FinetuneConfig:
     max_steps_per_epoch: Optional[int] = None  # dry runs: stop each epoch after N steps (None: all batches)
     max_queries: Optional[int] = None  # dry runs: first N queries of each split read (train, val; FashionIQ
     # per category) and only the images they name (data.load_split); None: the whole splits
+    tensorboard: bool = True  # TensorBoard event files in the run folder (when the package is installed)
+    precision: str = "fp32"  # "fp32" | "official": the original code's logits under the step's autocast
+    # (CUDA), and evaluation on fp16-rounded weights (cir_lib.precision)
 
 
 @dataclass
@@ -90,6 +94,9 @@ class CombinerTrainConfig:
     threads: Optional[int] = None  # torch CPU threads for the process (None: torch's choice)
     max_steps_per_epoch: Optional[int] = None  # dry runs: stop each epoch after N steps (None: all batches)
     max_queries: Optional[int] = None  # dry runs: first N queries of each split read (as FinetuneConfig's)
+    tensorboard: bool = True  # TensorBoard event files in the run folder (when the package is installed)
+    precision: str = "fp32"  # "fp32" | "official": the original code's fp16-rounded stage-1 weights, fp16
+    # features, the Combiner under fp16 autocast + GradScaler on CUDA (cir_lib.precision)
 
 
 @dataclass
@@ -426,6 +433,8 @@ def check_config(config) -> None:
                 bad(f"{name} must be >= 1, or none for the multiplier rule; got {value}")
     if config.selection not in SELECTION_CHOICES:
         bad(f"selection must be one of {SELECTION_CHOICES}, got {config.selection!r}")
+    if config.precision not in PRECISION_CHOICES:
+        bad(f"precision must be one of {PRECISION_CHOICES}, got {config.precision!r}")
 
 
 def resolve_pretrained(pretrained: str, data_root) -> str:

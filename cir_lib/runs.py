@@ -7,6 +7,8 @@ A run folder (stage 1 or stage 2) holds:
                   score (the model-selection number; CIRR also score_arithmetic, score_harmonic,
                   score_geometric), seconds
     best.pt       the checkpoint with the best validation score (carries its config)
+    best_<mean>.pt  CIRR: the best by each mean (arithmetic, harmonic, geometric), as the original
+                  code keeps them; best.pt is a hard link to the one the config's `selection` names
     last.pt       the latest epoch's checkpoint, with optimizer and RNG state (for --resume)
 
 Checkpoints are written to a temporary file in the same folder, then renamed over the old one
@@ -45,7 +47,8 @@ RUN_KINDS = ("finetune", "combiner")
 _TMP_PREFIX = ".tmp-"
 
 # Fields that may change when a run is resumed: they do not change the numbers.
-RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "cache_dir", "encode_batch_size", "threads"}
+RESUMABLE_CHANGES = {"epochs", "num_workers", "device", "cache_dir", "encode_batch_size", "threads",
+                     "tensorboard"}
 # Records of `extra` that a resumed run must share with the run it continues (the data it reads).
 # "annotations" is `cir_lib.data.annotation_fingerprint(data_root, dataset)`.
 RESUME_INPUTS = ("data_root", "dataset", "annotations")
@@ -491,3 +494,34 @@ def set_rng_state(generator: torch.Generator, state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- one best per CIRR mean
+
+def best_file(mean: str) -> str:
+    """The file name of a CIRR run's best checkpoint by `mean` ("arithmetic", "harmonic", "geometric")."""
+    return f"best_{mean}.pt"
+
+
+def link_file(source, path) -> Path:
+    """Make `path` the same file as `source`, atomically: a hard link where the file system allows one
+    (no second copy of a large checkpoint), else a copy. Replacing `source` later leaves `path` as it was.
+    """
+    import shutil
+
+    source, path = Path(source), Path(path)
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.link")
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp.exists():
+            tmp.unlink()
+        def copy(f):
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, f)
+
+        atomic_write(path, copy)
+    return path

@@ -7,6 +7,7 @@ Writes a run folder like stage 1 (config.json, history.csv, best.pt, last.pt).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -21,9 +22,12 @@ from cir_lib.errors import ConfigError
 from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
+from cir_lib.monitoring import TrainingMonitor
+from cir_lib.precision import round_features_fp16, round_weights_fp16
 from cir_lib.progress import progress_bar
 from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
-from cir_lib.training import RunResult, check_finite, due, finish_epoch, make_optimizer, resume_state
+from cir_lib.training import (RunResult, autocast_factory, check_finite, due, finish_epoch, make_optimizer,
+                              optimizer_step, resume_state)
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
 from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
@@ -62,9 +66,43 @@ def clip_for_combiner(clip_run, config: CombinerTrainConfig, data_root, device):
     backbone.model.eval()
     for p in backbone.model.parameters():
         p.requires_grad_(False)
+    if config.precision == "official":  # the original loads the weights into an fp16 model
+        round_weights_fp16(backbone.model)
     record.update(backbone=backbone.name, pretrained=pretrained, weights_key=backbone.weights_key,
                   embed_dim=backbone.embed_dim)
     return backbone, record
+
+
+def official_amp(device: torch.device):
+    """(autocast, GradScaler or None) of the official code's Combiner: fp16 autocast with a GradScaler on
+    CUDA; on the CPU neither (fp32 arithmetic on the fp16-rounded features)."""
+    if device.type == "cuda":
+        return autocast_factory(device, "fp16"), torch.amp.GradScaler("cuda")
+    return contextlib.nullcontext, None
+
+
+def combiner_step(combiner, reference_features: torch.Tensor, text_features: torch.Tensor,
+                  target_features: torch.Tensor, optimizer, autocast=contextlib.nullcontext, scaler=None,
+                  check=None) -> float:
+    """One stage-2 training step: the Combiner's query from (reference, caption) features, the
+    contrastive loss against the targets, then `training.optimizer_step`; what `train_combiner` runs
+    for every batch and `benchmarks/bench_gpu.py` times.
+
+    Args:
+        combiner: the Combiner (in train mode).
+        reference_features, text_features, target_features: [B, d] frozen features of the batch.
+        optimizer, scaler, check: as `training.optimizer_step`.
+        autocast: the Combiner's autocast (fp32 by default).
+
+    Returns:
+        The loss value.
+
+    Example:
+        >>> combiner_step(Combiner(640).train(), ref, text, tgt, torch.optim.Adam(...))
+    """
+    with autocast():
+        query = combiner(reference_features, text_features)
+    return optimizer_step(contrastive_loss(query, target_features), optimizer, scaler, check=check)
 
 
 @locked_folder("out_dir")  # one writer per run folder: a second process is refused at once
@@ -127,6 +165,10 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     q_count, n_var, ctx = tokens.shape
     text_f = text_features_for(backbone, tokens.view(-1, ctx), config.encode_batch_size, device)
     text_f = text_f.view(q_count, n_var, -1)
+    autocast, scaler = contextlib.nullcontext, None
+    if config.precision == "official":  # the original's Combiner: fp16 features, fp16 autocast + GradScaler
+        image_f, text_f = round_features_fp16(image_f), round_features_fp16(text_f)
+        autocast, scaler = official_amp(device)
     reference, target = train_split.reference_indices.to(device), train_split.target_indices.to(device)
     val_sets = make_val_sets(val_splits, backbone)
     for vs in val_sets.values():
@@ -143,46 +185,56 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     def load_into(last: dict) -> None:
         combiner.load_state_dict(last["combiner"])
         optimizer.load_state_dict(last["optimizer"])
+        if scaler is not None and last.get("scaler"):
+            scaler.load_state_dict(last["scaler"])
 
     state = resume_state(run, "combiner", resume, generator, load_into)
 
     epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=f"Combiner {dataset}", unit="epoch",
                               initial=state["epoch"], total=config.epochs)
+    monitor = None
     for epoch in epochs_bar:
         t0 = time.perf_counter()
         combiner.train()
         # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
         batches = epoch_batches(q_count, n_var, config.batch_size, generator)[:config.max_steps_per_epoch]
+        if monitor is None:
+            monitor = TrainingMonitor(run, config, first_epoch=epoch, steps_per_epoch=len(batches))
+        monitor.start_epoch(epoch)
         total, steps = 0.0, 0
         bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
         for step, (q_idx, v_idx) in enumerate(bar, start=1):
             q_idx, v_idx = q_idx.to(device), v_idx.to(device)
-            query = combiner(image_f[reference[q_idx]], text_f[q_idx, v_idx])
-            loss = contrastive_loss(query, image_f[target[q_idx]])
-            value = loss.item()  # the step's one host sync: checked before any weight changes
-            check_finite(value, epoch, step, run, state["epoch"])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            value = combiner_step(combiner, image_f[reference[q_idx]], text_f[q_idx, v_idx], image_f[target[q_idx]],
+                                  optimizer, autocast, scaler,
+                                  check=lambda v: check_finite(v, epoch, step, run, state["epoch"]))
             total += value
             steps += 1
-            bar.set_postfix(loss=f"{value:.4f}")
+            live = monitor.step(epoch, step, value, optimizer.param_groups[0]["lr"], len(q_idx))
+            bar.set_postfix_str(f"loss={value:.4f}, {live}")
         bar.close()
+        monitor.end_training_steps()
         row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
-        metrics = None
+        metrics = lambdas = None
         if due(epoch, config):
             combiner.eval()
             with torch.no_grad():
                 metrics = metrics_for(dataset, val_sets, combiner,
                                        {k: vs.index_features for k, vs in val_sets.items()},
                                        {k: vs.text_features for k, vs in val_sets.items()})
+                if monitor.writer is not None:  # lambda over the val queries, for TensorBoard's histogram
+                    lambdas = torch.cat([combiner(vs.index_features[vs.reference.to(device)], vs.text_features,
+                                                  return_lambda=True)[1] for vs in val_sets.values()])
         finish_epoch(
             run, state, row, metrics, t0, dataset, config, epochs_bar,
-            save_best=lambda extra: save_combiner_checkpoint(combiner, run.best_path, extra={
+            save_best=lambda extra, path: save_combiner_checkpoint(combiner, path, extra={
                 "kind": "combiner", **extra, "clip": clip_record}),
             last={"kind": "combiner", "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
-                  "rng": runs.rng_state(generator), "clip": clip_record})
+                  **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+                  "rng": runs.rng_state(generator), "clip": clip_record}, monitor=monitor, lambdas=lambdas)
     epochs_bar.close()
+    if monitor is not None:
+        monitor.close()
     combiner.eval()
     return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
                      state["history"], time.perf_counter() - t_start, config)

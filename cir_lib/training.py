@@ -23,7 +23,7 @@ import torch
 
 from cir_lib import runs
 from cir_lib.errors import ConfigError, TrainingError
-from cir_lib.selection import selection_score, selection_scores
+from cir_lib.selection import SELECTION_CHOICES, selection_score, selection_scores
 from cir_lib.validation import format_metrics
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,36 @@ def check_finite(loss: float, epoch: int, step: int, run, last_epoch: int) -> No
         f"--set amp=bf16 / amp=none")
 
 
+def optimizer_step(loss: torch.Tensor, optimizer, scaler=None, check: Optional[Callable[[float], None]] = None,
+                   grad_scale: Optional[float] = None) -> float:
+    """One optimization step on a batch's loss, as both stages (and `benchmarks/bench_gpu.py`) take it.
+
+    Args:
+        loss: the batch's loss (a scalar with a graph).
+        optimizer: the stage's optimizer.
+        scaler: a `torch.amp.GradScaler` (fp16 autocast): the loss is scaled for backward and steps with
+            overflowing gradients are skipped; None: a plain backward and step.
+        check: called with the loss value before any weight changes (`check_finite`).
+        grad_scale: backward runs on loss * grad_scale (torchrun: the number of processes).
+
+    Returns:
+        The loss value (`loss.item()`, the step's one host sync).
+    """
+    value = loss.item()
+    if check is not None:
+        check(value)
+    optimizer.zero_grad(set_to_none=True)
+    scaled = loss * grad_scale if grad_scale is not None else loss
+    if scaler is not None:
+        scaler.scale(scaled).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        scaled.backward()
+        optimizer.step()
+    return value
+
+
 def make_optimizer(cls, params, **kw):
     """The fused implementation where torch has it (CPU and CUDA): one kernel over all parameters.
     On the CPU it makes a cir-mini text-encoder step ~5x faster (the 6M-entry token embedding)."""
@@ -81,11 +111,13 @@ def due(epoch: int, config) -> bool:
 
 
 def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float, dataset: str, config,
-                  epochs_bar, *, save_best, last: dict) -> None:
+                  epochs_bar, *, save_best, last: dict, monitor=None, lambdas=None) -> None:
     """The end of an epoch, shared by both stages: score the row, record it, keep the best, checkpoint.
 
-    `save_best(extra)` writes best.pt (the writing process only) given the epoch's record; `last` is the
+    `save_best(extra, path)` writes a best checkpoint (see `keep_bests`) given the epoch's record; `last` is the
     stage's part of last.pt (models, optimizer, RNG), to which the config and `state` are added.
+    `monitor` (a `cir_lib.monitoring.TrainingMonitor`) records the row (and stage 2's `lambdas`) for
+    TensorBoard and gives the log line its throughput and time left.
     """
     epoch = row["epoch"]
     if metrics is not None:
@@ -96,19 +128,45 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
     row["seconds"] = time.perf_counter() - t0
     state["history"].append(row)
     state["epoch"] = epoch
-    if metrics is not None and row["score"] > state["best_score"]:
-        state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
-        if run.writer:
-            save_best({"epoch": epoch, "score": row["score"], "metrics": metrics, "dataset": dataset,
-                       "run_config": dataclasses.asdict(config)})
+    if metrics is not None:
+        keep_bests(run, state, row, metrics, dataset, config, save_best)
     run.save_last({"format": RUN_CHECKPOINT_FORMAT, "config": dataclasses.asdict(config), **last, **state})
     run.write_history(state["history"])
+    live = monitor.end_epoch(row, lambdas) if monitor is not None else ""
     if run.writer:
         msg = f"epoch {epoch}/{config.epochs} loss {row['loss']:.4f}"
         if metrics is not None:
             msg += f" score {row['score']:.2f} ({format_metrics(metrics)})"
-        logger.info("%s [%.1fs]", msg, row["seconds"])
+        logger.info("%s [%.1fs%s]", msg, row["seconds"], f"; {live}" if live else "")
         epochs_bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{state['best_score']:.2f}")
+
+
+def keep_bests(run, state: dict, row: dict, metrics: dict, dataset: str, config, save_best) -> None:
+    """Keep the best checkpoints after a validation: best.pt by the selection score; on CIRR also one
+    file per mean (best_arithmetic.pt, best_harmonic.pt, best_geometric.pt, as the original code keeps
+    three), best.pt then being a hard link to the file of the mean `selection` names.
+
+    `save_best(extra, path)` writes one checkpoint (the writing process only).
+    """
+    epoch = row["epoch"]
+    record = {"epoch": epoch, "metrics": metrics, "dataset": dataset, "run_config": dataclasses.asdict(config)}
+    improved = row["score"] > state["best_score"]
+    if improved:
+        state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
+    if dataset != "cirr":
+        if improved and run.writer:
+            save_best({**record, "score": row["score"]}, run.best_path)
+        return
+    selection = getattr(config, "selection", "arithmetic")
+    best_by = state.setdefault("best_by", {})
+    for mean in SELECTION_CHOICES:
+        score = row[f"score_{mean}"]
+        if score > best_by.get(mean, {}).get("score", -math.inf):
+            best_by[mean] = {"score": score, "epoch": epoch}
+            if run.writer:
+                save_best({**record, "score": score, "selection": mean}, run.path / runs.best_file(mean))
+    if improved and run.writer:
+        runs.link_file(run.path / runs.best_file(selection), run.best_path)
 
 
 def check_last(last: dict, kind: str, run) -> None:
@@ -119,7 +177,8 @@ def check_last(last: dict, kind: str, run) -> None:
 
 def new_state() -> dict:
     """The training state kept in last.pt beside the models: epochs done, history, best so far."""
-    return {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": 0, "best_metrics": {}}
+    return {"epoch": 0, "history": [], "best_score": -math.inf, "best_epoch": 0, "best_metrics": {},
+            "best_by": {}}  # CIRR: {mean: {"score", "epoch"}} of each best_<mean>.pt
 
 
 def resume_state(run, kind: str, resume: bool, generator: torch.Generator,
@@ -139,7 +198,7 @@ def resume_state(run, kind: str, resume: bool, generator: torch.Generator,
         check_last(last, kind, run)
         load_into(last)
         runs.set_rng_state(generator, last["rng"])
-        state = {k: last[k] for k in state}
+        state = {k: last.get(k, v) for k, v in state.items()}  # older last.pt files lack "best_by"
         logger.info("resuming %s from epoch %d", run.path, state["epoch"])
     elif resume:
         logger.info("nothing to resume in %s: starting from epoch 1", run.path)

@@ -398,9 +398,10 @@ def test_smoke_profile_runs_every_notebook(smoke_pipeline):
 
 def _tracked_files(out) -> dict:
     """What git tracks of a profile's results (results/README.md): everything but checkpoints,
-    caches and timing.json."""
+    caches, TensorBoard event files and timing.json."""
     return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
-            if p.is_file() and p.suffix != ".pt" and "cache" not in p.parts and p.name != "timing.json"}
+            if p.is_file() and p.suffix != ".pt" and "cache" not in p.parts and p.name != "timing.json"
+            and not p.name.startswith("events.out.tfevents.")}
 
 
 def _rerun_checks(data_root, results, out):

@@ -16,10 +16,16 @@ def add_model_arguments(parser) -> None:
                         help="image preprocessing (default targetpad, ratio 1.25; with --run: the run's)")
     parser.add_argument("--device", default="auto", help="torch device: auto (default: CUDA when available), cpu, cuda")
     add_torchscript_argument(parser)
+    parser.add_argument("--precision", choices=("fp32", "official"), default=None,
+                        help="official: CLIP weights rounded to fp16 as the original code loads them on CUDA "
+                             "(its released checkpoints' numbers); default fp32 (with --run: the run's)")
     g = parser.add_argument_group("trained models (instead of --pretrained)")
     g.add_argument("--run", metavar="RUN",
                    help="a run folder: a `finetune` run is evaluated with the element-wise sum, a "
                         "`train-combiner` run with its Combiner over its stage-1 encoders")
+    g.add_argument("--best-by", choices=("arithmetic", "harmonic", "geometric"), default=None,
+                   help="with --run on CIRR: the best checkpoint by this mean of the seven metrics "
+                        "(best_<mean>.pt; default best.pt, the mean the run's `selection` names)")
     g.add_argument("--clip-checkpoint", metavar="FILE",
                    help="a fine-tuned CLIP: the original code's {'CLIP': state_dict} (with --backbone RN50 / "
                         "RN50x4), a kit backbone checkpoint (e.g. a run's best.pt) or an open_clip state dict")
@@ -58,7 +64,9 @@ def resolve_models(args):
     device = pick_device(args.device)
     trained = resolve_trained_models(run=args.run, clip_checkpoint=args.clip_checkpoint,
                                      combiner_checkpoint=args.combiner_checkpoint, backbone=args.backbone,
-                                     pretrained=args.pretrained, device=device)
+                                     pretrained=args.pretrained, device=device,
+                                     best_by=getattr(args, "best_by", None),
+                                     precision=getattr(args, "precision", None))
     if trained is not None:
         backbone, composer = trained
     else:
@@ -69,6 +77,10 @@ def resolve_models(args):
             raise ConfigError(f"give --pretrained for {args.backbone}: 'openai' for OpenAI's weights, a "
                               "checkpoint file, or 'none' for random weights")
         backbone = load_backbone(args.backbone, args.pretrained, device=device)
+        if getattr(args, "precision", None) == "official":
+            from cir_lib.precision import round_weights_fp16
+
+            round_weights_fp16(backbone.model)
         composer = ElementwiseSum(backbone.embed_dim)
     preprocess = run_preprocess(args.run, backbone, args.preprocess)  # a run is evaluated with its own
     if preprocess is None:
