@@ -4,7 +4,7 @@
     python benchmarks/gpu_check.py --out gpu-check.md --parts tests,bench,dry-run
 
 1. tests: `pytest -m cuda` (tests/test_cuda.py and every other test marked `cuda`);
-2. bench: `benchmarks/bench_gpu.py --quick`, each figure beside RECIPE.md's H200 figure;
+2. bench: `benchmarks/bench_gpu.py --quick`, each figure beside the H200 reference figure of docs/costs.md;
 3. dry-run: the paper profile's two-epoch dry run (`cir-lib reproduce --profile paper --dry-run`, RN50)
    on placeholder data: the generated smoke benchmark (the real layouts) and a random RN50 in
    OpenAI's weight format, so it needs no download and no real data.
