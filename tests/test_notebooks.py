@@ -176,7 +176,12 @@ def _declared(name: str) -> dict:
 @pytest.mark.parametrize("name", runner.NOTEBOOKS)
 def test_parameters_cell_is_the_profile_and_this_notebooks_knobs(name):
     declared = _declared(name)
-    assert declared["profile"] == "mini" and list(declared)[0] == "profile"
+    assert list(declared)[0] == "profile", f"{name}: the parameters cell starts with profile"
+    assert declared["profile"] is None, (
+        f"notebooks/{name}.ipynb: the parameters cell says profile = {declared['profile']!r}; set it back to "
+        "profile = None before committing. Choose the profile once for all five notebooks instead: write it in "
+        "local_profile.txt at the project root (ignored by git) or start `make lab PROFILE=smoke` "
+        "(README 'One switch')")
     knobs = set(declared) - {"profile"}
     assert knobs <= set(KNOBS), f"{name}: {knobs - set(KNOBS)} are not knobs setup() resolves"
     assert all(declared[k] is None for k in knobs), f"{name}: a knob defaults to None, 'the profile's value'"
@@ -188,6 +193,40 @@ def test_parameters_cell_is_the_profile_and_this_notebooks_knobs(name):
         if cell["cell_type"] == "code" and "settings = setup(" not in _text(cell) and cell not in _parameters_cells(_read(name)):
             read = {n.id for n in ast.walk(ast.parse(_text(cell))) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
             assert not read & (set(KNOBS) | {"profile"}), f"{name}: reads {read & set(KNOBS)} unresolved"
+
+
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
+def test_every_imported_name_is_used(name):
+    cells = [ast.parse(_text(c)) for c in _read(name)["cells"] if c["cell_type"] == "code"]
+    imported = {(a.asname or a.name).split(".")[0] for tree in cells for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+    used = {n.id for tree in cells for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    assert not imported - used, f"{name}: imports {sorted(imported - used)} without using them"
+
+
+def test_one_switch_outside_the_notebooks(tmp_path, monkeypatch):
+    from cir_lib import project
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "cir_lib"\n')
+    monkeypatch.chdir(tmp_path / "notebooks")  # where a notebook's kernel runs
+    monkeypatch.delenv(project.PROFILE_ENV_VAR, raising=False)
+    monkeypatch.delenv(project.PROJECT_ENV_VAR, raising=False)
+    assert project.chosen_profile() == ("mini", "default")
+    (tmp_path / project.PROFILE_FILE).write_text("# the profile of the five notebooks\nsmoke\n")
+    assert project.chosen_profile() == ("smoke", project.PROFILE_FILE)
+    settings = setup(None, None)  # a notebook's profile = None
+    assert settings.profile == "smoke" and settings.paths.root == tmp_path / "results" / "smoke"
+    assert setup("mini", None).profile == "mini"  # papermill's injected profile wins
+    monkeypatch.setenv(project.PROFILE_ENV_VAR, "paper")  # make lab PROFILE=paper: wins over the file
+    assert project.chosen_profile() == ("paper", "$CIR_LIB_PROFILE")
+    monkeypatch.setenv(project.PROFILE_ENV_VAR, "smol")
+    with pytest.raises(ConfigError, match="smol.*CIR_LIB_PROFILE"):
+        setup(None, None)
+    readme = (ROOT / "README.md").read_text()
+    assert project.PROFILE_FILE in readme and "make lab PROFILE=smoke" in readme
+    assert project.PROFILE_FILE in _text(_read("00_data_prep")["cells"][0])
+    assert f"/{project.PROFILE_FILE}" in (ROOT / ".gitignore").read_text().splitlines()
 
 
 def test_notebooks_declare_only_what_they_use():
