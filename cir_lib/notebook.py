@@ -312,12 +312,22 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
             composer = ABLATION_COMPOSERS[ablation](backbone.embed_dim)
         preprocess = preprocess_for(run_cfg, backbone)
         fn = evaluate.evaluate_fashioniq if dataset == "fashioniq" else evaluate.evaluate_cirr
-        logger.info("evaluating %s on %s %s", method, dataset, config.split)
+        logger.debug("evaluating %s on %s %s", method, dataset, config.split)
         groups = {} if encoded is not None else None
         out[method] = fn(data_root, backbone, composer, config, preprocess=preprocess, encoded=groups)
+        logger.info("%s %s, %s: %s", dataset, config.split, method, _metrics_line(dataset, out[method]))
         if encoded is not None:
             encoded[method] = groups
     return out
+
+
+def _metrics_line(dataset: str, metrics: Mapping[str, Any]) -> str:
+    """The one log line of an evaluated row (the per-category lines are DEBUG: verbose logging)."""
+    flat = metrics.get("average", {}) if dataset == "fashioniq" else metrics
+    keys = ("recall@10", "recall@50") if dataset == "fashioniq" else ("recall@1", "recall@5", "recall@10",
+                                                                     "recall@50", "recall_subset@1")
+    shown = ", ".join(f"{k} {float(flat[k]):.2f}" for k in keys if k in flat)
+    return (f"average {shown}" if dataset == "fashioniq" else shown) or "no metrics"
 
 
 def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:

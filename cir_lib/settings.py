@@ -123,12 +123,24 @@ class _RootRelativeFormatter(logging.Formatter):
         return rel_text(super().format(record))
 
 
-def notebook_logging(level: int = logging.INFO) -> None:
-    """Show the kit's log messages (epoch summaries, cache hits, metrics) in a notebook's output.
+VERBOSE_ENV_VAR = "CIR_LIB_VERBOSE"  # 1: the notebooks show the detail lines too (DEBUG)
+
+
+def notebook_logging(level: Optional[int] = None) -> None:
+    """Show the kit's log messages (epoch summaries, one line per evaluated row and split) in a
+    notebook's output.
 
     Only the `cir_lib` loggers are routed to stdout, so other libraries stay quiet; calling it again
     does not add a second handler. Paths under the project root are shown relative to it.
+
+    Args:
+        level: the logging level; None: INFO, or DEBUG when `$CIR_LIB_VERBOSE` is 1 (the detail:
+            feature-cache hits, per-category recalls). In a notebook, `notebook_logging(logging.DEBUG)`
+            after the setup cell does the same.
     """
+    if level is None:
+        verbose = os.environ.get(VERBOSE_ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+        level = logging.DEBUG if verbose else logging.INFO
     kit = logging.getLogger("cir_lib")
     kit.setLevel(level)
     if not any(getattr(h, "_cir_lib_notebook", False) for h in kit.handlers):
