@@ -229,6 +229,18 @@ def test_one_switch_outside_the_notebooks(tmp_path, monkeypatch):
     assert f"/{project.PROFILE_FILE}" in (ROOT / ".gitignore").read_text().splitlines()
 
 
+def test_a_reused_run_shows_the_same_results_as_the_run_that_trained_it(tmp_path):
+    def executed(training, score="35.1"):
+        nb = {"cells": [{"cell_type": "code", "source": "notebook.run_summary(stage1)", "outputs": [
+            {"output_type": "execute_result", "data": {"text/plain": f"cirr  {score}  {training}"}}]}]}
+        path = tmp_path / f"{training}-{score}.ipynb"
+        path.write_text(json.dumps(nb))
+        return path
+
+    assert runner.same_results(executed("52.1 s"), executed("reused"))  # the rerun keeps the first notebook
+    assert not runner.same_results(executed("52.1 s"), executed("reused", score="bad"))
+
+
 def test_notebooks_declare_only_what_they_use():
     used = {name: set(_declared(name)) - {"profile"} for name in runner.NOTEBOOKS}
     assert "stage1_epochs" in used["01_stage1_finetune"] and "stage1_epochs" not in used["03_evaluation"]
@@ -404,13 +416,18 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
 
 
 @pytest.mark.notebooks
-def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
-    data_root = tmp_path / "smoke"
+def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root, monkeypatch):
+    project = tmp_path / "first"  # a checkout: the notebooks and pyproject.toml; data/ and results/ by default
+    shutil.copytree(NOTEBOOK_DIR, project / "notebooks")
+    shutil.copy2(ROOT / "pyproject.toml", project / "pyproject.toml")
+    data_root = project / "data" / "smoke"
     shutil.copytree(smoke_root, data_root)  # the session fixture must stay untouched
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("CIR_LIB_PROJECT", raising=False)
     start = time.perf_counter()
-    summary = runner.reproduce("smoke", data_root=data_root, results_dir=tmp_path / "results", progress=False)
+    summary = runner.reproduce("smoke", progress=False)  # the project's data/smoke and results/smoke
     seconds = time.perf_counter() - start
-    out = tmp_path / "results" / "smoke"
+    out = project / "results" / "smoke"
     assert list(summary["executed"]) == list(runner.NOTEBOOKS)
     for name in runner.NOTEBOOKS:  # small, no widget state, no frozen bars: final progress lines only
         executed = out / "executed" / f"{name}.ipynb"
@@ -437,7 +454,14 @@ def test_smoke_profile_runs_every_notebook(tmp_path, smoke_root):
     assert {str(p) for p in summary["tables"]} >= {str(out / "tables" / "cirr.csv")}
     print(f"smoke reproduce: {seconds:.1f} s", {k: round(v, 1) for k, v in summary["seconds"].items()})
     _explorer_checks(data_root, out)
-    _rerun_checks(data_root, tmp_path / "results", out)
+    before = _tracked_files(out)
+    records = [out / name for name in before if Path(name).suffix in (".json", ".ipynb", ".md", ".csv", ".tex")]
+    assert not [p.name for p in records if str(tmp_path) in p.read_text()], "an absolute path in a record"
+    moved = tmp_path / "second" / "clone"  # the same project at another path: the rerun there changes nothing
+    shutil.copytree(project, moved)
+    shutil.rmtree(project)
+    monkeypatch.chdir(moved / "notebooks")
+    _rerun_checks(before, moved / "results" / "smoke")
 
 
 def _tracked_files(out) -> dict:
@@ -447,15 +471,15 @@ def _tracked_files(out) -> dict:
             if p.is_file() and p.suffix != ".pt" and "cache" not in p.parts and p.name != "timing.json"}
 
 
-def _rerun_checks(data_root, results, out):
-    """A rerun reuses the finished runs and leaves every tracked file byte-identical (tables, figures
-    with their PDFs, metrics, executed notebooks, run records); --from 03 trains nothing."""
-    before = _tracked_files(out)
+def _rerun_checks(before, out):
+    """A rerun (here in a copy of the project at another path) reuses the finished runs and leaves
+    every tracked file byte-identical (tables, figures with their PDFs, metrics, executed notebooks,
+    run records); --from 03 trains nothing."""
     best = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("best.pt")}
-    runner.reproduce("smoke", data_root=data_root, results_dir=results, progress=False, log_output=False)
+    runner.reproduce("smoke", progress=False, log_output=False)
     after = _tracked_files(out)
     assert {k for k in before if before[k] != after.get(k)} == set() and set(after) == set(before)
-    runner.reproduce("smoke", data_root=data_root, results_dir=results, progress=False, log_output=False, start="03")
+    runner.reproduce("smoke", progress=False, log_output=False, start="03")
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("best.pt")} == best
 
 
@@ -492,13 +516,16 @@ def _explorer_checks(data_root, out):
     top.value = 2  # applied at once, without the retrieve button
     assert ranked.value.count(",") == 2 * (2 - 1)
     listed = ranked.value
-    reference.value = "no-such-image"
-    go.click()
+    reference.value = "no-such-image"  # what Enter in the box sends: checked at once, no button
     assert "unknown reference image" in message.value and "no-such-image" in message.value
     assert ranked.value == listed  # nothing retrieved for it
-    reference.value = ex.query("cirr", 1)["reference"]
     go.click()
+    assert "unknown reference image" in message.value and ranked.value == listed
+    reference.value = ex.query("cirr", 1)["reference"]
     assert message.value == ""
+    caption.value = "add two red cars and remove the dog"  # Enter in the caption box retrieves
+    assert message.value == "" and ranked.value != listed
+    assert not caption.continuous_update and not reference.continuous_update  # the value arrives on Enter
 
 
 @pytest.mark.notebooks
