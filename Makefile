@@ -54,10 +54,11 @@ notebooks-check: $(STAMP)
 	@$(BIN)/python tools/normalize_notebooks.py --check
 
 # JupyterLab at the project root (so results/ and data/ are reachable), the series open in order.
-# LAB_ARGS go to `jupyter lab` (e.g. LAB_ARGS="--port 8890 --no-browser").
+# LAB_ARGS go to `jupyter lab` (e.g. LAB_ARGS="--port 8890 --no-browser"); `make lab PROFILE=smoke`
+# runs the five notebooks on that profile (CIR_LIB_PROFILE; without PROFILE: local_profile.txt, else mini).
 LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/python tools/lab.py $(LAB_ARGS)
+	$(if $(filter command line environment,$(origin PROFILE)),CIR_LIB_PROFILE=$(PROFILE) )$(BIN)/python tools/lab.py $(LAB_ARGS)
 
 # TensorBoard over a profile's runs (live during training): make tensorboard PROFILE=paper
 tensorboard: $(STAMP)

@@ -1,9 +1,5 @@
 """Constants of the method and of the two benchmarks, defined once."""
 
-from pathlib import Path
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]  # the checkout (notebooks/, results/, data/)
-
 # The two training stages, by one name each everywhere (recipes, run kinds, run folders
 # `<dataset>-<stage>`): "finetune" = stage 1 (CLIP fine-tuned with the element-wise sum),
 # "combiner" = stage 2 (the Combiner on frozen stage-1 features).

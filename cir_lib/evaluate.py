@@ -221,7 +221,7 @@ def evaluate_fashioniq(data_root, backbone, combiner, config: Optional[EvalConfi
         if encoded is not None:
             encoded[category] = enc
         out[category] = split_metrics(enc)
-        logger.info("fashioniq %s %s: %s", category, split, _format_inline(out[category]))
+        logger.debug("fashioniq %s %s: %s", category, split, _format_inline(out[category]))
     keys = out[categories[0]].keys()
     out["average"] = {k: sum(out[c][k] for c in categories) / len(categories) for k in keys}
     skipped = SkipReport.combine(reports)
@@ -258,7 +258,7 @@ def evaluate_cirr(data_root, backbone, combiner, config: Optional[EvalConfig] = 
     if encoded is not None:
         encoded["cirr"] = enc
     out = split_metrics(enc)
-    logger.info("cirr %s: %s", split, _format_inline(out))
+    logger.debug("cirr %s: %s", split, _format_inline(out))
     if not data.skipped.is_empty:
         out["skipped"] = data.skipped.to_dict()
     if config.max_queries is not None:

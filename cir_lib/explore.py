@@ -236,7 +236,8 @@ class Explorer:
         """An ipywidgets explorer: pick a group and a query (or a reference and a new caption).
 
         Choosing a group, a query or a top-k shows the retrieval at once; an edited caption or
-        reference is retrieved with the *retrieve* button. A reference name that is not in the
+        reference is retrieved when Enter is pressed in its box (or the box is left), or with the
+        *retrieve* button. A reference name that is not in the
         group's index is reported in the widget (nothing is retrieved for it). Above the figure, one
         line per method lists the retrieved image names.
 
@@ -254,9 +255,10 @@ class Explorer:
         index = w.BoundedIntText(value=0, min=0, max=len(self.sets[self.groups[0]].split.queries) - 1,
                                  description="query")
         # ensure_option=False: an unknown name reaches `show`, which says so instead of ignoring it
+        # continuous_update=False: the value arrives on Enter (or on leaving the box), then retrieves
         reference = w.Combobox(options=list(self.sets[self.groups[0]].split.image_names), description="reference",
-                               ensure_option=False)
-        caption = w.Textarea(description="caption", layout=w.Layout(width="60%"))
+                               ensure_option=False, continuous_update=False)
+        caption = w.Text(description="caption", layout=w.Layout(width="80%"), continuous_update=False)
         top = w.IntSlider(value=k, min=1, max=10, description="top-k")
         go = w.Button(description="retrieve", button_style="primary")
         message = w.HTML(value="")
@@ -265,13 +267,23 @@ class Explorer:
         message.add_class("cir-explorer-message")
         ranked.add_class("cir-explorer-ranking")
 
+        filling = [False]  # fill() sets the boxes: their observers must not retrieve twice
+
         def fill(_=None):
             rs = self.sets[group.value]
             index.max = len(rs.split.queries) - 1
-            reference.options = list(rs.split.image_names)
-            q = self.query(group.value, int(index.value))
-            reference.value, caption.value = q["reference"], q["caption"]
+            filling[0] = True
+            try:
+                reference.options = list(rs.split.image_names)
+                q = self.query(group.value, int(index.value))
+                reference.value, caption.value = q["reference"], q["caption"]
+            finally:
+                filling[0] = False
             show()
+
+        def edited(_=None):
+            if not filling[0]:
+                show()
 
         def show(_=None):
             rs = self.sets[group.value]
@@ -297,6 +309,8 @@ class Explorer:
         group.observe(fill, names="value")
         index.observe(fill, names="value")
         top.observe(show, names="value")
+        reference.observe(edited, names="value")
+        caption.observe(edited, names="value")
         go.on_click(show)
         fill()
         return w.VBox([w.HBox([group, index, top]), reference, caption, go, message, ranked, output])

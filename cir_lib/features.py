@@ -249,7 +249,7 @@ def image_features(
         if file.is_file():
             feats = _read_cache(file, n, dim)
             if feats is not None:
-                logger.info("image features of %s: cache hit %s (%d images)", label or "images", file.name, n)
+                logger.debug("image features of %s: cache hit %s (%d images)", label or "images", file.name, n)
                 return feats
 
     dataset = ImageDataset(paths, make_transform(preprocess), label)

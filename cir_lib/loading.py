@@ -17,6 +17,7 @@ from typing import Optional
 from cir_lib import runs
 from cir_lib.errors import ConfigError
 from cir_lib.precision import round_weights_fp16
+from cir_lib.project import resolve_recorded
 from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, combiner_dims, config_from_dict, resolve_pretrained
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
             backbone = load_backbone(config.backbone, str(path), device=device)
         else:
             last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
-            backbone = load_backbone(config.backbone, info["backbone"]["pretrained"], device=device)
+            backbone = load_backbone(config.backbone, resolve_recorded(info["backbone"]["pretrained"]), device=device)
             backbone.model.load_state_dict(last["model"])
         backbone.model.eval()
         if rounded:
@@ -100,7 +101,7 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
         return backbone, ElementwiseSum(backbone.embed_dim), config
     clip = info["clip"]  # a combiner run (run_config accepts no other kind)
     if clip["run"] == ZERO_SHOT:
-        backbone = load_backbone(clip["backbone"], clip["pretrained"], device=device)
+        backbone = load_backbone(clip["backbone"], resolve_recorded(clip["pretrained"]), device=device)
     else:
         clip_dir = Path(clip["run"])
         if not clip_dir.is_absolute():  # relative to the Combiner's run folder (older runs: absolute)

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Optional, Sequence
 from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import PROFILES, get_profile
+from cir_lib.project import portable, resolve_recorded
 from cir_lib.recipes import EvalConfig
 from cir_lib.settings import ResultPaths, Settings, relative_to_root
 from cir_lib.tables import (
@@ -131,7 +132,8 @@ def _finished_result(run_dir: Path, config) -> Optional[Any]:
     scored = [r for r in rows if r.get("score") == r.get("score") and r.get("score") is not None]
     best = max(scored, key=lambda r: r["score"]) if scored else rows[-1]  # first of the best, as training keeps
     metrics = {k: v for k, v in best.items() if "recall" in k}
-    return RunResult(run_dir, int(best["epoch"]), float(best.get("score", float("nan"))), metrics, rows, 0.0, config)
+    return RunResult(run_dir, int(best["epoch"]), float(best.get("score", float("nan"))), metrics, rows, 0.0, config,
+                     reused=True)
 
 
 def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: str | os.PathLike, *,
@@ -155,7 +157,7 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
             rest, so that the resume path is exercised too.
 
     Returns:
-        The `RunResult` (for a reused run: read from its history; seconds 0).
+        The `RunResult` (for a reused run: read from its history, `reused` True, seconds 0).
     """
     import shutil
 
@@ -177,6 +179,7 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
             done = _finished_result(run_dir, config)
             if done is not None:
                 _check_reusable(run_dir, config, data_root, clip_run)
+                _portable_record(run_dir)
                 logger.info("reusing the finished run %s (best epoch %d); fresh=True trains it again",
                             relative_to_root(run_dir), done.best_epoch)
                 return done
@@ -202,18 +205,30 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
     return fit(config, resume)
 
 
+def _portable_record(run_dir: Path) -> None:
+    """Rewrite a reused run's config.json with its paths under the project root made relative (runs
+    recorded before records were portable); nothing else in it changes."""
+    from cir_lib.runs import CONFIG_FILE, atomic_write_text, read_run_config
+
+    info = read_run_config(run_dir)
+    moved = portable(info)
+    if moved != info:
+        logger.info("%s: paths in %s made relative to the project root", relative_to_root(run_dir), CONFIG_FILE)
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(moved, indent=2, default=str))
+
+
 def _check_reusable(run_dir: Path, config, data_root, clip_run) -> None:
     """A finished run is reused only for the same config and inputs (as resuming would require)."""
     from cir_lib.backbone import load_backbone
     from cir_lib.data import annotation_fingerprint
     from cir_lib.runs import BEST_FILE, RESUMABLE_CHANGES, jsonable, read_run_config
 
-    info = read_run_config(run_dir)
-    old, new = info.get("config", {}), jsonable(dataclasses.asdict(config))
+    info = portable(read_run_config(run_dir))
+    old, new = info.get("config", {}), portable(jsonable(dataclasses.asdict(config)))
     diffs = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
     problems = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs]
-    if info.get("data_root") and Path(info["data_root"]) != Path(data_root).resolve():
-        problems.append(f"data root: {info['data_root']} -> {Path(data_root).resolve()}")
+    if info.get("data_root") and Path(resolve_recorded(info["data_root"])).resolve() != Path(data_root).resolve():
+        problems.append(f"data root: {info['data_root']} -> {relative_to_root(data_root)}")
     dataset = new.get("dataset")
     recorded = (info.get("annotations") or {}).get("sha256")
     if dataset and recorded and annotation_fingerprint(data_root, dataset)["sha256"] != recorded:
@@ -297,12 +312,22 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
             composer = ABLATION_COMPOSERS[ablation](backbone.embed_dim)
         preprocess = preprocess_for(run_cfg, backbone)
         fn = evaluate.evaluate_fashioniq if dataset == "fashioniq" else evaluate.evaluate_cirr
-        logger.info("evaluating %s on %s %s", method, dataset, config.split)
+        logger.debug("evaluating %s on %s %s", method, dataset, config.split)
         groups = {} if encoded is not None else None
         out[method] = fn(data_root, backbone, composer, config, preprocess=preprocess, encoded=groups)
+        logger.info("%s %s, %s: %s", dataset, config.split, method, _metrics_line(dataset, out[method]))
         if encoded is not None:
             encoded[method] = groups
     return out
+
+
+def _metrics_line(dataset: str, metrics: Mapping[str, Any]) -> str:
+    """The one log line of an evaluated row (the per-category lines are DEBUG: verbose logging)."""
+    flat = metrics.get("average", {}) if dataset == "fashioniq" else metrics
+    keys = ("recall@10", "recall@50") if dataset == "fashioniq" else ("recall@1", "recall@5", "recall@10",
+                                                                     "recall@50", "recall_subset@1")
+    shown = ", ".join(f"{k} {float(flat[k]):.2f}" for k in keys if k in flat)
+    return (f"average {shown}" if dataset == "fashioniq" else shown) or "no metrics"
 
 
 def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
@@ -445,16 +470,18 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def run_summary(results: Mapping[str, Any]) -> "Any":
-    """A DataFrame of training results: dataset, run folder, best epoch, best score, seconds.
+    """A DataFrame of training results: dataset, run folder, best epoch, best score, epochs, and
+    "training": this call's seconds ("52.1 s"), or "reused" for a finished run read back as it was.
 
     Args:
-        results: {dataset: RunResult} as returned by `finetune` / `train_combiner`.
+        results: {dataset: RunResult} as returned by `finetune` / `train_combiner` / `train_or_reuse`.
     """
     import pandas as pd
 
     return pd.DataFrame([{"dataset": d, "run": relative_to_root(r.run_dir), "best_epoch": r.best_epoch,
                           "best_score": round(float(r.best_score), 2), "epochs": len(r.history),
-                          "seconds": round(float(r.seconds), 1)} for d, r in results.items()])
+                          "training": "reused" if getattr(r, "reused", False) else f"{float(r.seconds):.1f} s"}
+                         for d, r in results.items()])
 
 
 def run_dirs(settings: "Settings") -> dict:
@@ -535,8 +562,8 @@ def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str
             records[folder.name] = {"path": relative_to_root(folder), **info.get("config", {}),
                                     **{k: info[k] for k in ("clip", "skipped", "environment") if k in info}}
     device = next((r.get("device") for r in records.values() if r.get("device") not in (None, "auto")), None)
-    return {"profile": profile, "dataset": dataset, "split": split, "data_root": relative_to_root(data_root),
-            "runs": records, "environment": environment_info(device)}
+    return portable({"profile": profile, "dataset": dataset, "split": split, "data_root": relative_to_root(data_root),
+                     "runs": records, "environment": environment_info(device)})
 
 
 def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
-from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, PROJECT_ROOT
+from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT
 from cir_lib.errors import ConfigError, PipelineError
+from cir_lib.project import project_root
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def get_profile(name: str) -> Profile:
 
 
 def resolve_data_root(profile: Profile, data_root: Optional[str | os.PathLike]) -> Path:
-    """The data root a profile uses: the given one, else the profile's default under the project."""
+    """The data root a profile uses: the given one, else the profile's default under the project
+    (`cir_lib.project.project_root`: found from the working directory, not from the library's place)."""
     if data_root is not None:
         return Path(data_root).expanduser().resolve()
     if profile.default_data_root is None:
@@ -98,5 +100,5 @@ def resolve_data_root(profile: Profile, data_root: Optional[str | os.PathLike]) 
             f"profile {profile.name!r} needs the real datasets: pass --data-root DIR, the folder holding "
             f"{FASHIONIQ_DIR}/ and {CIRR_DIR}/ (in a notebook: data_root = \"DIR\" in the parameters cell; "
             "README: 'Running the paper profile')")
-    return (PROJECT_ROOT / profile.default_data_root).resolve()
+    return (project_root() / profile.default_data_root).resolve()
 

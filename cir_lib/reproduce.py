@@ -23,18 +23,23 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from cir_lib.progress import ENV_VAR as PROGRESS_ENV_VAR
-from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR, PROJECT_ROOT
+from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.locks import folder_lock
 from cir_lib.profiles import Profile, get_profile, resolve_data_root
+from cir_lib.project import project_root, relative_to_project
 from cir_lib.recipes import recipe_backbones
 from cir_lib.storage import os_error_in, storage_error, writing
 
 logger = logging.getLogger(__name__)
 
-NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = ("00_data_prep", "01_stage1_finetune", "02_combiner_training", "03_evaluation", "04_qualitative")
 KERNEL_NAME = "cir-lib-reproduce"  # written to a temporary folder for each reproduce() call
+
+
+def notebook_dir() -> Path:
+    """The project's notebooks/ (`cir_lib.project.project_root`: found from the working directory)."""
+    return project_root() / "notebooks"
 
 
 def missing_real_data(data_root: Path, datasets: Sequence[str]) -> list[str]:
@@ -182,7 +187,9 @@ def pipeline_kernel() -> Iterator[str]:
 
     It is written to a temporary folder put first on JUPYTER_PATH, so a user-level `python3`
     kernelspec that points at another interpreter cannot be picked up by mistake. The kernel's
-    PYTHONPATH starts with the project root, so the notebooks import this checkout's cir_lib.
+    kernel imports the cir_lib that runs `reproduce` (a checkout's, run from source or installed with
+    -e, comes first on its PYTHONPATH; an installed one is on the interpreter's own path), wherever
+    the notebooks are.
 
     Yields:
         The kernel name to pass to papermill.
@@ -190,7 +197,7 @@ def pipeline_kernel() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="cir-lib-kernel-") as tmp:
         spec_dir = Path(tmp) / "kernels" / KERNEL_NAME
         spec_dir.mkdir(parents=True)
-        env_path = os.pathsep.join([str(PROJECT_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+        env_path = os.pathsep.join(_library_path() + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
         try:  # ipykernel's own spec for this interpreter (it carries the transport-encryption metadata)
             from ipykernel.kernelspec import get_kernel_dict
 
@@ -215,6 +222,14 @@ def pipeline_kernel() -> Iterator[str]:
                 os.environ["JUPYTER_PATH"] = old
 
 
+def _library_path() -> list[str]:
+    """[the checkout holding the running cir_lib] when it runs from a checkout, else [] (installed)."""
+    import cir_lib
+
+    source = Path(cir_lib.__file__).resolve().parents[1]
+    return [str(source)] if (source / "pyproject.toml").is_file() else []
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -230,7 +245,7 @@ def notebook_parameters(name: str, source: Optional[Path] = None) -> dict:
     """
     import papermill as pm
 
-    source = Path(source) if source is not None else NOTEBOOK_DIR / f"{name}.ipynb"
+    source = Path(source) if source is not None else notebook_dir() / f"{name}.ipynb"
     if not source.is_file():
         raise PipelineError(f"notebook {source} not found: run from a checkout of the project (notebooks/ "
                             "is not installed with the package)")
@@ -254,7 +269,7 @@ def _failure_message(notebook: str, output: Path, err: Exception) -> str:
 
 
 def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kernel_name: str,
-                 cwd: Path = NOTEBOOK_DIR, cell_timeout_s: Optional[int] = None, log_output: bool = False,
+                 cwd: Optional[Path] = None, cell_timeout_s: Optional[int] = None, log_output: bool = False,
                  progress: bool = True, source: Optional[Path] = None) -> float:
     """Execute one notebook of the series through papermill; PipelineError names the failing cell.
 
@@ -263,7 +278,7 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
         output: where the executed notebook is written (also when a cell fails).
         parameters: values injected after the `parameters` cell.
         kernel_name: a kernelspec name (`pipeline_kernel()` yields one running this Python).
-        cwd: the kernel's working directory.
+        cwd: the kernel's working directory (default: the project's notebooks/).
         cell_timeout_s: per-cell timeout (None: none).
         log_output: stream the cells' output to the log.
         progress: papermill's progress bar.
@@ -275,7 +290,7 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    source = Path(source) if source is not None else NOTEBOOK_DIR / f"{name}.ipynb"
+    source = Path(source) if source is not None else notebook_dir() / f"{name}.ipynb"
     if not source.is_file():
         raise PipelineError(f"notebook {source} not found: run from a checkout of the project (notebooks/ "
                             "is not installed with the package)")
@@ -288,7 +303,7 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(source), str(partial), parameters=dict(parameters), kernel_name=kernel_name,
-                            language="python", cwd=str(cwd), execution_timeout=cell_timeout_s, log_output=log_output,
+                            language="python", cwd=str(cwd if cwd is not None else notebook_dir()), execution_timeout=cell_timeout_s, log_output=log_output,
                             progress_bar=progress, report_mode=False)
     except PapermillExecutionError as err:
         _keep_failed(partial, failed)
@@ -322,8 +337,13 @@ def _results_of(path: Path) -> list:
     """What an executed notebook shows, without what changes from run to run: cell sources, and
     for each output its images as they are and its text with digits masked and spacing collapsed
     (a column's width follows its numbers); log and progress lines (streams), timings and execution
-    counts left out."""
+    counts left out. A training time ("52.1 s") and "reused" read the same: a rerun that reuses the
+    runs shows the same results as the run that trained them (whose notebook is kept)."""
     import re
+
+    def masked(text: str) -> str:
+        text = re.sub(r"(?<![\w.])(?:\d+\.\d+ s|reused)(?!\w)", "<training>", text)  # notebook.run_summary
+        return re.sub(r"\s+", " ", re.sub(r"\d+", "0", text))
 
     nb = json.loads(path.read_text(encoding="utf-8"))
     shown = []
@@ -333,8 +353,8 @@ def _results_of(path: Path) -> list:
             if out.get("output_type") == "stream":
                 continue
             data = out.get("data", {})
-            outputs.append({k: (re.sub(r"\s+", " ", re.sub(r"\d+", "0", "".join(v) if isinstance(v, list) else str(v)))
-                                if k.startswith("text/") else v) for k, v in data.items()})
+            outputs.append({k: (masked("".join(v) if isinstance(v, list) else str(v)) if k.startswith("text/") else v)
+                            for k, v in data.items()})
             if out.get("output_type") == "error":
                 outputs.append(out.get("ename"))
         shown.append(("".join(cell.get("source", [])), outputs))
@@ -364,10 +384,8 @@ def _portable_metadata(path: Path) -> None:
     for key in ("input_path", "output_path"):
         if meta.get(key):
             p = Path(meta[key])
-            try:
-                meta[key] = p.resolve().relative_to(PROJECT_ROOT).as_posix()
-            except ValueError:
-                meta[key] = p.name
+            shown = relative_to_project(p)
+            meta[key] = shown if not os.path.isabs(shown) else p.name
     if meta.get("output_path", "").split("/")[-1].startswith(".partial-"):
         meta["output_path"] = meta["output_path"].replace(".partial-", "")
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -432,7 +450,7 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
     if dry_run and prof.mini_preset is not None:
         raise ConfigError(f"--dry-run checks the paper profile's path before GPU-days; profile {prof.name!r} "
                           "is already small: run it as it is")
-    out = profile_dir(PROJECT_ROOT / "results" if results_dir is None else results_dir,
+    out = profile_dir(project_root() / "results" if results_dir is None else results_dir,
                       prof.name + ("-dry-run" if dry_run else ""))
     overrides = dict(parameters or {})
     declared = {name: notebook_parameters(name) for name in NOTEBOOKS}
@@ -527,10 +545,7 @@ def _write_summary(summary: dict) -> None:
 
 
 def _project_relative(path) -> str:
-    try:
-        return Path(path).resolve().relative_to(PROJECT_ROOT).as_posix()
-    except ValueError:
-        return str(path)
+    return relative_to_project(path)
 
 
 def format_summary(summary: dict) -> str:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from cir_lib.errors import ConfigError, option_name
+from cir_lib.project import find_project_root, portable
 from cir_lib.serialization import check_file, load_file
 from cir_lib.storage import read_only, writing
 
@@ -153,7 +154,7 @@ def environment_info(device: Optional[str] = None) -> dict:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    commit, dirty = git_state(Path(__file__).resolve().parents[1])
+    commit, dirty = git_state(find_project_root() or Path(__file__).resolve().parents[1])  # the project's
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -250,10 +251,14 @@ class RunFolder:
         old = check_run_folder(path, kind, resume)
         run = cls(Path(path), kind, writer)
         has_ckpt = run.last_path.exists() or run.best_path.exists()
+        # paths under the project root are recorded relative to it: the same run in a checkout at
+        # another path writes the same record (cir_lib.project.portable)
+        config_record, extra = portable(dataclasses.asdict(config)), portable(extra or {})
         if old is not None:
+            old = portable(old)
             if resume and has_ckpt:
-                _check_same_config(run.path, old.get("config", {}), dataclasses.asdict(config))
-                _check_same_data(run.path, old, extra or {})
+                _check_same_config(run.path, old.get("config", {}), config_record)
+                _check_same_data(run.path, old, extra)
                 _check_same_inputs(run.path, old, must_match or {})
                 extra = {**(extra or {}), **{k: old[k] for k in RESUME_INPUTS if k in old}}
         if writer:
@@ -262,7 +267,7 @@ class RunFolder:
             for stale in stale_files:
                 logger.warning("removing %s, left by an interrupted save", stale)
                 stale.unlink()
-            record = {"kind": kind, "config": dataclasses.asdict(config),
+            record = {"kind": kind, "config": config_record,
                       "environment": environment_info(device), "written": _now()}
             record.update(extra or {})
             atomic_write(run.config_path, lambda f: f.write(

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, PROJECT_ROOT, STAGES
+from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import get_profile, resolve_data_root
+from cir_lib.project import chosen_profile, find_project_root, project_root, relative_to_project
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +55,13 @@ _WRITER = {"data": "00_data_prep", "finetune": "01_stage1_finetune", "combiner":
 
 def relative_to_root(path: str | os.PathLike) -> str:
     """`path` relative to the project root (the JupyterLab server root) when under it, else as given."""
-    p = Path(path).expanduser()
-    try:
-        return p.resolve().relative_to(PROJECT_ROOT).as_posix()
-    except ValueError:
-        return str(path)
+    return relative_to_project(path)
 
 
 def rel_text(obj: Any) -> str:
     """`str(obj)` with the project root's absolute prefix removed (paths in reprs and log lines)."""
-    return str(obj).replace(str(PROJECT_ROOT) + os.sep, "")
+    root = find_project_root()
+    return str(obj) if root is None else str(obj).replace(str(root) + os.sep, "")
 
 
 
@@ -125,12 +123,24 @@ class _RootRelativeFormatter(logging.Formatter):
         return rel_text(super().format(record))
 
 
-def notebook_logging(level: int = logging.INFO) -> None:
-    """Show the kit's log messages (epoch summaries, cache hits, metrics) in a notebook's output.
+VERBOSE_ENV_VAR = "CIR_LIB_VERBOSE"  # 1: the notebooks show the detail lines too (DEBUG)
+
+
+def notebook_logging(level: Optional[int] = None) -> None:
+    """Show the kit's log messages (epoch summaries, one line per evaluated row and split) in a
+    notebook's output.
 
     Only the `cir_lib` loggers are routed to stdout, so other libraries stay quiet; calling it again
     does not add a second handler. Paths under the project root are shown relative to it.
+
+    Args:
+        level: the logging level; None: INFO, or DEBUG when `$CIR_LIB_VERBOSE` is 1 (the detail:
+            feature-cache hits, per-category recalls). In a notebook, `notebook_logging(logging.DEBUG)`
+            after the setup cell does the same.
     """
+    if level is None:
+        verbose = os.environ.get(VERBOSE_ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+        level = logging.DEBUG if verbose else logging.INFO
     kit = logging.getLogger("cir_lib")
     kit.setLevel(level)
     if not any(getattr(h, "_cir_lib_notebook", False) for h in kit.handlers):
@@ -204,14 +214,17 @@ class Settings:
         return "Settings(\n" + "\n".join(lines) + "\n)"
 
 
-def setup(profile: str = "mini", notebook: Optional[str] = None, **knobs: Any) -> Settings:
+def setup(profile: Optional[str] = None, notebook: Optional[str] = None, **knobs: Any) -> Settings:
     """Resolve a notebook's parameters: every knob left None takes the profile's value.
 
     Also routes the kit's log lines to the notebook (`notebook_logging`) and, for a notebook of the
     series, checks that the notebooks it depends on have run (`require_earlier`).
 
     Args:
-        profile: "smoke", "mini" or "paper" (`cir_lib.profiles.PROFILES`): the one switch.
+        profile: "smoke", "mini" or "paper" (`cir_lib.profiles.PROFILES`); None (the notebooks'
+            committed value): the profile chosen for the project, `$CIR_LIB_PROFILE` (`make lab
+            PROFILE=smoke`), else `local_profile.txt` at the project root, else "mini"
+            (`cir_lib.project.chosen_profile`). Papermill's injected value wins over both.
         notebook: the calling notebook ("03_evaluation"); its inputs are checked.
         **knobs: any of `KNOBS`; None means "the profile's value" (data_root: data/<profile>;
             results_dir: results/<profile>; skip_missing: False; interactive: True).
@@ -229,7 +242,15 @@ def setup(profile: str = "mini", notebook: Optional[str] = None, **knobs: Any) -
         >>> settings.recipes, settings.rel(settings.paths.runs)
         ({'fashioniq': 'smoke', 'cirr': 'smoke'}, 'results/smoke/runs')
     """
-    prof = get_profile(profile)
+    source = "given"
+    if profile is None:
+        profile, source = chosen_profile()
+    try:
+        prof = get_profile(profile)
+    except ConfigError as err:
+        if source == "given":
+            raise
+        raise ConfigError(f"{err} (it comes from {source}: fix or remove it there)") from None
     unknown = sorted(set(knobs) - set(KNOBS))
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {unknown}; known: {', '.join(KNOBS)}")
@@ -238,7 +259,7 @@ def setup(profile: str = "mini", notebook: Optional[str] = None, **knobs: Any) -
     given = {k: v for k, v in knobs.items() if v is not None}
     root = resolve_data_root(prof, given.get("data_root"))
     results = Path(given["results_dir"]).expanduser().resolve() if "results_dir" in given \
-        else PROJECT_ROOT / "results" / prof.name
+        else project_root() / "results" / prof.name
     recipes = dict(given.get("recipes", prof.recipes))
     datasets = tuple(given.get("datasets", recipes))
     missing = [d for d in datasets if d not in recipes]
@@ -264,6 +285,8 @@ def setup(profile: str = "mini", notebook: Optional[str] = None, **knobs: Any) -
         dry_run=bool(given.get("dry_run", False)),
     )
     notebook_logging()
+    if source not in ("given", "default"):
+        logger.info("profile %r, chosen in %s", prof.name, source)
     if notebook is not None:
         require_earlier(settings, notebook)
     return settings

@@ -42,6 +42,7 @@ class RunResult:
     history: list  # one dict per epoch (the rows of history.csv)
     seconds: float  # wall time of this call
     config: object = field(repr=False, default=None)  # the resolved config
+    reused: bool = False  # True: a finished run read back from its folder (nothing trained by this call)
 
 
 

@@ -49,21 +49,35 @@ def real_root(real_annotations, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_pipeline(smoke_root, tmp_path_factory):
-    """The smoke profile run once through `cir_lib.reproduce` (the five notebooks), shared by the
-    tests that read its products (tests/test_notebooks.py, tests/test_pinned_numbers.py).
+    """The smoke profile run once through `cir_lib.reproduce` (the five notebooks), in a project
+    skeleton (the notebooks and pyproject.toml, as a checkout has them: data/ and results/ land beside
+    them), shared by the tests that read its products (tests/test_notebooks.py,
+    tests/test_pinned_numbers.py).
 
-    Returns a namespace: data_root (a copy of `smoke_root`), results (the results folder), out
-    (`results/smoke`), summary (what `reproduce` returned) and seconds. Tests must not modify it."""
+    Returns a namespace: project (the skeleton), data_root (`data/smoke`, a copy of `smoke_root`),
+    results (the results folder), out (`results/smoke`), summary (what `reproduce` returned) and
+    seconds. Tests must not modify it."""
     import shutil
     import time
     from types import SimpleNamespace
 
     from cir_lib import reproduce as runner
 
-    base = tmp_path_factory.mktemp("smoke_pipeline")
-    data_root = base / "smoke"
+    root = Path(__file__).resolve().parents[1]
+    project = tmp_path_factory.mktemp("smoke_pipeline") / "first"
+    shutil.copytree(root / "notebooks", project / "notebooks")
+    shutil.copy2(root / "pyproject.toml", project / "pyproject.toml")
+    data_root = project / "data" / "smoke"
     shutil.copytree(smoke_root, data_root)  # the session fixture must stay untouched
-    start = time.perf_counter()
-    summary = runner.reproduce("smoke", data_root=data_root, results_dir=base / "results", progress=False)
-    return SimpleNamespace(data_root=data_root, results=base / "results", out=base / "results" / "smoke",
-                           summary=summary, seconds=time.perf_counter() - start)
+    cwd, env = os.getcwd(), os.environ.pop("CIR_LIB_PROJECT", None)
+    os.chdir(project)  # the project root is found from the working directory
+    try:
+        start = time.perf_counter()
+        summary = runner.reproduce("smoke", progress=False)  # the project's data/smoke and results/smoke
+        seconds = time.perf_counter() - start
+    finally:
+        os.chdir(cwd)
+        if env is not None:
+            os.environ["CIR_LIB_PROJECT"] = env
+    return SimpleNamespace(project=project, data_root=data_root, results=project / "results",
+                           out=project / "results" / "smoke", summary=summary, seconds=seconds)

@@ -175,9 +175,9 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
             query.press("Enter")
             second = _wait_changed(page, explorer, first)
 
-            caption = explorer.locator(".widget-inline-hbox:has(label:text-is('caption')) textarea")
+            caption = explorer.locator(".widget-inline-hbox:has(label:text-is('caption')) input")
             caption.fill("is bright red with long sleeves and a large white star")
-            explorer.locator("button:has-text('retrieve')").click()
+            caption.press("Enter")  # Enter retrieves, no button
             third = _wait_changed(page, explorer, second)
 
             top = explorer.locator(".widget-inline-hbox:has(label:text-is('top-k')) .widget-readout")
@@ -188,7 +188,7 @@ def test_explorer_in_jupyterlab(lab, tmp_path):
 
             reference = explorer.locator(".widget-inline-hbox:has(label:text-is('reference')) input")
             reference.fill("no-such-image")
-            explorer.locator("button:has-text('retrieve')").click()
+            reference.press("Enter")  # Enter in the reference box: the unknown name is reported
             explorer.locator(".cir-explorer-message").filter(has_text="unknown reference image").wait_for(timeout=60_000)
 
             page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")

@@ -175,7 +175,12 @@ def _declared(name: str) -> dict:
 @pytest.mark.parametrize("name", runner.NOTEBOOKS)
 def test_parameters_cell_is_the_profile_and_this_notebooks_knobs(name):
     declared = _declared(name)
-    assert declared["profile"] == "mini" and list(declared)[0] == "profile"
+    assert list(declared)[0] == "profile", f"{name}: the parameters cell starts with profile"
+    assert declared["profile"] is None, (
+        f"notebooks/{name}.ipynb: the parameters cell says profile = {declared['profile']!r}; set it back to "
+        "profile = None before committing. Choose the profile once for all five notebooks instead: write it in "
+        "local_profile.txt at the project root (ignored by git) or start `make lab PROFILE=smoke` "
+        "(README 'One switch')")
     knobs = set(declared) - {"profile"}
     assert knobs <= set(KNOBS), f"{name}: {knobs - set(KNOBS)} are not knobs setup() resolves"
     assert all(declared[k] is None for k in knobs), f"{name}: a knob defaults to None, 'the profile's value'"
@@ -187,6 +192,52 @@ def test_parameters_cell_is_the_profile_and_this_notebooks_knobs(name):
         if cell["cell_type"] == "code" and "settings = setup(" not in _text(cell) and cell not in _parameters_cells(_read(name)):
             read = {n.id for n in ast.walk(ast.parse(_text(cell))) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
             assert not read & (set(KNOBS) | {"profile"}), f"{name}: reads {read & set(KNOBS)} unresolved"
+
+
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
+def test_every_imported_name_is_used(name):
+    cells = [ast.parse(_text(c)) for c in _read(name)["cells"] if c["cell_type"] == "code"]
+    imported = {(a.asname or a.name).split(".")[0] for tree in cells for node in ast.walk(tree)
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
+    used = {n.id for tree in cells for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    assert not imported - used, f"{name}: imports {sorted(imported - used)} without using them"
+
+
+def test_one_switch_outside_the_notebooks(tmp_path, monkeypatch):
+    from cir_lib import project
+
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "cir_lib"\n')
+    monkeypatch.chdir(tmp_path / "notebooks")  # where a notebook's kernel runs
+    monkeypatch.delenv(project.PROFILE_ENV_VAR, raising=False)
+    monkeypatch.delenv(project.PROJECT_ENV_VAR, raising=False)
+    assert project.chosen_profile() == ("mini", "default")
+    (tmp_path / project.PROFILE_FILE).write_text("# the profile of the five notebooks\nsmoke\n")
+    assert project.chosen_profile() == ("smoke", project.PROFILE_FILE)
+    settings = setup(None, None)  # a notebook's profile = None
+    assert settings.profile == "smoke" and settings.paths.root == tmp_path / "results" / "smoke"
+    assert setup("mini", None).profile == "mini"  # papermill's injected profile wins
+    monkeypatch.setenv(project.PROFILE_ENV_VAR, "paper")  # make lab PROFILE=paper: wins over the file
+    assert project.chosen_profile() == ("paper", "$CIR_LIB_PROFILE")
+    monkeypatch.setenv(project.PROFILE_ENV_VAR, "smol")
+    with pytest.raises(ConfigError, match="smol.*CIR_LIB_PROFILE"):
+        setup(None, None)
+    readme = (ROOT / "README.md").read_text()
+    assert project.PROFILE_FILE in readme and "make lab PROFILE=smoke" in readme
+    assert project.PROFILE_FILE in _text(_read("00_data_prep")["cells"][0])
+    assert f"/{project.PROFILE_FILE}" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_a_reused_run_shows_the_same_results_as_the_run_that_trained_it(tmp_path):
+    def executed(training, score="35.1"):
+        nb = {"cells": [{"cell_type": "code", "source": "notebook.run_summary(stage1)", "outputs": [
+            {"output_type": "execute_result", "data": {"text/plain": f"cirr  {score}  {training}"}}]}]}
+        path = tmp_path / f"{training}-{score}.ipynb"
+        path.write_text(json.dumps(nb))
+        return path
+
+    assert runner.same_results(executed("52.1 s"), executed("reused"))  # the rerun keeps the first notebook
+    assert not runner.same_results(executed("52.1 s"), executed("reused", score="bad"))
 
 
 def test_notebooks_declare_only_what_they_use():
@@ -364,9 +415,10 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
 
 
 @pytest.mark.notebooks
-def test_smoke_profile_runs_every_notebook(smoke_pipeline):
+def test_smoke_profile_runs_every_notebook(smoke_pipeline, tmp_path, monkeypatch):
+    project = smoke_pipeline.project  # run once in a project skeleton (tests/conftest.py)
     data_root, summary, seconds, out = (smoke_pipeline.data_root, smoke_pipeline.summary, smoke_pipeline.seconds,
-                                        smoke_pipeline.out)  # run once (tests/conftest.py)
+                                        smoke_pipeline.out)
     assert list(summary["executed"]) == list(runner.NOTEBOOKS)
     for name in runner.NOTEBOOKS:  # small, no widget state, no frozen bars: final progress lines only
         executed = out / "executed" / f"{name}.ipynb"
@@ -393,7 +445,19 @@ def test_smoke_profile_runs_every_notebook(smoke_pipeline):
     assert {str(p) for p in summary["tables"]} >= {str(out / "tables" / "cirr.csv")}
     print(f"smoke reproduce: {seconds:.1f} s", {k: round(v, 1) for k, v in summary["seconds"].items()})
     _explorer_checks(data_root, out)
-    _rerun_checks(data_root, smoke_pipeline.results, out)
+    before = _tracked_files(out)
+    records = [out / name for name in before if Path(name).suffix in (".json", ".ipynb", ".md", ".csv", ".tex")]
+    assert not [p.name for p in records if str(project.parent) in p.read_text()], "an absolute path in a record"
+    moved = tmp_path / "second" / "clone"  # the same project at another path: the rerun there changes nothing
+    shutil.copytree(project, moved)
+    hidden = project.with_name(project.name + "-hidden")  # the original out of reach while the copy reruns
+    project.rename(hidden)  # (put back afterwards: other tests read the shared run)
+    try:
+        monkeypatch.chdir(moved / "notebooks")
+        monkeypatch.delenv("CIR_LIB_PROJECT", raising=False)
+        _rerun_checks(before, moved / "results" / "smoke")
+    finally:
+        hidden.rename(project)
 
 
 def _tracked_files(out) -> dict:
@@ -404,15 +468,15 @@ def _tracked_files(out) -> dict:
             and not p.name.startswith("events.out.tfevents.")}
 
 
-def _rerun_checks(data_root, results, out):
-    """A rerun reuses the finished runs and leaves every tracked file byte-identical (tables, figures
-    with their PDFs, metrics, executed notebooks, run records); --from 03 trains nothing."""
-    before = _tracked_files(out)
+def _rerun_checks(before, out):
+    """A rerun (here in a copy of the project at another path) reuses the finished runs and leaves
+    every tracked file byte-identical (tables, figures with their PDFs, metrics, executed notebooks,
+    run records); --from 03 trains nothing."""
     best = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("best.pt")}
-    runner.reproduce("smoke", data_root=data_root, results_dir=results, progress=False, log_output=False)
+    runner.reproduce("smoke", progress=False, log_output=False)
     after = _tracked_files(out)
     assert {k for k in before if before[k] != after.get(k)} == set() and set(after) == set(before)
-    runner.reproduce("smoke", data_root=data_root, results_dir=results, progress=False, log_output=False, start="03")
+    runner.reproduce("smoke", progress=False, log_output=False, start="03")
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("best.pt")} == best
 
 
@@ -449,13 +513,16 @@ def _explorer_checks(data_root, out):
     top.value = 2  # applied at once, without the retrieve button
     assert ranked.value.count(",") == 2 * (2 - 1)
     listed = ranked.value
-    reference.value = "no-such-image"
-    go.click()
+    reference.value = "no-such-image"  # what Enter in the box sends: checked at once, no button
     assert "unknown reference image" in message.value and "no-such-image" in message.value
     assert ranked.value == listed  # nothing retrieved for it
-    reference.value = ex.query("cirr", 1)["reference"]
     go.click()
+    assert "unknown reference image" in message.value and ranked.value == listed
+    reference.value = ex.query("cirr", 1)["reference"]
     assert message.value == ""
+    caption.value = "add two red cars and remove the dog"  # Enter in the caption box retrieves
+    assert message.value == "" and ranked.value != listed
+    assert not caption.continuous_update and not reference.continuous_update  # the value arrives on Enter
 
 
 @pytest.mark.notebooks

@@ -3,6 +3,8 @@ refused by name (never deleted unasked), and `fresh` starts over only when asked
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cir_lib import notebook
@@ -58,3 +60,66 @@ def test_a_copied_results_folder_still_loads(smoke_root, tmp_path):
     backbone, combiner, _ = load_run(tmp_path / "b" / "runs" / "cirr-combiner")
     assert hasattr(combiner, "dynamic_scalar") and backbone.name == "cir-mini"
     assert "/a/" not in (tmp_path / "b" / "runs" / "cirr-combiner" / "config.json").read_text()
+
+
+def _project(folder):
+    """A checkout's skeleton: what `cir_lib.project` recognises as a project root."""
+    (folder / "notebooks").mkdir(parents=True)
+    (folder / "pyproject.toml").write_text('[project]\nname = "cir_lib"\n')
+    return folder
+
+
+def test_records_are_portable_a_project_at_another_path_writes_the_same_bytes(smoke_root, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from cir_lib.loading import load_run
+
+    monkeypatch.delenv("CIR_LIB_PROJECT", raising=False)
+    records = {}
+    for name in ("a", "b"):  # the same series in two checkouts at different paths
+        root = _project(tmp_path / name)
+        shutil.copytree(smoke_root, root / "data" / "smoke")
+        monkeypatch.chdir(root / "notebooks")  # where a notebook's kernel runs
+        paths = result_paths(root / "results" / "smoke")
+        data_root = root / "data" / "smoke"
+        stage1 = notebook.train_or_reuse("finetune", data_root, _config(epochs=1, cache_dir=paths.cache),
+                                         paths.run("cirr", "finetune"))
+        combiner = notebook.stage_config("smoke", "combiner", "cirr", epochs=1, cache_dir=paths.cache)
+        notebook.train_or_reuse("combiner", data_root, combiner, paths.run("cirr", "combiner"), clip_run=stage1.run_dir)
+        meta = notebook.table_meta(paths, "cirr", profile="smoke", data_root=data_root)
+        texts = {f.name: (paths.runs / f.name / "config.json").read_text() for f in paths.runs.iterdir()}
+        texts["meta"] = json.dumps(meta, indent=2)
+        assert not [k for k, t in texts.items() if str(tmp_path) in t], "an absolute path in a record"
+        info = json.loads(texts["cirr-finetune"])
+        assert (info["data_root"], info["config"]["cache_dir"]) == ("data/smoke", "results/smoke/cache")
+        records[name] = {k: re.sub(r'"written": "[^"]*"', "", t) for k, t in texts.items()}
+        load_run(paths.run("cirr", "combiner"))  # the relative records load back
+    assert records["a"] == records["b"]
+
+    # moved: the copy reuses its runs (the recorded data root is the copy's) and rewrites nothing
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    shutil.rmtree(tmp_path / "b")
+    monkeypatch.chdir(tmp_path / "c" / "notebooks")
+    paths = result_paths(tmp_path / "c" / "results" / "smoke")
+    before = {p: p.read_bytes() for p in paths.runs.rglob("*") if p.is_file()}
+    again = notebook.train_or_reuse("finetune", tmp_path / "c" / "data" / "smoke",
+                                    _config(epochs=1, cache_dir=paths.cache), paths.run("cirr", "finetune"))
+    assert again.reused and notebook.run_summary({"cirr": again})["training"].tolist() == ["reused"]
+    assert {p: p.read_bytes() for p in paths.runs.rglob("*") if p.is_file()} == before
+
+
+def test_a_reused_run_written_with_absolute_paths_is_made_portable(smoke_root, tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.delenv("CIR_LIB_PROJECT", raising=False)
+    root = _project(tmp_path / "p")
+    monkeypatch.chdir(root)
+    run = root / "results" / "smoke" / "runs" / "cirr-finetune"
+    notebook.train_or_reuse("finetune", smoke_root, _config(epochs=1, cache_dir=root / "cache"), run)
+    info = json.loads((run / "config.json").read_text())
+    assert info["config"]["cache_dir"] == "cache" and info["data_root"] == str(smoke_root.resolve())  # outside: as given
+    info["config"]["cache_dir"] = str(root / "cache")  # as records were written before
+    (run / "config.json").write_text(json.dumps(info, indent=2))
+    assert notebook.train_or_reuse("finetune", smoke_root, _config(epochs=1, cache_dir=root / "cache"), run).reused
+    assert json.loads((run / "config.json").read_text())["config"]["cache_dir"] == "cache"

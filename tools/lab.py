@@ -4,6 +4,8 @@ The server's root is the project root, so the notebooks reach `results/` and `da
 they print (relative to the root) open in JupyterLab. The layout is a JupyterLab workspace written
 to `.jupyter/workspaces/` (ignored by git) at every start: the series opens as five tabs, 00 first,
 whatever was open the last time. Extra arguments go to `jupyter lab` (e.g. `--port 8890`).
+`make lab PROFILE=smoke` sets `CIR_LIB_PROFILE` for the server's kernels: the notebooks, whose
+`profile` is None, run that profile (`cir_lib.project.chosen_profile`).
 
 This is a development script, not part of the `cir_lib` library.
 """
@@ -56,6 +58,10 @@ def command(extra: list[str]) -> list[str]:
 
 
 def main(argv=None) -> None:
+    from cir_lib.project import chosen_profile  # light: no torch
+
+    profile, source = chosen_profile(ROOT)
+    print(f"the notebooks run the {profile!r} profile ({source}; README 'One switch')", flush=True)
     write_workspace()
     cmd = command(list(sys.argv[1:] if argv is None else argv))
     os.chdir(ROOT)
