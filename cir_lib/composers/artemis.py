@@ -30,7 +30,8 @@ from torch import nn
 from cir_lib.errors import ConfigError
 
 # naver/artemis option.py: --temperature 2.65926; train.py multiplies the (B, B) scores by
-# exp(temperature) (= 14.29, CLIP's initial 1 / 0.07) when --learn_temperature is set.
+# exp(temperature) (= 14.29, CLIP's initial 1 / 0.07) when --learn_temperature is set, as
+# scripts/release_script.sh does for every training run; its loss.py is cross-entropy over them.
 LOG_TEMPERATURE_INIT = 2.65926
 _EPS = 1e-12  # as F.normalize: divide by max(norm, eps)
 
