@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.combiner import Combiner  # noqa: E402
 from cir_lib.data import eval_captions  # noqa: E402
+from cir_lib.datasets import get_dataset  # noqa: E402
 from cir_lib.features import image_features, text_features  # noqa: E402
 from cir_lib.metrics import cirr_recall, fashioniq_recall  # noqa: E402
 from cir_lib.finetune import finetune  # noqa: E402
@@ -130,20 +131,16 @@ def norm_ratios(vals: dict) -> dict:
 
 def val_metrics(dataset: str, vals: dict, compose) -> dict:
     """Flat metrics of compose(reference features, caption features) -> queries, as the kit reports them."""
+    ds = get_dataset(dataset)
     per = {}
     for label, (split, index, text) in vals.items():
         query = compose(index[split.reference_indices], text)
-        if dataset == "fashioniq":
+        if not ds.has_members:
             per[label] = fashioniq_recall(query, index, split.target_indices)
         else:
             per[label] = cirr_recall(query, index, split.reference_indices, split.target_indices,
                                      split.member_indices)
-    if dataset == "cirr":
-        return dict(per["cirr"])
-    flat = {f"{c}_{k}": v for c, m in per.items() for k, v in m.items()}
-    for k in next(iter(per.values())):
-        flat[f"average_{k}"] = sum(m[k] for m in per.values()) / len(per)
-    return flat
+    return ds.aggregate(per)
 
 
 def single_modality(dataset: str, vals: dict) -> dict:

@@ -19,6 +19,7 @@ from cir_lib.errors import ConfigError
 from cir_lib.precision import round_weights_fp16
 from cir_lib.project import resolve_recorded
 from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, combiner_dims, config_from_dict, resolve_pretrained
+from cir_lib.datasets import get_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def best_checkpoint_path(run_dir, which: str = "best", info: Optional[dict] = No
         path = run_dir / runs.BEST_FILE
     else:
         info = info if info is not None else runs.read_run_config(run_dir)
-        if info.get("dataset") not in (None, "cirr"):
+        if info.get("dataset") is not None and not get_dataset(info["dataset"]).selection_means:
             raise ConfigError(f"run {run_dir} trained on {info.get('dataset')}: only CIRR runs keep a best "
                               f"checkpoint per mean; drop --best-by {which}")
         path = run_dir / runs.best_file(which)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from cir_lib.constants import MINI_CHECKPOINT, STAGES
+from cir_lib.datasets import get_dataset
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import PROFILES, get_profile
 from cir_lib.project import portable, resolve_recorded
@@ -30,8 +31,7 @@ from cir_lib.settings import ResultPaths, Settings, relative_to_root
 from cir_lib.tables import (
     ABLATIONS,
     METHODS,
-    cirr_table,
-    fashioniq_table,
+    dataset_table,
     read_cirr_test_results,
     seed_table,
     write_seed_table,
@@ -311,10 +311,10 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
         if ablation is not None:
             composer = ABLATION_COMPOSERS[ablation](backbone.embed_dim)
         preprocess = preprocess_for(run_cfg, backbone)
-        fn = evaluate.evaluate_fashioniq if dataset == "fashioniq" else evaluate.evaluate_cirr
         logger.debug("evaluating %s on %s %s", method, dataset, config.split)
         groups = {} if encoded is not None else None
-        out[method] = fn(data_root, backbone, composer, config, preprocess=preprocess, encoded=groups)
+        out[method] = evaluate.evaluate_dataset(dataset, data_root, backbone, composer, config, preprocess=preprocess,
+                                                encoded=groups)
         logger.info("%s %s, %s: %s", dataset, config.split, method, _metrics_line(dataset, out[method]))
         if encoded is not None:
             encoded[method] = groups
@@ -323,11 +323,11 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
 
 def _metrics_line(dataset: str, metrics: Mapping[str, Any]) -> str:
     """The one log line of an evaluated row (the per-category lines are DEBUG: verbose logging)."""
-    flat = metrics.get("average", {}) if dataset == "fashioniq" else metrics
-    keys = ("recall@10", "recall@50") if dataset == "fashioniq" else ("recall@1", "recall@5", "recall@10",
-                                                                     "recall@50", "recall_subset@1")
+    ds = get_dataset(dataset)
+    flat = metrics.get("average", {}) if ds.categories else metrics
+    keys = tuple(f"recall@{k}" for k in ds.ks) + tuple(f"recall_subset@{k}" for k in ds.subset_ks[:1])
     shown = ", ".join(f"{k} {float(flat[k]):.2f}" for k in keys if k in flat)
-    return (f"average {shown}" if dataset == "fashioniq" else shown) or "no metrics"
+    return (f"average {shown}" if ds.categories and shown else shown) or "no metrics"
 
 
 def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
@@ -343,9 +343,10 @@ def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     """
     from cir_lib.evaluate import split_ranks
 
-    if dataset == "fashioniq":
+    ds = get_dataset(dataset)
+    if ds.categories:
         return {m: {g: split_ranks(e)["ranks"] for g, e in groups.items()} for m, groups in encoded.items()}
-    return {m: split_ranks(groups["cirr"]) for m, groups in encoded.items()}
+    return {m: split_ranks(groups[ds.name]) for m, groups in encoded.items()}
 
 
 def backbone_label(settings: "Settings", dataset: str, backbone: str) -> str:
@@ -383,11 +384,8 @@ def build_tables(settings: "Settings", rows: Mapping[str, Any], encoded: Mapping
     tables = {}
     for dataset in settings.datasets:
         ranks = {label: ranks_of(enc, dataset) for label, enc in encoded[dataset].items()}
-        if dataset == "fashioniq":
-            tables[dataset] = fashioniq_table(rows[dataset], ranks=ranks, context=("cited", "published"))
-        else:
-            tables[dataset] = cirr_table(rows[dataset], ranks=ranks, context=("cited", "published"),
-                                         test_results=test_results)
+        tables[dataset] = dataset_table(dataset, rows[dataset], ranks=ranks, context=("cited", "published"),
+                                        test_results=test_results if get_dataset(dataset).test_server else None)
     return tables
 
 
@@ -413,7 +411,8 @@ def write_submissions(settings: "Settings", config: EvalConfig) -> list:
     from cir_lib.loading import load_run, preprocess_for
     from cir_lib.submit import write_cirr_submission
 
-    if "cirr" not in settings.datasets:
+    served = [d for d in settings.datasets if get_dataset(d).test_server]  # CIRR: its writer below
+    if not served:
         return []
     out_dir = settings.paths.root / "submissions"
     written = []
@@ -445,14 +444,13 @@ def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[st
         return {}
     files = {}
     for dataset in settings.datasets:
-        build = fashioniq_table if dataset == "fashioniq" else cirr_table
         per_seed = {settings.seeds[0]: tables[dataset]}
         for seed in settings.seeds[1:]:
             rows = {backbone_label(settings, dataset, bb): evaluate_methods(
                 settings.data_root, dataset, settings.paths, config, methods=METHODS, seed=seed, backbone=bb)
                 for bb in settings.backbones}
-            per_seed[seed] = build(rows, context=())
-        name = "FashionIQ val" if dataset == "fashioniq" else "CIRR val"
+            per_seed[seed] = dataset_table(dataset, rows, context=())
+        name = f"{get_dataset(dataset).title} val"
         files[dataset] = write_seed_table(seed_table(per_seed), settings.paths.tables, dataset,
                                           title=f"{name} across training seeds {list(settings.seeds)} "
                                                 f"(profile {settings.profile})")
@@ -532,8 +530,10 @@ def table_notes(settings: "Settings | str", dataset: str, split: str = "val",
     if profile not in PROFILES or PROFILES[profile].mini_preset is not None:
         notes.append("the mini benchmark is synthetic, not the paper's data: the paper's rows and the "
                      "differences to them are context, not a comparison")
-    if dataset == "cirr" and split != "test1":
-        notes.append("this run's CIRR rows are on val unless marked test1; the paper's are on test1 (evaluation server)")
+    ds = get_dataset(dataset)
+    if ds.test_server and split != ds.test_split:
+        notes.append(f"this run's {ds.title} rows are on val unless marked {ds.test_split}; the paper's are on "
+                     f"{ds.test_split} (evaluation server)")
     nested = rows or {}
     if nested and not all(m in METHODS + ABLATIONS for m in nested):
         nested = {f"{m} [{bb}]": v for bb, per in nested.items() for m, v in per.items()}
@@ -571,7 +571,7 @@ def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     seven recalls) and whether zero-shot sum < stage 1 sum < stage 1 + Combiner holds."""
     from cir_lib.selection import selection_score  # the rule that picks best.pt, on the table's flat rows
 
-    table = (fashioniq_table if dataset == "fashioniq" else cirr_table)(rows, context=())
+    table = dataset_table(dataset, rows, context=())
     scores = {r["method"]: float(selection_score(dataset, r)) for r in table.to_dict("records")}
     values = [scores[m] for m in METHODS if m in scores]
     return {"scores": scores, "ascending": all(a < b for a, b in zip(values, values[1:]))}

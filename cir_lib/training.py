@@ -23,7 +23,8 @@ import torch
 
 from cir_lib import runs
 from cir_lib.errors import ConfigError, TrainingError
-from cir_lib.selection import SELECTION_CHOICES, selection_score, selection_scores
+from cir_lib.datasets import get_dataset
+from cir_lib.selection import selection_score, selection_scores
 from cir_lib.validation import format_metrics
 
 logger = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
     if metrics is not None:
         row.update(metrics)
         row["score"] = selection_score(dataset, metrics, getattr(config, "selection", "arithmetic"))
-        if dataset == "cirr":  # the original keeps a best by each mean: record all three
+        if get_dataset(dataset).selection_means:  # the original keeps a best by each CIRR mean: record all
             row.update({f"score_{k}": v for k, v in selection_scores(dataset, metrics).items()})
     row["seconds"] = time.perf_counter() - t0
     state["history"].append(row)
@@ -154,13 +155,13 @@ def keep_bests(run, state: dict, row: dict, metrics: dict, dataset: str, config,
     improved = row["score"] > state["best_score"]
     if improved:
         state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
-    if dataset != "cirr":
+    if not get_dataset(dataset).selection_means:
         if improved and run.writer:
             save_best({**record, "score": row["score"]}, run.best_path)
         return
     selection = getattr(config, "selection", "arithmetic")
     best_by = state.setdefault("best_by", {})
-    for mean in SELECTION_CHOICES:
+    for mean in get_dataset(dataset).selection_means:
         score = row[f"score_{mean}"]
         if score > best_by.get(mean, {}).get("score", -math.inf):
             best_by[mean] = {"score": score, "epoch": epoch}
