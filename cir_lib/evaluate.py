@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 import torch
 
 from cir_lib.constants import FASHIONIQ_CATEGORIES
+from cir_lib.composers import composer_kind
 from cir_lib.data import SkipReport, load_split
 from cir_lib.datasets import get_dataset
 from cir_lib.devices import pick_device
@@ -42,6 +43,8 @@ class EncodedSplit:
     query_features: torch.Tensor  # [Q, d] normalized composer output
     lambdas: Optional[torch.Tensor]  # [Q] the Combiner's text weight; None for the sum
     ranks: Optional[dict] = field(default=None, repr=False)  # per-query target ranks, once computed
+    scores: Optional[torch.Tensor] = field(default=None, repr=False)  # [Q, N] from a "scores" composer
+    # (query_features is then None: such a composer gives no query vector)
 
 
 # --------------------------------------------------------------------------- composing
@@ -90,6 +93,33 @@ def compose_queries(combiner: torch.nn.Module, reference_features: torch.Tensor,
     return torch.cat(queries), lam
 
 
+@torch.no_grad()
+def compose_scores(composer: torch.nn.Module, reference_features: torch.Tensor, text_features: torch.Tensor,
+                   index_features: torch.Tensor, *, batch_size: int = COMPOSE_BATCH) -> torch.Tensor:
+    """Scores [Q, N] of each query against the index, from a composer of kind "scores"
+    (`cir_lib.composers`: `scores(image_features, text_features, index_features)`), in eval mode.
+
+    Example:
+        >>> s = compose_scores(artemis, ref, txt, index)  # then cir_lib.metrics.ranks_from_scores
+    """
+    if reference_features.shape != text_features.shape:
+        raise ConfigError(f"reference features {tuple(reference_features.shape)} and text features "
+                          f"{tuple(text_features.shape)} differ in shape; both must come from one backbone")
+    device = _module_device(composer)
+    was_training = composer.training
+    composer.eval()
+    rows = []
+    try:
+        index = index_features.to(device, torch.float32)
+        for start in range(0, reference_features.shape[0], batch_size):
+            ref = reference_features[start:start + batch_size].to(device, torch.float32)
+            txt = text_features[start:start + batch_size].to(device, torch.float32)
+            rows.append(composer.scores(ref, txt, index).float().cpu())
+    finally:
+        composer.train(was_training)
+    return torch.cat(rows) if rows else torch.empty(0, index_features.shape[0])
+
+
 def _default_preprocess(preprocess, backbone):
     from cir_lib.transform import PreprocessConfig
 
@@ -127,6 +157,9 @@ def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None,
     index = image_features(backbone, split, preprocess, cache_dir=config.cache_dir, batch_size=config.batch_size,
                            device=device, split_label=split.label, num_workers=config.num_workers)
     reference, text = query_features(backbone, split, index, eval_captions(split), batch_size=config.text_batch_size)
+    if composer_kind(combiner) == "scores":
+        return EncodedSplit(split, index, reference, text, None, None,
+                            scores=compose_scores(combiner, reference, text, index))
     query, lambdas = compose_queries(combiner, reference, text)
     return EncodedSplit(split, index, reference, text, query, lambdas)
 
@@ -136,8 +169,14 @@ def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None,
 
 def _target_ranks(encoded: EncodedSplit) -> dict:
     """The per-query ranks behind the metrics, computed once per encoded split (kept on it)."""
-    from cir_lib.metrics import cirr_ranks, target_ranks
+    from cir_lib.metrics import cirr_ranks, ranks_from_scores, target_ranks
 
+    if encoded.ranks is None and encoded.scores is not None:  # a "scores" composer
+        split = encoded.split
+        ds = get_dataset(split.dataset)
+        encoded.ranks = ranks_from_scores(
+            encoded.scores, split.target_indices, split.reference_indices if ds.removes_reference else None,
+            split.member_indices if ds.has_members else None)
     if encoded.ranks is None:
         split = encoded.split
         if not get_dataset(split.dataset).has_members:

@@ -32,14 +32,15 @@ import numpy as np
 import torch
 
 from cir_lib.datasets import get_dataset
+from cir_lib.methods import FULL_METHOD, STAGE1_METHOD
 from cir_lib.devices import pick_device
 from cir_lib.errors import ConfigError
 from cir_lib.recipes import EvalConfig
 
 logger = logging.getLogger(__name__)
 
-SUM = "stage 1 sum"
-COMBINER = "stage 1 + Combiner"
+SUM = STAGE1_METHOD.label  # the two rankings shown side by side, by their display labels
+COMBINER = FULL_METHOD.label
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.datasets import get_dataset
+from cir_lib.methods import FULL_METHOD, method_of
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import PROFILES, get_profile
 from cir_lib.project import portable, resolve_recorded
@@ -283,7 +284,6 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     """
     from cir_lib import evaluate
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ABLATION_COMPOSERS, ElementwiseSum
     from cir_lib.devices import pick_device
     from cir_lib.loading import load_run, preprocess_for, run_config
     from cir_lib.recipes import resolve_pretrained
@@ -291,25 +291,27 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     config = config or eval_config(paths)
     device = str(pick_device(config.device))
     config = dataclasses.replace(config, device=device)
-    stage1 = paths.run(dataset, "finetune", seed, backbone)
-    combiner_run = paths.run(dataset, "combiner", seed, backbone)
+    backbone_name = backbone
+    stage1 = paths.run(dataset, "finetune", seed, backbone_name)
     out = {}
     known = METHODS + ABLATIONS
-    for method in methods:
-        if method not in known:
-            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(known)}")
-        ablation = next((a for a in ABLATION_COMPOSERS if method.endswith(" " + a)), None)
-        if method == "zero-shot sum" or method.startswith("zero-shot "):
+    for label in methods:
+        method = method_of(label)  # a Method, or a label of one (ConfigError names the known ones)
+        if method.label not in known:
+            raise ConfigError(f"unknown method {method.label!r}; choose from {', '.join(known)}")
+        spec = method.spec
+        if spec.trained:  # the composer's run holds it, over its stage-1 encoders
+            backbone, composer, run_cfg = load_run(paths.run(dataset, "combiner", seed, backbone_name),
+                                                   device=device)
+        elif method.encoders == "zero-shot":
             run_cfg = run_config(stage1)  # the stage-1 run's starting weights: its config is enough
             backbone = load_backbone(run_cfg.backbone, resolve_pretrained(run_cfg.pretrained, data_root),
                                      device=device)
-            composer = ElementwiseSum(backbone.embed_dim)
-        elif method == "stage 1 + Combiner":
-            backbone, composer, run_cfg = load_run(combiner_run, device=device)
-        else:  # stage 1 sum and the stage-1 ablations
-            backbone, composer, run_cfg = load_run(stage1, device=device)
-        if ablation is not None:
-            composer = ABLATION_COMPOSERS[ablation](backbone.embed_dim)
+            composer = spec.build(backbone.embed_dim)
+        else:  # the stage-1 encoders with an untrained composer
+            backbone, _, run_cfg = load_run(stage1, device=device)
+            composer = spec.build(backbone.embed_dim)
+        method = method.label
         preprocess = preprocess_for(run_cfg, backbone)
         logger.debug("evaluating %s on %s %s", method, dataset, config.split)
         groups = {} if encoded is not None else None
@@ -396,7 +398,7 @@ def combiner_lambdas(settings: "Settings", encoded: Mapping[str, Any]) -> dict:
     out = {}
     for dataset in settings.datasets:
         for label, enc in encoded[dataset].items():
-            out[dataset if len(encoded[dataset]) == 1 else f"{dataset} {label}"] = lambdas_of(enc["stage 1 + Combiner"])
+            out[dataset if len(encoded[dataset]) == 1 else f"{dataset} {label}"] = lambdas_of(enc[FULL_METHOD.label])
     return out
 
 

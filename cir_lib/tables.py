@@ -53,16 +53,17 @@ from cir_lib.datasets.cirr import CIRR_DATASET
 from cir_lib.datasets.fashioniq import FASHIONIQ
 from cir_lib.errors import ConfigError
 from cir_lib.intervals import DEFAULT_N_BOOT, BootstrapIntervals
+from cir_lib.methods import ABLATION_METHODS, FULL_METHOD, MAIN_METHODS, method_of
 from cir_lib.runs import atomic_write_text, jsonable
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("zero-shot sum", "stage 1 sum", "stage 1 + Combiner")  # main rows, in this order
-ABLATIONS = ("zero-shot image only", "zero-shot text only", "stage 1 image only", "stage 1 text only")
+METHODS = tuple(m.label for m in MAIN_METHODS)  # the main rows' labels, in this order (`cir_lib.methods`)
+ABLATIONS = tuple(m.label for m in ABLATION_METHODS)
 THIS_RUN, PUBLISHED, CITED = "this run", "published", "cited"  # the `source` column
 CONTEXT_SOURCES = (CITED, PUBLISHED)  # rows that can be put beside this run's
 PAPER_BACKBONES = ("RN50", "RN50x4")
-PUBLISHED_METHOD = "stage 1 + Combiner"  # the poster's rows are its full method
+PUBLISHED_METHOD = FULL_METHOD.label  # the poster's rows are its full method
 ID_COLUMNS = ("source", "backbone", "method", "split", "cited_from")
 
 FASHIONIQ_COLUMNS = FASHIONIQ.table_columns
@@ -72,8 +73,8 @@ DATASET_NAMES = {name: get_dataset(name).title for name in dataset_names()}  # f
 CI_SUFFIXES = ("_ci_low", "_ci_high")
 
 def is_ablation(method: str) -> bool:
-    """Whether a method name is one of the ablation rows (`ABLATIONS`)."""
-    return method in ABLATIONS
+    """Whether a method (or its label) is one of the ablation rows (`ABLATIONS`)."""
+    return method in ABLATIONS and method_of(method).ablation
 
 
 def _check_methods(rows: Mapping[str, Any], where: str) -> list[str]:
