@@ -34,7 +34,7 @@ from timing import timeit  # noqa: E402  (benchmarks/timing.py)
 from cir_lib import features, losses, training  # noqa: E402
 from cir_lib.finetune import enable_grad_checkpointing, freeze_for_stage1  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
-from cir_lib.combiner import Combiner  # noqa: E402
+from cir_lib.composers import Combiner  # noqa: E402
 
 
 def _autocast(device, amp):

@@ -37,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Everything taken from the kit, in one place.
 from cir_lib.backbone import load_backbone  # noqa: E402
-from cir_lib.combiner import Combiner  # noqa: E402
+from cir_lib.composers import Combiner  # noqa: E402
 from cir_lib.data import eval_captions  # noqa: E402
 from cir_lib.datasets import get_dataset  # noqa: E402
 from cir_lib.features import image_features, text_features  # noqa: E402
 from cir_lib.metrics import cirr_recall, fashioniq_recall  # noqa: E402
 from cir_lib.finetune import finetune  # noqa: E402
-from cir_lib.loading import preprocess_for  # noqa: E402
+from cir_lib.rebuild import preprocess_for  # noqa: E402
 from cir_lib.losses import contrastive_loss  # noqa: E402
 from cir_lib.notebook import ensure_mini, ensure_mini_backbone, stage_config  # noqa: E402
 from cir_lib.recipes import resolve_pretrained  # noqa: E402

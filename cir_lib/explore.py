@@ -75,10 +75,10 @@ class Explorer:
 
     def __init__(self, data_root, dataset: str, combiner_run, config: Optional[EvalConfig] = None, *,
                  encoded: Optional[dict] = None):
-        from cir_lib.combiner import ElementwiseSum
+        from cir_lib.composers import ElementwiseSum
         from cir_lib.data import eval_captions, load_split
         from cir_lib.evaluate import encode_split
-        from cir_lib.loading import load_run, preprocess_for
+        from cir_lib.rebuild import load_run, preprocess_for
 
         self.ds = get_dataset(dataset)  # ConfigError on an unknown name, with the known ones
         config = config or EvalConfig()

@@ -32,7 +32,7 @@ from cir_lib.devices import pick_device, set_threads
 from cir_lib.distributed import DistInfo, gather, init_distributed
 from cir_lib.errors import ConfigError
 from cir_lib.features import encode_text
-from cir_lib.loading import load_pretrained_backbone, preprocess_for
+from cir_lib.rebuild import load_pretrained_backbone, preprocess_for
 from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
 from cir_lib.monitoring import TrainingMonitor
@@ -42,7 +42,7 @@ from cir_lib.training import (RunResult, autocast_factory, check_finite, due, fi
                               optimizer_step, resume_state)
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
-from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
+from cir_lib.training_validation import image_features_for, make_val_sets, metrics_for, text_features_for
 
 logger = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ def validate_stage1(val_sets, dataset, backbone, preprocess, config, device) -> 
             backbone, vs.split, preprocess, None, config.encode_batch_size, device, config.num_workers)
         text[label] = vs.text_features if vs.text_features is not None else text_features_for(
             backbone, vs.tokens, config.encode_batch_size, device)
-    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.composers import ElementwiseSum
 
     return metrics_for(dataset, val_sets, ElementwiseSum(backbone.embed_dim), index, text)
 

@@ -285,7 +285,7 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     from cir_lib import evaluate
     from cir_lib.backbone import load_backbone
     from cir_lib.devices import pick_device
-    from cir_lib.loading import load_run, preprocess_for, run_config
+    from cir_lib.rebuild import load_run, preprocess_for, run_config
     from cir_lib.recipes import resolve_pretrained
 
     config = config or eval_config(paths)
@@ -354,7 +354,7 @@ def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
 def backbone_label(settings: "Settings", dataset: str, backbone: str) -> str:
     """The name a series' rows carry in the tables: the backbone ("RN50"), or for a one-series
     profile the stage-1 run's backbone ("cir-mini")."""
-    from cir_lib.loading import run_config
+    from cir_lib.rebuild import run_config
 
     return backbone or run_config(settings.paths.run(dataset, "finetune", settings.seeds[0])).backbone
 
@@ -410,7 +410,7 @@ def write_submissions(settings: "Settings", config: EvalConfig) -> list:
         The written paths (empty without CIRR).
     """
     from cir_lib.devices import pick_device
-    from cir_lib.loading import load_run, preprocess_for
+    from cir_lib.rebuild import load_run, preprocess_for
     from cir_lib.submit import write_cirr_submission
 
     served = [d for d in settings.datasets if get_dataset(d).test_server]  # CIRR: its writer below

@@ -19,7 +19,7 @@ from cir_lib import runs
 from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
-from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
+from cir_lib.rebuild import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
 from cir_lib.monitoring import TrainingMonitor
@@ -30,7 +30,7 @@ from cir_lib.training import (RunResult, autocast_factory, check_finite, due, fi
                               optimizer_step, resume_state)
 from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
-from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
+from cir_lib.training_validation import image_features_for, make_val_sets, metrics_for, text_features_for
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
         >>> cfg = get_recipe("mini", stage="combiner", dataset="fashioniq")
         >>> train_combiner("data/mini", cfg, "runs/mini-fiq-finetune", "runs/mini-fiq-combiner")
     """
-    from cir_lib.combiner import Combiner, save_combiner_checkpoint
+    from cir_lib.composers import Combiner, save_combiner_checkpoint
 
     t_start = time.perf_counter()
     check_config(config)

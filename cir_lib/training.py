@@ -25,7 +25,7 @@ from cir_lib import runs
 from cir_lib.errors import ConfigError, TrainingError
 from cir_lib.datasets import get_dataset
 from cir_lib.selection import selection_score, selection_scores
-from cir_lib.validation import format_metrics
+from cir_lib.training_validation import format_metrics
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cir_lib.combiner import Combiner, ElementwiseSum
+from cir_lib.composers import Combiner, ElementwiseSum
 from cir_lib.composers import COMPOSER_KINDS, composer_kind, composer_names, get_composer
 from cir_lib.data import load_split
 from cir_lib.datasets import dataset_names, get_dataset

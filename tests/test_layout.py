@@ -14,7 +14,7 @@ from cir_lib.cli import COMMANDS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cir_lib"
 TRAINING_MODULES = {"cir_lib.finetune", "cir_lib.train_combiner", "cir_lib.training", "cir_lib.training_data",
-                    "cir_lib.distributed", "cir_lib.pretrain"}
+                    "cir_lib.distributed", "cir_lib.pretrain", "cir_lib.training_validation"}
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -73,7 +73,7 @@ def test_the_library_has_no_argument_parsing():
 
 def test_evaluation_does_not_import_training():
     modules = _modules()
-    for name in ("cir_lib.evaluate", "cir_lib.explore", "cir_lib.submit", "cir_lib.loading",
+    for name in ("cir_lib.evaluate", "cir_lib.explore", "cir_lib.submit", "cir_lib.rebuild",
                  "cir_lib.features", "cir_lib.metrics", "cir_lib.tables", "cir_lib.figures"):
         assert not (_imported_modules(modules[name]) & TRAINING_MODULES), name
 

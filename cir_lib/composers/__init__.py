@@ -9,6 +9,10 @@ A composer turns a reference image's and a relative caption's features into eith
   index_features) -> (N, M)`, higher is better; retrieval ranks each row as it is
   (`cir_lib.evaluate.compose_scores`, `cir_lib.metrics.ranks_from_scores`). ARTEMIS is such a composer.
 
+The modules: `simple.py` (the sum, image only, text only), `combiner.py` (the Combiner),
+`config.py` (`CombinerConfig`, the feature check), `checkpoints.py` (saving and loading composer
+files); their public names are re-exported here.
+
 The registry holds what the rest of the kit needs to know about each one: its display label, its
 kind, whether it has weights of its own to train (stage 2), and how to build an untrained one from
 the feature dimension. A method (a row of a table) is data over it: `cir_lib.methods.Method`.
@@ -29,7 +33,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from cir_lib.combiner import Combiner, ElementwiseSum, ImageOnly, TextOnly
+from cir_lib.composers.checkpoints import (
+    CHECKPOINT_FORMAT,
+    combiner_from_config,
+    load_combiner_checkpoint,
+    save_combiner_checkpoint,
+)
+from cir_lib.composers.combiner import Combiner
+from cir_lib.composers.config import CombinerConfig, check_features
+from cir_lib.composers.simple import ABLATION_COMPOSERS, ElementwiseSum, ImageOnly, TextOnly
 from cir_lib.errors import ConfigError
 
 COMPOSER_KINDS = ("vector", "scores")
@@ -47,6 +59,11 @@ class ComposerSpec:
     ablation: bool = False  # one modality alone: a table's ablation row, never marked best
     module: Optional[type] = None  # the module class (for `composer_of`)
 
+
+__all__ = ["ABLATION_COMPOSERS", "CHECKPOINT_FORMAT", "COMPOSER_KINDS", "Combiner", "CombinerConfig", "ComposerSpec",
+           "ElementwiseSum", "ImageOnly", "TextOnly", "check_features", "combiner_from_config", "composer_kind",
+           "composer_names", "get_composer", "load_combiner_checkpoint", "register_composer",
+           "save_combiner_checkpoint"]
 
 _REGISTRY: dict = {}
 

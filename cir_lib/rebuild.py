@@ -76,7 +76,7 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
         >>> backbone, combiner, cfg = load_run("runs/mini-fiq-combiner")
     """
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
+    from cir_lib.composers import ElementwiseSum, load_combiner_checkpoint
 
     run_dir = Path(run_dir)
     info = runs.read_run_config(run_dir)
@@ -124,7 +124,7 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
         combiner = load_combiner_checkpoint(best, dim=backbone.embed_dim,
                                             map_location=device)
     else:
-        from cir_lib.combiner import Combiner
+        from cir_lib.composers import Combiner
 
         last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
         d = backbone.embed_dim
@@ -179,7 +179,7 @@ def resolve_trained_models(*, run=None, clip_checkpoint=None, combiner_checkpoin
             released checkpoints were evaluated so on CUDA); None / "fp32": as stored (a run: its own).
     """
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
+    from cir_lib.composers import ElementwiseSum, load_combiner_checkpoint
 
     if best_by and not run:
         raise ConfigError("--best-by names a checkpoint of a run folder: give --run RUN")
