@@ -40,11 +40,11 @@ from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.composers import Combiner  # noqa: E402
 from cir_lib.data import eval_captions  # noqa: E402
 from cir_lib.datasets import get_dataset  # noqa: E402
+from cir_lib.train_combiner import combiner_step  # noqa: E402
 from cir_lib.features import image_features, text_features  # noqa: E402
 from cir_lib.metrics import cirr_recall, fashioniq_recall  # noqa: E402
 from cir_lib.finetune import finetune  # noqa: E402
 from cir_lib.rebuild import preprocess_for  # noqa: E402
-from cir_lib.losses import contrastive_loss  # noqa: E402
 from cir_lib.notebook import ensure_mini, ensure_mini_backbone, stage_config  # noqa: E402
 from cir_lib.recipes import resolve_pretrained  # noqa: E402
 from cir_lib.selection import selection_score  # noqa: E402
@@ -199,12 +199,9 @@ def train_traced(dataset: str, train_split, train_feats, vals: dict, lr: float, 
         combiner.train()
         total, steps = 0.0, 0
         for q_idx, v_idx in epoch_batches(q_count, n_var, cfg.batch_size, generator):
-            query = combiner(index[reference[q_idx]], text[q_idx, v_idx])
-            loss = contrastive_loss(query, index[target[q_idx]])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, steps = total + loss.item(), steps + 1
+            value = combiner_step(combiner, index[reference[q_idx]], text[q_idx, v_idx], index[target[q_idx]],
+                                  optimizer)  # the kit's own stage-2 step
+            total, steps = total + value, steps + 1
         train_seconds += time.perf_counter() - t0
         if epoch in marks:
             combiner.eval()
