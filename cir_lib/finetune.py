@@ -32,10 +32,10 @@ from cir_lib.devices import pick_device, set_threads
 from cir_lib.distributed import DistInfo, gather, init_distributed
 from cir_lib.errors import ConfigError
 from cir_lib.features import encode_text
-from cir_lib.rebuild import load_pretrained_backbone, preprocess_for
 from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
 from cir_lib.recipes import FinetuneConfig, check_config, resolve_pretrained
+from cir_lib.rebuild import load_pretrained_backbone, preprocess_for
 from cir_lib.training import (RunResult, autocast_factory, make_optimizer, optimizer_step, resume_state,
                               train_epochs)
 from cir_lib.training_data import (load_train_split, load_val_splits, resolve_dataset,

@@ -19,11 +19,11 @@ from cir_lib import runs
 from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
-from cir_lib.rebuild import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
 from cir_lib.precision import round_features_fp16, round_weights_fp16
 from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
+from cir_lib.rebuild import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.training import (RunResult, autocast_factory, make_optimizer, optimizer_step, resume_state,
                               train_epochs)
 from cir_lib.training_data import (load_train_split, load_val_splits, resolve_dataset,
