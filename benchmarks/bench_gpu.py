@@ -43,7 +43,7 @@ from cir_lib import features, training  # noqa: E402
 from cir_lib import finetune as stage1  # noqa: E402
 from cir_lib.train_combiner import combiner_step  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
-from cir_lib.combiner import Combiner  # noqa: E402
+from cir_lib.composers import Combiner  # noqa: E402
 
 # docs/costs.md, "Reference figures, one H200": random-init open_clip, bf16.
 RECIPE = {

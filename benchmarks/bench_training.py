@@ -34,7 +34,8 @@ from timing import timeit  # noqa: E402  (benchmarks/timing.py)
 from cir_lib import features, losses, training  # noqa: E402
 from cir_lib.finetune import enable_grad_checkpointing, freeze_for_stage1  # noqa: E402
 from cir_lib.backbone import load_backbone  # noqa: E402
-from cir_lib.combiner import Combiner  # noqa: E402
+from cir_lib.composers import Combiner  # noqa: E402
+from cir_lib.train_combiner import combiner_step  # noqa: E402
 
 
 def _autocast(device, amp):
@@ -103,11 +104,8 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
     ref_c, tgt_c = feats[:batch], feats[batch:]
     steps = max(1, n_triplets // batch)
 
-    def combiner_step(ref, text, tgt):
-        loss = losses.contrastive_loss(comb(ref, text), tgt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def step(ref, text, tgt):  # the kit's own stage-2 step (what train_combiner runs per batch)
+        combiner_step(comb, ref, text, tgt, opt)
 
     def epoch(reencode: bool):
         for _ in range(steps):
@@ -115,9 +113,9 @@ def bench_stage2(bb, batch, n_triplets, device, amp, warmup, repeats) -> list:
                 with torch.no_grad(), autocast():
                     f = model.encode_image(images).float()
                     t = features.encode_text(model, tokens).float()
-                combiner_step(f[:batch], t, f[batch:])
+                step(f[:batch], t, f[batch:])
             else:
-                combiner_step(ref_c, text_c, tgt_c)
+                step(ref_c, text_c, tgt_c)
 
     rows = []
     for name, reencode in (("cached features", False), ("re-encoding every step", True)):

@@ -37,13 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Everything taken from the kit, in one place.
 from cir_lib.backbone import load_backbone  # noqa: E402
-from cir_lib.combiner import Combiner  # noqa: E402
+from cir_lib.composers import Combiner  # noqa: E402
 from cir_lib.data import eval_captions  # noqa: E402
+from cir_lib.datasets import get_dataset  # noqa: E402
+from cir_lib.train_combiner import combiner_step  # noqa: E402
 from cir_lib.features import image_features, text_features  # noqa: E402
 from cir_lib.metrics import cirr_recall, fashioniq_recall  # noqa: E402
 from cir_lib.finetune import finetune  # noqa: E402
-from cir_lib.loading import preprocess_for  # noqa: E402
-from cir_lib.losses import contrastive_loss  # noqa: E402
+from cir_lib.rebuild import preprocess_for  # noqa: E402
 from cir_lib.notebook import ensure_mini, ensure_mini_backbone, stage_config  # noqa: E402
 from cir_lib.recipes import resolve_pretrained  # noqa: E402
 from cir_lib.selection import selection_score  # noqa: E402
@@ -130,20 +131,16 @@ def norm_ratios(vals: dict) -> dict:
 
 def val_metrics(dataset: str, vals: dict, compose) -> dict:
     """Flat metrics of compose(reference features, caption features) -> queries, as the kit reports them."""
+    ds = get_dataset(dataset)
     per = {}
     for label, (split, index, text) in vals.items():
         query = compose(index[split.reference_indices], text)
-        if dataset == "fashioniq":
+        if not ds.has_members:
             per[label] = fashioniq_recall(query, index, split.target_indices)
         else:
             per[label] = cirr_recall(query, index, split.reference_indices, split.target_indices,
                                      split.member_indices)
-    if dataset == "cirr":
-        return dict(per["cirr"])
-    flat = {f"{c}_{k}": v for c, m in per.items() for k, v in m.items()}
-    for k in next(iter(per.values())):
-        flat[f"average_{k}"] = sum(m[k] for m in per.values()) / len(per)
-    return flat
+    return ds.aggregate(per)
 
 
 def single_modality(dataset: str, vals: dict) -> dict:
@@ -202,12 +199,9 @@ def train_traced(dataset: str, train_split, train_feats, vals: dict, lr: float, 
         combiner.train()
         total, steps = 0.0, 0
         for q_idx, v_idx in epoch_batches(q_count, n_var, cfg.batch_size, generator):
-            query = combiner(index[reference[q_idx]], text[q_idx, v_idx])
-            loss = contrastive_loss(query, index[target[q_idx]])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, steps = total + loss.item(), steps + 1
+            value = combiner_step(combiner, index[reference[q_idx]], text[q_idx, v_idx], index[target[q_idx]],
+                                  optimizer)  # the kit's own stage-2 step
+            total, steps = total + value, steps + 1
         train_seconds += time.perf_counter() - t0
         if epoch in marks:
             combiner.eval()

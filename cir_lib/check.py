@@ -12,27 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from cir_lib.constants import (
-    CIRR_DIR,
-    CIRR_SPLITS,
-    DATASETS,
-    FASHIONIQ_CATEGORIES,
-    FASHIONIQ_DIR,
-    FASHIONIQ_SPLITS,
-)
+from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_DIR
 from cir_lib.data import annotation_files, format_listing, read_annotations, relative_path
 from cir_lib.errors import ConfigError
 from cir_lib.images import MISSING, image_status
+from cir_lib.datasets import get_dataset
 
 MAX_MISSING_LISTED = 20  # missing images named per split; the count is always exact
-DATASET_DIRS = {"fashioniq": FASHIONIQ_DIR, "cirr": CIRR_DIR}
 
 
 def _groups(dataset: str) -> list:
     """(split, category) pairs of a dataset, in report order."""
-    if dataset == "fashioniq":
-        return [(s, c) for s in FASHIONIQ_SPLITS for c in FASHIONIQ_CATEGORIES]
-    return [(s, None) for s in CIRR_SPLITS]
+    return get_dataset(dataset).split_groups()
 
 
 def _listing(paths: list, limit: int, root: Path) -> str:
@@ -77,13 +68,13 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
         report["problems"] = [f"data root {root} does not exist or is not a folder"]
         return report
 
-    present = [ds for ds in datasets if (root / DATASET_DIRS[ds]).is_dir()]
+    present = [ds for ds in datasets if (root / get_dataset(ds).folder).is_dir()]
     hint = ""
-    if root.name in DATASET_DIRS.values():
+    if root.name in {get_dataset(d).folder for d in DATASETS}:
         hint = f" ({root} looks like a dataset folder: pass its parent as the data root)"
     for ds in datasets:
         if ds not in present and explicit:
-            problems.append(f"{ds}: folder {root / DATASET_DIRS[ds]} not found{hint}")
+            problems.append(f"{ds}: folder {root / get_dataset(ds).folder} not found{hint}")
     if not present and not explicit:
         problems.append(
             f"neither {FASHIONIQ_DIR}/ nor {CIRR_DIR}/ found under {root}; the data root must be the "
@@ -92,7 +83,7 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
     elif not explicit:  # both are expected: one alone is said, with how to check it by itself
         for ds in datasets:
             if ds not in present:
-                problems.append(f"{ds}: folder {root / DATASET_DIRS[ds]} not found; pass --dataset "
+                problems.append(f"{ds}: folder {root / get_dataset(ds).folder} not found; pass --dataset "
                                 f"{present[0]} (datasets=[{present[0]!r}]) to check {present[0]} alone")
 
     # Annotations first (every problem collected), then the images of every split at once.
@@ -112,7 +103,7 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
             warnings.extend(ann.warnings)
             found.append((ds, split, category, ann))
         if n_found == 0:
-            problems.append(f"{ds}: no annotation files found under {root / DATASET_DIRS[ds]}")
+            problems.append(f"{ds}: no annotation files found under {root / get_dataset(ds).folder}")
         else:  # an interrupted download or generation: name each split (and category) without files
             for _, split, category, captions_file, split_file in (a for a in absent if a[0] == ds):
                 label = " ".join([ds] + ([category] if category else []) + [split])

@@ -31,9 +31,7 @@ Public API:
     merge_splits(splits) -> Split   (pools FashionIQ categories; images de-duplicated by name)
     read_annotations(data_root, dataset, split, category=None) -> Annotations (every problem
                      collected, nothing raised for entry-level problems; used by check-data)
-    fashioniq_caption_variants(c1, c2) -> 4 strings (c1 and c2 / c2 and c1 / c1 / c2), cleaned
-    fashioniq_eval_caption(c1, c2) -> "C1 and c2"
-    cirr_caption(caption) -> the caption as it is
+    eval_captions(split) -> the caption each query is evaluated with (the dataset's `eval_caption`)
     eval_captions(split) -> the evaluation caption of every query
 
 The image files themselves (opening, verifying, `ImageDataset`) are in `cir_lib.images`.
@@ -44,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -52,19 +49,13 @@ from typing import Iterable, Sequence
 
 import torch
 
-from cir_lib.constants import (
-    CIRR_DIR,
-    CIRR_SET_SIZE,
-    CIRR_SPLITS,
-    CIRR_VERSION,
-    DATASETS,
-    FASHIONIQ_CATEGORIES,
-    FASHIONIQ_DIR,
-    FASHIONIQ_SPLITS,
-)
+from cir_lib.constants import CIRR_SET_SIZE
+from cir_lib.datasets import get_dataset
+from cir_lib.datasets.base import EntryPlace, Query, check_data_root, read_json, relative_path  # noqa: F401 (re-exported)
+from cir_lib.datasets.fashioniq import caption_variants as fashioniq_caption_variants  # noqa: F401
+from cir_lib.datasets.fashioniq import eval_caption as fashioniq_eval_caption  # noqa: F401
 from cir_lib.errors import AnnotationError, ConfigError, ImageError
 from cir_lib.images import MISSING, SKIP_MISSING_CLI, image_status
-from cir_lib.storage import link_problem
 
 logger = logging.getLogger(__name__)
 
@@ -72,18 +63,6 @@ MAX_LISTED = 5  # names / problems quoted in one error message
 
 
 # ----------------------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class Query:
-    """One query: a reference image and its caption(s), with the target when the split has one."""
-
-    reference: str  # image name of the reference (FashionIQ "candidate")
-    captions: tuple  # FashionIQ: the two raw captions (c1, c2); CIRR: (caption,)
-    target: str | None = None  # image name of the target (FashionIQ "target", CIRR "target_hard"); None on test
-    pairid: int | None = None  # CIRR pair id (keys the test submission)
-    members: tuple | None = None  # CIRR img_set members (6 names, reference included)
-    category: str | None = None  # FashionIQ category (dress / shirt / toptee)
 
 
 @dataclass
@@ -206,8 +185,8 @@ class Split:
     @property
     def member_indices(self) -> torch.Tensor:
         """LongTensor [Q, 6]: index positions of each query's CIRR img_set members."""
-        if self.dataset != "cirr":
-            raise ConfigError(f"{self.label}: img_set members exist only in CIRR")
+        if not get_dataset(self.dataset).has_members:
+            raise ConfigError(f"{self.label}: img_set members exist only in CIRR (datasets with image sets)")
         lookup = self.name_to_index
         rows = []
         for q in self.queries:
@@ -226,40 +205,10 @@ class Split:
 # ----------------------------------------------------------------------------------------- captions
 
 
-def fashioniq_caption_variants(c1: str, c2: str) -> tuple:
-    """The four training captions of a FashionIQ pair, each drawn with probability 1/4.
-
-    Exactly the original's strings: "C1 and c2", "C2 and c1", "C1", "C2" (the first caption of a
-    joined pair capitalized, the second only stripped of ".?, ").
-
-    Example:
-        >>> fashioniq_caption_variants("is red.", "Has long sleeves ")
-        ('Is red and Has long sleeves', 'Has long sleeves and is red', 'Is red', 'Has long sleeves')
-    """
-    s1, s2 = c1.strip(".?, "), c2.strip(".?, ")
-    return (f"{s1.capitalize()} and {s2}", f"{s2.capitalize()} and {s1}", s1.capitalize(), s2.capitalize())
-
-
-def fashioniq_eval_caption(c1: str, c2: str) -> str:
-    """The evaluation caption of a FashionIQ pair: "C1 and c2".
-
-    Example:
-        >>> fashioniq_eval_caption("is red.", "has long sleeves")
-        'Is red and has long sleeves'
-    """
-    return f"{c1.strip('.?, ').capitalize()} and {c2.strip('.?, ')}"
-
-
-def cirr_caption(caption: str) -> str:
-    """CIRR captions are used as they are."""
-    return caption
-
-
 def eval_captions(split: Split) -> list:
     """The caption each query is evaluated with (FashionIQ: "C1 and c2"; CIRR: as is)."""
-    if split.dataset == "fashioniq":
-        return [fashioniq_eval_caption(*q.captions) for q in split.queries]
-    return [cirr_caption(q.captions[0]) for q in split.queries]
+    ds = get_dataset(split.dataset)
+    return [ds.eval_caption(q) for q in split.queries]
 
 
 # ------------------------------------------------------------------------------ annotation parsing
@@ -293,15 +242,8 @@ def annotation_files(data_root, dataset: str, split: str, category: str | None =
     Example: annotation_files(root, "cirr", "val") ->
         (root/cirr_dataset/cirr/captions/cap.rc2.val.json, root/cirr_dataset/cirr/image_splits/split.rc2.val.json)
     """
-    root = Path(data_root)
     _check_names(dataset, split, category)
-    if dataset == "fashioniq":
-        base = root / FASHIONIQ_DIR
-        return (base / "captions" / f"cap.{category}.{split}.json",
-                base / "image_splits" / f"split.{category}.{split}.json")
-    base = root / CIRR_DIR / "cirr"
-    return (base / "captions" / f"cap.{CIRR_VERSION}.{split}.json",
-            base / "image_splits" / f"split.{CIRR_VERSION}.{split}.json")
+    return get_dataset(dataset).annotation_files(Path(data_root), split, category)
 
 
 TRAINING_SPLITS = ("train", "val")  # the splits a training run reads (trains on, validates on)
@@ -325,7 +267,7 @@ def annotation_fingerprint(data_root, dataset: str, splits: Sequence[str] = TRAI
         '5f0c...'
     """
     root = Path(data_root)
-    categories = FASHIONIQ_CATEGORIES if dataset == "fashioniq" else (None,)
+    categories = get_dataset(dataset).categories or (None,)
     files = {}
     for split in splits:
         for category in categories:
@@ -339,204 +281,7 @@ def annotation_fingerprint(data_root, dataset: str, splits: Sequence[str] = TRAI
 
 
 def _check_names(dataset: str, split: str, category: str | None) -> None:
-    if dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-    splits = FASHIONIQ_SPLITS if dataset == "fashioniq" else CIRR_SPLITS
-    if split not in splits:
-        raise ConfigError(f"unknown {dataset} split {split!r}; valid: {', '.join(splits)}")
-    if dataset == "fashioniq":
-        if category not in FASHIONIQ_CATEGORIES:
-            raise ConfigError(
-                f"unknown FashionIQ category {category!r}; valid: {', '.join(FASHIONIQ_CATEGORIES)}"
-            )
-    elif category is not None:
-        raise ConfigError(f"CIRR has no categories (got category={category!r})")
-
-
-def relative_path(path: Path, root: Path) -> str:
-    """`path` relative to `root` for messages (as it is when outside root)."""
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def check_data_root(root) -> Path:
-    """The data root as a Path; AnnotationError when it does not exist or is not a folder.
-
-    Example:
-        >>> check_data_root("data/mini")  # doctest: +SKIP
-    """
-    root = Path(root)
-    if not root.is_dir():
-        state = "is a file, not a folder" if root.exists() else (link_problem(root) or "does not exist")
-        raise AnnotationError(f"data root {root} {state}: pass the folder holding {FASHIONIQ_DIR}/ and "
-                              f"{CIRR_DIR}/ (the README's *Data layout* section)")
-    return root
-
-
-def _read_json(path: Path, root: Path, kind: str):
-    """Load a JSON file; missing or malformed -> AnnotationError naming it."""
-    if not path.is_file():
-        hint = ""
-        check_data_root(root)
-        if not path.parent.is_dir():
-            hint = (f"; the data root must be the folder holding {FASHIONIQ_DIR}/ and {CIRR_DIR}/ "
-                    f"in the layout of the README's *Data layout* section")
-            if root.name in (FASHIONIQ_DIR, CIRR_DIR):
-                hint += f" (--data-root {root} looks like a dataset folder; pass its parent)"
-        link = link_problem(path)
-        raise AnnotationError(f"{kind} file {path} is {link}; replace it with the file" if link
-                              else f"{kind} file {path} is missing{hint}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        raise AnnotationError(
-            f"{path}: malformed JSON at line {err.lineno} column {err.colno} ({err.msg}); "
-            f"re-download or repair this {kind} file"
-        ) from None
-    except UnicodeDecodeError as err:
-        raise AnnotationError(f"{path}: not UTF-8 text ({err}); re-download this {kind} file") from None
-
-
-def _is_name(x) -> bool:
-    return isinstance(x, str) and x != ""
-
-
-def _describe(x) -> str:
-    text = repr(x)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _read_fashioniq_index(split_file: Path, root: Path, problems: list) -> list:
-    data = _read_json(split_file, root, "split")
-    rel = relative_path(split_file, root)
-    if not isinstance(data, list):
-        raise AnnotationError(
-            f"{split_file}: expected a JSON list of image names, got {type(data).__name__}"
-        )
-    names, seen = [], {}
-    for i, name in enumerate(data):
-        if not _is_name(name):
-            problems.append(f"{rel} item {i}: expected an image name (non-empty string), got {_describe(name)}")
-        elif name in seen:
-            problems.append(f"{rel} item {i}: duplicate image name {name!r} (first at item {seen[name]})")
-        else:
-            seen[name] = i
-            names.append(name)
-    return names
-
-
-def _read_cirr_index(split_file: Path, root: Path, problems: list) -> tuple:
-    data = _read_json(split_file, root, "split")
-    rel = relative_path(split_file, root)
-    if not isinstance(data, dict):
-        raise AnnotationError(
-            f"{split_file}: expected a JSON object mapping image names to paths like "
-            f"\"./dev/<name>.png\", got {type(data).__name__}"
-        )
-    base = root / CIRR_DIR
-    names, paths = [], []
-    for name, value in data.items():
-        if not _is_name(value):
-            problems.append(f"{rel} image {name!r}: expected a relative path (string), got {_describe(value)}")
-            continue
-        if os.path.isabs(value) or ".." in value.replace("\\", "/").split("/"):
-            problems.append(f"{rel} image {name!r}: path {value!r} must be relative to {CIRR_DIR}/ without '..'")
-            continue
-        names.append(name)
-        paths.append(base / value)
-    return names, paths
-
-
-def _fashioniq_entry(entry, i, rel, split, known, split_rel, category, problems) -> Query | None:
-    who = f"{rel} entry {i}"
-    if not isinstance(entry, dict):
-        problems.append(f"{who}: expected an object with candidate/target/captions, got {_describe(entry)}")
-        return None
-    cand = entry.get("candidate")
-    if _is_name(cand):
-        who = f"{rel} entry {i} (candidate {cand!r})"
-    bad = []
-    required = ("candidate", "captions") if split == "test" else ("candidate", "target", "captions")
-    missing = [k for k in required if k not in entry]
-    if missing:
-        bad.append(f"missing key(s) {', '.join(missing)}")
-    if "candidate" in entry and not _is_name(cand):
-        bad.append(f"candidate must be an image name, got {_describe(cand)}")
-    target = entry.get("target")
-    if "target" in entry and not _is_name(target):
-        bad.append(f"target must be an image name, got {_describe(target)}")
-    caps = entry.get("captions")
-    if "captions" in entry and not (
-        isinstance(caps, list) and len(caps) == 2 and all(isinstance(c, str) for c in caps)
-    ):
-        bad.append(f"captions must be a list of two strings, got {_describe(caps)}")
-    if not bad and known is not None:
-        for key, name in (("candidate", cand), ("target", target)):
-            if name is not None and name not in known:
-                bad.append(f"{key} {name!r} is not in {split_rel}")
-    if bad:
-        problems.append(f"{who}: {'; '.join(bad)}")
-        return None
-    return Query(reference=cand, captions=tuple(caps), target=target, category=category)
-
-
-def _cirr_entry(entry, i, rel, split, known, split_rel, seen_pairids, problems) -> Query | None:
-    who = f"{rel} entry {i}"
-    if not isinstance(entry, dict):
-        problems.append(f"{who}: expected an object with pairid/reference/caption/img_set, got {_describe(entry)}")
-        return None
-    pairid = entry.get("pairid")
-    valid_pairid = isinstance(pairid, int) and not isinstance(pairid, bool)
-    if valid_pairid:
-        who = f"{rel} entry {i} (pairid {pairid})"
-    has_target = split != "test1"
-    required = ["pairid", "reference", "caption", "img_set"] + (["target_hard"] if has_target else [])
-    bad = []
-    missing = [k for k in required if k not in entry]
-    if missing:
-        bad.append(f"missing key(s) {', '.join(missing)}")
-    if "pairid" in entry and not valid_pairid:
-        bad.append(f"pairid must be an integer, got {_describe(pairid)}")
-    elif valid_pairid:
-        if pairid in seen_pairids:
-            bad.append(f"duplicate pairid {pairid} (first at entry {seen_pairids[pairid]})")
-        else:
-            seen_pairids[pairid] = i
-    ref = entry.get("reference")
-    if "reference" in entry and not _is_name(ref):
-        bad.append(f"reference must be an image name, got {_describe(ref)}")
-    target = entry.get("target_hard")
-    if "target_hard" in entry and not _is_name(target):
-        bad.append(f"target_hard must be an image name, got {_describe(target)}")
-    caption = entry.get("caption")
-    if "caption" in entry and not isinstance(caption, str):
-        bad.append(f"caption must be a string, got {_describe(caption)}")
-    img_set = entry.get("img_set")
-    members = None
-    if "img_set" in entry:
-        members = img_set.get("members") if isinstance(img_set, dict) else None
-        if not (isinstance(members, list) and all(_is_name(m) for m in members)):
-            bad.append(f"img_set must be an object with a list 'members' of image names, got {_describe(img_set)}")
-            members = None
-        elif len(members) != CIRR_SET_SIZE or len(set(members)) != CIRR_SET_SIZE:
-            bad.append(f"img_set members must be {CIRR_SET_SIZE} distinct names, got {_describe(members)}")
-            members = None
-    if not bad:
-        if ref not in members:
-            bad.append(f"img_set members {_describe(members)} do not include the reference {ref!r}")
-        if target is not None and target not in members:
-            bad.append(f"img_set members {_describe(members)} do not include the target {target!r}")
-        unknown = [n for n in [ref, target, *members] if n is not None and known is not None and n not in known]
-        if unknown:
-            unknown = list(dict.fromkeys(unknown))
-            bad.append(f"image name(s) {', '.join(map(repr, unknown))} not in {split_rel}")
-    if bad:
-        problems.append(f"{who}: {'; '.join(bad)}")
-        return None
-    return Query(reference=ref, captions=(caption,), target=target, pairid=pairid, members=tuple(members))
+    get_dataset(dataset).check_names(split, category)
 
 
 def read_annotations(data_root, dataset: str, split: str, category: str | None = None, *,
@@ -566,13 +311,9 @@ def read_annotations(data_root, dataset: str, split: str, category: str | None =
     captions_file, split_file = annotation_files(root, dataset, split, category)
     problems: list = []
     names, paths, known = [], [], None
+    ds = get_dataset(dataset)
     try:
-        if dataset == "fashioniq":
-            names = _read_fashioniq_index(split_file, root, problems)
-            images_dir = root / FASHIONIQ_DIR / "images"
-            paths = [images_dir / f"{n}.jpg" for n in names]
-        else:
-            names, paths = _read_cirr_index(split_file, root, problems)
+        names, paths = ds.read_index(split_file, root, problems)
         known = set(names)
     except AnnotationError as err:
         if not collect:
@@ -580,7 +321,7 @@ def read_annotations(data_root, dataset: str, split: str, category: str | None =
         problems.append(str(err))
     entries = []
     try:
-        entries = _read_json(captions_file, root, "captions")
+        entries = read_json(captions_file, root, "captions")
         if not isinstance(entries, list):
             raise AnnotationError(
                 f"{captions_file}: expected a JSON list of entries, got {type(entries).__name__}"
@@ -592,26 +333,11 @@ def read_annotations(data_root, dataset: str, split: str, category: str | None =
         entries = []
     rel, split_rel = relative_path(captions_file, root), relative_path(split_file, root)
     queries = []
-    seen_pairids: dict = {}
-    seen_triplets: dict = {}  # FashionIQ (candidate, target, captions) -> first entry
+    place = EntryPlace(captions_file=captions_file, rel=rel, split=split, split_rel=split_rel, known=known,
+                       category=category)
+    seen: dict = {}  # the reader's duplicate checks over this file
     for i, entry in enumerate(entries):
-        if dataset == "fashioniq":
-            q = _fashioniq_entry(entry, i, rel, split, known, split_rel, category, problems)
-            # An exact repeat would be trained on and scored twice. Test entries carry no target:
-            # identical ones may be different queries whose targets are hidden, so they are kept.
-            if q is not None and q.target is not None:
-                key = (q.reference, q.target, q.captions)
-                if key in seen_triplets:
-                    problems.append(
-                        f"{rel} entry {i} (candidate {q.reference!r}): exact duplicate of entry "
-                        f"{seen_triplets[key]} (same candidate, target and captions), which would be "
-                        f"counted twice; delete entry {i} from {captions_file}"
-                    )
-                    q = None
-                else:
-                    seen_triplets[key] = i
-        else:
-            q = _cirr_entry(entry, i, rel, split, known, split_rel, seen_pairids, problems)
+        q = ds.read_entry(entry, i, place, seen, problems)
         if q is not None:
             queries.append(q)
     return Annotations(dataset, split, category, root, captions_file, split_file, names, paths,
@@ -777,11 +503,12 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
     """
     root = Path(data_root)
     _check_cap(max_queries)
-    if dataset == "fashioniq" and category is None:
-        _check_names(dataset, split, FASHIONIQ_CATEGORIES[0])
+    ds = get_dataset(dataset)
+    if ds.categories and category is None:
+        _check_names(dataset, split, ds.categories[0])
         return merge_splits([
             _load_one(root, dataset, split, c, skip_missing, check_files, skip_members, max_queries)
-            for c in FASHIONIQ_CATEGORIES
+            for c in ds.categories
         ])
     _check_names(dataset, split, category)
     return _load_one(root, dataset, split, category, skip_missing, check_files, skip_members, max_queries)

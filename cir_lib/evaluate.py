@@ -20,6 +20,9 @@ from typing import Optional, Sequence
 import torch
 
 from cir_lib.constants import FASHIONIQ_CATEGORIES
+from cir_lib.composers import composer_kind
+from cir_lib.data import SkipReport, load_split
+from cir_lib.datasets import get_dataset
 from cir_lib.devices import pick_device
 from cir_lib.errors import ConfigError
 from cir_lib.recipes import EvalConfig
@@ -40,6 +43,8 @@ class EncodedSplit:
     query_features: torch.Tensor  # [Q, d] normalized composer output
     lambdas: Optional[torch.Tensor]  # [Q] the Combiner's text weight; None for the sum
     ranks: Optional[dict] = field(default=None, repr=False)  # per-query target ranks, once computed
+    scores: Optional[torch.Tensor] = field(default=None, repr=False)  # [Q, N] from a "scores" composer
+    # (query_features is then None: such a composer gives no query vector)
 
 
 # --------------------------------------------------------------------------- composing
@@ -88,6 +93,33 @@ def compose_queries(combiner: torch.nn.Module, reference_features: torch.Tensor,
     return torch.cat(queries), lam
 
 
+@torch.no_grad()
+def compose_scores(composer: torch.nn.Module, reference_features: torch.Tensor, text_features: torch.Tensor,
+                   index_features: torch.Tensor, *, batch_size: int = COMPOSE_BATCH) -> torch.Tensor:
+    """Scores [Q, N] of each query against the index, from a composer of kind "scores"
+    (`cir_lib.composers`: `scores(image_features, text_features, index_features)`), in eval mode.
+
+    Example:
+        >>> s = compose_scores(artemis, ref, txt, index)  # then cir_lib.metrics.ranks_from_scores
+    """
+    if reference_features.shape != text_features.shape:
+        raise ConfigError(f"reference features {tuple(reference_features.shape)} and text features "
+                          f"{tuple(text_features.shape)} differ in shape; both must come from one backbone")
+    device = _module_device(composer)
+    was_training = composer.training
+    composer.eval()
+    rows = []
+    try:
+        index = index_features.to(device, torch.float32)
+        for start in range(0, reference_features.shape[0], batch_size):
+            ref = reference_features[start:start + batch_size].to(device, torch.float32)
+            txt = text_features[start:start + batch_size].to(device, torch.float32)
+            rows.append(composer.scores(ref, txt, index).float().cpu())
+    finally:
+        composer.train(was_training)
+    return torch.cat(rows) if rows else torch.empty(0, index_features.shape[0])
+
+
 def _default_preprocess(preprocess, backbone):
     from cir_lib.transform import PreprocessConfig
 
@@ -125,6 +157,9 @@ def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None,
     index = image_features(backbone, split, preprocess, cache_dir=config.cache_dir, batch_size=config.batch_size,
                            device=device, split_label=split.label, num_workers=config.num_workers)
     reference, text = query_features(backbone, split, index, eval_captions(split), batch_size=config.text_batch_size)
+    if composer_kind(combiner) == "scores":
+        return EncodedSplit(split, index, reference, text, None, None,
+                            scores=compose_scores(combiner, reference, text, index))
     query, lambdas = compose_queries(combiner, reference, text)
     return EncodedSplit(split, index, reference, text, query, lambdas)
 
@@ -134,14 +169,20 @@ def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None,
 
 def _target_ranks(encoded: EncodedSplit) -> dict:
     """The per-query ranks behind the metrics, computed once per encoded split (kept on it)."""
-    from cir_lib.metrics import cirr_ranks, target_ranks
+    from cir_lib.metrics import cirr_ranks, ranks_from_scores, target_ranks
 
+    if encoded.ranks is None and encoded.scores is not None:  # a "scores" composer
+        split = encoded.split
+        ds = get_dataset(split.dataset)
+        encoded.ranks = ranks_from_scores(
+            encoded.scores, split.target_indices, split.reference_indices if ds.removes_reference else None,
+            split.member_indices if ds.has_members else None)
     if encoded.ranks is None:
         split = encoded.split
-        if split.dataset == "fashioniq":
+        if not get_dataset(split.dataset).has_members:
             encoded.ranks = {"ranks": target_ranks(encoded.query_features, encoded.index_features,
                                                    split.target_indices)}
-        else:
+        else:  # the reference removed from the ranking, and the ranks within the image set
             ranks, subset = cirr_ranks(encoded.query_features, encoded.index_features, split.reference_indices,
                                        split.target_indices, split.member_indices)
             encoded.ranks = {"ranks": ranks, "subset_ranks": subset}
@@ -162,68 +203,70 @@ def split_metrics(encoded: EncodedSplit) -> dict:
     Example:
         >>> split_metrics(encode_split(split, bb, combiner))["recall@10"]
     """
-    from cir_lib.constants import CIRR_KS, CIRR_SUBSET_KS, FASHIONIQ_KS
     from cir_lib.metrics import recall_from_ranks
 
+    ds = get_dataset(encoded.split.dataset)
     ranks = _target_ranks(encoded)
-    if encoded.split.dataset == "fashioniq":
-        return recall_from_ranks(ranks["ranks"], FASHIONIQ_KS, "recall")
-    return {**recall_from_ranks(ranks["ranks"], CIRR_KS, "recall"),
-            **recall_from_ranks(ranks["subset_ranks"], CIRR_SUBSET_KS, "recall_subset")}
+    out = recall_from_ranks(ranks["ranks"], ds.ks, "recall")
+    if ds.subset_ks:
+        out.update(recall_from_ranks(ranks["subset_ranks"], ds.subset_ks, "recall_subset"))
+    return out
 
 
-def _check_split_has_targets(dataset: str, split: str) -> None:
-    if (dataset, split) in (("fashioniq", "test"), ("cirr", "test1")):
-        hint = "write a submission for the evaluation server (cir-lib submit-cirr)" if dataset == "cirr" else \
-            "FashionIQ test targets are not public"
-        raise ConfigError(f"{dataset} {split} has no public targets: evaluate on val ({hint})")
+def _check_split_has_targets(ds, split: str) -> None:
+    if split == ds.test_split:
+        raise ConfigError(f"{ds.name} {split} has no public targets: evaluate on val ({ds.no_targets_hint()})")
 
 
-def evaluate_fashioniq(data_root, backbone, combiner, config: Optional[EvalConfig] = None, *, preprocess=None,
-                       categories: Sequence[str] = FASHIONIQ_CATEGORIES, encoded: Optional[dict] = None) -> dict:
-    """FashionIQ Recall@10/50 per category (each ranks its own index, reference kept) and averages.
+def evaluate_dataset(dataset, data_root, backbone, combiner, config: Optional[EvalConfig] = None, *,
+                     preprocess=None, groups: Optional[Sequence[str]] = None,
+                     encoded: Optional[dict] = None) -> dict:
+    """A dataset's recalls on a split with targets, by its protocol (`cir_lib.datasets`).
 
     Args:
-        data_root: folder holding fashionIQ_dataset/.
+        dataset: a dataset name ("fashioniq", "cirr") or a `cir_lib.datasets.base.Dataset`.
+        data_root: the data root.
         backbone: a `cir_lib.backbone.Backbone`.
-        combiner: `ElementwiseSum` or `Combiner` (put in eval mode; its mode is restored after).
+        combiner: the composer (put in eval mode; its mode is restored after).
+        config: an `EvalConfig`: split (the test split has no public targets), cache, skip_missing
+            (drop missing images and the queries using them, reported under "skipped"; otherwise a
+            missing image raises ImageError), encoding controls.
         preprocess: `PreprocessConfig`, a kind name, or None (targetpad at the backbone's size).
-        config: an `EvalConfig`: split ("val": test has no public targets), cache, skip_missing (drop
-            missing images and the queries using them, reported under "skipped"; otherwise a missing
-            image raises ImageError), encoding controls.
-        categories: subset of dress / shirt / toptee.
-        encoded: a dict that receives {category: EncodedSplit} (features, queries and lambdas), for
+        groups: a subset of the dataset's categories (None: all of them).
+        encoded: a dict that receives {group: EncodedSplit} (features, queries and lambdas), for
             reuse by the explorer, the lambda figure and the intervals.
     Returns:
-        {"dress": {"recall@10": .., "recall@50": ..}, "shirt": {..}, "toptee": {..},
-         "average": {mean over the categories of each key}} plus "skipped": SkipReport.to_dict()
-        when skip_missing removed anything, and "capped": N when config.max_queries capped the
-        splits (a dry run: not the benchmark's numbers).
+        With categories: {category: {"recall@K": ..}, ..., "average": {mean over the categories}};
+        without: the metrics flat ({"recall@1": .., "recall_subset@1": .., ...}). Plus "skipped":
+        SkipReport.to_dict() when skip_missing removed anything, and "capped": N when
+        config.max_queries capped the splits (a dry run: not the benchmark's numbers).
     Example:
-        >>> evaluate_fashioniq("data/mini", load_backbone("RN50", "openai"), ElementwiseSum(),
-        ...                    EvalConfig(cache_dir="cache"))["average"]["recall@10"]
+        >>> evaluate_dataset("cirr", "data/mini", backbone, ElementwiseSum(), EvalConfig(cache_dir="cache"))["recall@1"]
     """
-    from cir_lib.data import SkipReport, load_split
-
+    ds = get_dataset(dataset)
     config = config or EvalConfig()
     split = config.split
-    categories = list(categories)
-    unknown = [c for c in categories if c not in FASHIONIQ_CATEGORIES]
-    if not categories or unknown:
-        raise ConfigError(f"FashionIQ categories must be among {', '.join(FASHIONIQ_CATEGORIES)}; got {categories}")
-    _check_split_has_targets("fashioniq", split)
-    out, reports = {}, []
-    for category in categories:
-        data = load_split(data_root, "fashioniq", split, category, skip_missing=config.skip_missing,
+    groups = list(ds.groups if groups is None else groups)
+    unknown = [g for g in groups if g not in ds.groups]
+    if not groups or unknown:
+        raise ConfigError(f"{ds.title} categories must be among {', '.join(ds.groups)}; got {groups}")
+    _check_split_has_targets(ds, split)
+    per, reports = {}, []
+    for group in groups:
+        data = load_split(data_root, ds.name, split, ds.group_category(group), skip_missing=config.skip_missing,
                           max_queries=config.max_queries)
         reports.append(data.skipped)
         enc = encode_split(data, backbone, combiner, config, preprocess=preprocess)
         if encoded is not None:
-            encoded[category] = enc
-        out[category] = split_metrics(enc)
-        logger.debug("fashioniq %s %s: %s", category, split, _format_inline(out[category]))
-    keys = out[categories[0]].keys()
-    out["average"] = {k: sum(out[c][k] for c in categories) / len(categories) for k in keys}
+            encoded[group] = enc
+        per[group] = split_metrics(enc)
+        logger.debug("%s %s: %s", data.label, split, _format_inline(per[group]))
+    if ds.categories:
+        out = dict(per)
+        keys = out[groups[0]].keys()
+        out["average"] = {k: sum(out[c][k] for c in groups) / len(groups) for k in keys}
+    else:
+        out = dict(per[ds.name])
     skipped = SkipReport.combine(reports)
     if not skipped.is_empty:
         out["skipped"] = skipped.to_dict()
@@ -232,38 +275,25 @@ def evaluate_fashioniq(data_root, backbone, combiner, config: Optional[EvalConfi
     return out
 
 
+def evaluate_fashioniq(data_root, backbone, combiner, config: Optional[EvalConfig] = None, *, preprocess=None,
+                       categories: Sequence[str] = FASHIONIQ_CATEGORIES, encoded: Optional[dict] = None) -> dict:
+    """FashionIQ Recall@10/50 per category and their average: `evaluate_dataset("fashioniq", ...)`.
+
+    Example:
+        >>> evaluate_fashioniq("data/mini", backbone, ElementwiseSum(), EvalConfig(cache_dir="cache"))["average"]
+    """
+    return evaluate_dataset("fashioniq", data_root, backbone, combiner, config, preprocess=preprocess,
+                            groups=categories, encoded=encoded)
+
+
 def evaluate_cirr(data_root, backbone, combiner, config: Optional[EvalConfig] = None, *, preprocess=None,
                   encoded: Optional[dict] = None) -> dict:
-    """CIRR Recall@1/5/10/50 (reference removed) and Recall_subset@1/2/3 on a split with targets.
+    """CIRR Recall@1/5/10/50 (reference removed) and Recall_subset@1/2/3: `evaluate_dataset("cirr", ...)`.
 
-    Args:
-        data_root: folder holding cirr_dataset/.
-        backbone, combiner, config, preprocess: as in `evaluate_fashioniq` (config.split "val":
-            test1 has no public targets, use `cir_lib.submit.write_cirr_submission`).
-        encoded: a dict that receives {"cirr": EncodedSplit}.
-    Returns:
-        {"recall@1": .., "recall@5": .., "recall@10": .., "recall@50": .., "recall_subset@1": ..,
-         "recall_subset@2": .., "recall_subset@3": ..} plus "skipped" when skip_missing removed anything
-        and "capped" (as in `evaluate_fashioniq`).
     Example:
         >>> evaluate_cirr("data/mini", backbone, ElementwiseSum(), EvalConfig(cache_dir="cache"))["recall@1"]
     """
-    from cir_lib.data import load_split
-
-    config = config or EvalConfig()
-    split = config.split
-    _check_split_has_targets("cirr", split)
-    data = load_split(data_root, "cirr", split, skip_missing=config.skip_missing, max_queries=config.max_queries)
-    enc = encode_split(data, backbone, combiner, config, preprocess=preprocess)
-    if encoded is not None:
-        encoded["cirr"] = enc
-    out = split_metrics(enc)
-    logger.debug("cirr %s: %s", split, _format_inline(out))
-    if not data.skipped.is_empty:
-        out["skipped"] = data.skipped.to_dict()
-    if config.max_queries is not None:
-        out["capped"] = config.max_queries
-    return out
+    return evaluate_dataset("cirr", data_root, backbone, combiner, config, preprocess=preprocess, encoded=encoded)
 
 
 # --------------------------------------------------------------------------- rankings
@@ -286,7 +316,7 @@ def predict(split, index_features: torch.Tensor, query_features: torch.Tensor, k
     from cir_lib.metrics import top_k
 
     _check_rows(split, index_features, query_features)
-    exclude = split.reference_indices if split.dataset == "cirr" else None
+    exclude = split.reference_indices if get_dataset(split.dataset).removes_reference else None
     return top_k(query_features, index_features, k, exclude_indices=exclude)
 
 
@@ -311,17 +341,7 @@ def _format_inline(metrics: dict) -> str:
 
 def format_table(dataset: str, result: dict) -> str:
     """A readable table of `evaluate_fashioniq` / `evaluate_cirr` output."""
-    lines = []
-    if dataset == "fashioniq":
-        rows = [k for k in result if k not in NOT_METRICS]
-        keys = list(result[rows[0]])
-        lines.append(f"{'category':<10}" + "".join(f"{k:>12}" for k in keys))
-        for r in rows:
-            lines.append(f"{r:<10}" + "".join(f"{result[r][k]:>12.2f}" for k in keys))
-    else:
-        keys = [k for k in result if k not in NOT_METRICS]
-        width = max(len(k) for k in keys)
-        lines.extend(f"{k:<{width}}  {result[k]:6.2f}" for k in keys)
+    lines = get_dataset(dataset).format_result(result, NOT_METRICS)
     skipped = result.get("skipped")
     if skipped:
         lines.append(f"skipped (missing images): {skipped['queries']} queries, {skipped['images']} index images")

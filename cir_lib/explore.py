@@ -31,15 +31,16 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from cir_lib.constants import FASHIONIQ_CATEGORIES
+from cir_lib.datasets import get_dataset
+from cir_lib.methods import FULL_METHOD, STAGE1_METHOD
 from cir_lib.devices import pick_device
 from cir_lib.errors import ConfigError
 from cir_lib.recipes import EvalConfig
 
 logger = logging.getLogger(__name__)
 
-SUM = "stage 1 sum"
-COMBINER = "stage 1 + Combiner"
+SUM = STAGE1_METHOD.label  # the two rankings shown side by side, by their display labels
+COMBINER = FULL_METHOD.label
 
 
 @dataclass
@@ -74,13 +75,12 @@ class Explorer:
 
     def __init__(self, data_root, dataset: str, combiner_run, config: Optional[EvalConfig] = None, *,
                  encoded: Optional[dict] = None):
-        from cir_lib.combiner import ElementwiseSum
+        from cir_lib.composers import ElementwiseSum
         from cir_lib.data import eval_captions, load_split
         from cir_lib.evaluate import encode_split
-        from cir_lib.loading import load_run, preprocess_for
+        from cir_lib.rebuild import load_run, preprocess_for
 
-        if dataset not in ("fashioniq", "cirr"):
-            raise ConfigError(f"unknown dataset {dataset!r}; choose 'fashioniq' or 'cirr'")
+        self.ds = get_dataset(dataset)  # ConfigError on an unknown name, with the known ones
         config = config or EvalConfig()
         self.dataset = dataset
         self.data_root = Path(data_root)
@@ -95,11 +95,10 @@ class Explorer:
         preprocess = preprocess_for(run_cfg, backbone)
         self.sets: dict[str, RankingSet] = {}
         self._lambdas: dict[str, np.ndarray] = {}
-        groups = list(FASHIONIQ_CATEGORIES) if dataset == "fashioniq" else ["cirr"]
-        for group in groups:
+        for group in self.ds.groups:
             enc = (encoded or {}).get(group)
             if enc is None:  # not handed over by the evaluation: encode (image features via the cache)
-                sp = load_split(self.data_root, dataset, config.split, None if group == "cirr" else group,
+                sp = load_split(self.data_root, dataset, config.split, self.ds.group_category(group),
                                 skip_missing=config.skip_missing, max_queries=config.max_queries)
                 enc = encode_split(sp, backbone, combiner, dataclasses.replace(config, device=str(device)),
                                    preprocess=preprocess)
@@ -163,7 +162,7 @@ class Explorer:
         else:
             text = text_features(self.backbone, [caption])
         composed = self._compose(group, ref_idx, text)
-        exclude = ref_idx if self.dataset == "cirr" else None  # CIRR never ranks the reference
+        exclude = ref_idx if self.ds.removes_reference else None  # CIRR never ranks the reference
         out: dict[str, Any] = {}
         for method, (query, lam) in composed.items():
             top = top_k(query, rs.index_features, k, exclude_indices=exclude)[0].tolist()
@@ -185,7 +184,7 @@ class Explorer:
         return {
             "reference": Path(rs.split.image_paths[rs.split.name_to_index[ref_name]]),
             "caption": caption if caption is not None else base["caption"],
-            "group": group if self.dataset == "fashioniq" else None,
+            "group": self.ds.group_category(group),
             "target": target,
             "target_path": Path(rs.split.image_paths[rs.split.name_to_index[target]]) if target else None,
             "target_ranks": self.target_ranks(group, i) if target else None,
@@ -203,7 +202,7 @@ class Explorer:
         if target is None:
             raise ConfigError(f"query {i} of {rs.split.label} has no target (test split)")
         ref_idx = rs.reference_indices[i:i + 1]
-        exclude = ref_idx if self.dataset == "cirr" else None
+        exclude = ref_idx if self.ds.removes_reference else None
         tgt_idx = rs.split.indices([target])
         composed = self._compose(group, ref_idx, rs.text_features[i:i + 1])
         return {m: int(target_ranks(query, rs.index_features, tgt_idx, exclude)[0]) + 1

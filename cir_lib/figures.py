@@ -24,6 +24,7 @@ import pandas as pd
 from cir_lib.errors import ConfigError
 from cir_lib.runs import atomic_write, read_history
 from cir_lib.storage import writing
+from cir_lib.methods import ABLATION_METHODS, MAIN_METHODS, method_of
 from cir_lib.tables import ABLATIONS, METHODS, THIS_RUN, header_label, is_ablation, metric_columns
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,12 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 # Metadata that would change from one save to the next (dates) or with the installed versions.
 _SAVE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None},
                   "svg": {"Date": None, "Creator": None}}
-METHOD_COLORS = {"zero-shot sum": "#9e9e9e", "stage 1 sum": "#4c72b0", "stage 1 + Combiner": "#dd8452",
-                 "zero-shot image only": "#d4d4d4", "zero-shot text only": "#d4d4d4",
-                 "stage 1 image only": "#a9bcdc", "stage 1 text only": "#a9bcdc"}
-ABLATION_HATCH = {"image only": "////", "text only": "...."}
+# Colours by (composer, encoders); ablations by their encoders, told apart by a hatch per composer.
+_COLORS = {("sum", "zero-shot"): "#9e9e9e", ("sum", "finetune"): "#4c72b0", ("combiner", "finetune"): "#dd8452"}
+_ABLATION_COLORS = {"zero-shot": "#d4d4d4", "finetune": "#a9bcdc"}
+METHOD_COLORS = {m.label: _COLORS[(m.composer, m.encoders)] for m in MAIN_METHODS} | {
+    m.label: _ABLATION_COLORS[m.encoders] for m in ABLATION_METHODS}  # by display label, for the rows' labels
+ABLATION_HATCH = {"image_only": "////", "text_only": "...."}  # by composer name
 
 
 def _pyplot():
@@ -147,7 +150,7 @@ def plot_recall_bars(table: pd.DataFrame, *, title: str = "", out_stem: str | os
         bars = [c for c in ax.containers if isinstance(c, BarContainer)]
         for label, container, (_, row) in zip(labels, bars, ours.iterrows()):
             part = long[long["row"] == label]
-            hatch = next((h for key, h in ABLATION_HATCH.items() if row["method"].endswith(key)), None)
+            hatch = ABLATION_HATCH.get(method_of(row["method"]).composer) if is_ablation(row["method"]) else None
             for patch in container:
                 patch.set_edgecolor("white" if hatch is None else "#555555")
                 patch.set_linewidth(0.3)

@@ -32,17 +32,15 @@ from cir_lib.devices import pick_device, set_threads
 from cir_lib.distributed import DistInfo, gather, init_distributed
 from cir_lib.errors import ConfigError
 from cir_lib.features import encode_text
-from cir_lib.loading import load_pretrained_backbone, preprocess_for
 from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
-from cir_lib.monitoring import TrainingMonitor
-from cir_lib.progress import progress_bar
 from cir_lib.recipes import FinetuneConfig, check_config, resolve_pretrained
-from cir_lib.training import (RunResult, autocast_factory, check_finite, due, finish_epoch, make_optimizer,
-                              optimizer_step, resume_state)
-from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
+from cir_lib.rebuild import load_pretrained_backbone, preprocess_for
+from cir_lib.training import (RunResult, autocast_factory, make_optimizer, optimizer_step, resume_state,
+                              train_epochs)
+from cir_lib.training_data import (load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
-from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
+from cir_lib.training_validation import image_features_for, make_val_sets, metrics_for, text_features_for
 
 logger = logging.getLogger(__name__)
 
@@ -267,25 +265,14 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
         logger.warning("batch size rounded down to %d (a multiple of %d processes)", bs_global, dist_info.world_size)
     local = bs_global // dist_info.world_size
 
-    epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=f"stage 1 {dataset}", unit="epoch",
-                              initial=state["epoch"], total=config.epochs, disable=not dist_info.is_main)
-    monitor = None
-    for epoch in epochs_bar:
-        t0 = time.perf_counter()
-        # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
-        batches = epoch_batches(len(train_split.queries), n_var, bs_global, generator)[:config.max_steps_per_epoch]
-        if monitor is None:
-            monitor = TrainingMonitor(run, config, first_epoch=epoch, steps_per_epoch=len(batches))
-        monitor.start_epoch(epoch)
+    def start_epoch(epoch, batches):
         loader = None
         if images is not None:
             slices = [q[dist_info.rank * local:(dist_info.rank + 1) * local].tolist() for q, _ in batches]
             loader = iter(torch.utils.data.DataLoader(images, batch_sampler=slices, num_workers=config.num_workers,
                                                       pin_memory=device.type == "cuda"))
-        total, steps = 0.0, 0
-        bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
-                           disable=not dist_info.is_main)
-        for step, (q_idx, v_idx) in enumerate(bar, start=1):
+
+        def step(q_idx, v_idx, check):
             mine = slice(dist_info.rank * local, (dist_info.rank + 1) * local)
             q_loc, v_loc = q_idx[mine], v_idx[mine]
             tok = tokens[q_loc, v_loc].to(device, non_blocking=True)
@@ -295,31 +282,25 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
             else:
                 batch = {"reference_features": train_features[reference[q_loc]],
                          "target_features": train_features[target[q_loc]]}
-            value = stage1_step(wrapped, tok, optimizer, autocast, scaler, dist_info=dist_info,
-                                check=lambda v: check_finite(v, epoch, step, run, state["epoch"]),
+            value = stage1_step(wrapped, tok, optimizer, autocast, scaler, dist_info=dist_info, check=check,
                                 logits_autocast=config.precision == "official", **batch)
-            total += value
-            steps += 1
-            live = monitor.step(epoch, step, value, optimizer.param_groups[0]["lr"], bs_global)
-            bar.set_postfix_str(f"loss={value:.4f}, {live}")
-        bar.close()
-        monitor.end_training_steps()
-        row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
+            return value, bs_global
+        return step
 
-        metrics = None
-        if due(epoch, config) and dist_info.is_main:
-            metrics = validate_stage1(val_sets, dataset, backbone, preprocess, config, device)
-        finish_epoch(
-            run, state, row, metrics, t0, dataset, config, epochs_bar,
-            save_best=lambda extra, path: save_backbone_checkpoint(backbone, path, extra={
-                "kind": "finetune", **extra, "encoders": config.encoders}),
-            last={"kind": "finetune", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                  "scaler": scaler.state_dict() if scaler is not None else None,
-                  "rng": runs.rng_state(generator)}, monitor=monitor)
-        dist_info.barrier()
-    epochs_bar.close()
-    if monitor is not None:
-        monitor.close()
+    def validate(epoch, monitor):
+        if not dist_info.is_main:
+            return None, None
+        return validate_stage1(val_sets, dataset, backbone, preprocess, config, device), None
+
+    train_epochs(
+        run, config, dataset, state, generator, optimizer, num_queries=len(train_split.queries), num_variants=n_var,
+        batch_size=bs_global, start_epoch=start_epoch, validate=validate, desc=f"stage 1 {dataset}",
+        save_best=lambda extra, path: save_backbone_checkpoint(backbone, path, extra={
+            "kind": "finetune", **extra, "encoders": config.encoders}),
+        last_state=lambda: {"kind": "finetune", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scaler": scaler.state_dict() if scaler is not None else None,
+                            "rng": runs.rng_state(generator)},
+        is_main=dist_info.is_main, end_epoch=dist_info.barrier)
     return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
                      state["history"], time.perf_counter() - t_start, config)
 
@@ -388,7 +369,7 @@ def validate_stage1(val_sets, dataset, backbone, preprocess, config, device) -> 
             backbone, vs.split, preprocess, None, config.encode_batch_size, device, config.num_workers)
         text[label] = vs.text_features if vs.text_features is not None else text_features_for(
             backbone, vs.tokens, config.encode_batch_size, device)
-    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.composers import ElementwiseSum
 
     return metrics_for(dataset, val_sets, ElementwiseSum(backbone.embed_dim), index, text)
 

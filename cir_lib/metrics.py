@@ -418,14 +418,53 @@ def cirr_ranks(query_features, index_features, reference_indices, target_indices
     for start, end, sims, scratch in _similarity_blocks(q, x, chunk_size, max_block_bytes):
         tgt, ref, mem = target[start:end], reference[start:end], members[start:end]
         ranks[start:end] = _block_target_ranks(sims, tgt, ref, scratch)
-        t = sims.gather(1, tgt[:, None])
-        s_m = sims.gather(1, mem)
-        ahead = (s_m > t) | ((s_m == t) & (mem < tgt[:, None]))
-        ahead &= (mem != ref[:, None]) & (mem != tgt[:, None])
-        sub = ahead.sum(dim=1)
-        sub[ref == tgt] = MISS_RANK  # the target was removed with the reference: a miss
-        subset_ranks[start:end] = sub
+        subset_ranks[start:end] = _block_subset_ranks(sims, tgt, ref, mem)
     return ranks, subset_ranks
+
+
+def _block_subset_ranks(sims: torch.Tensor, tgt: torch.Tensor, ref: torch.Tensor, mem: torch.Tensor) -> torch.Tensor:
+    """The target's rank among the img_set members other than the reference, under the tie rule."""
+    t = sims.gather(1, tgt[:, None])
+    s_m = sims.gather(1, mem)
+    ahead = (s_m > t) | ((s_m == t) & (mem < tgt[:, None]))
+    ahead &= (mem != ref[:, None]) & (mem != tgt[:, None])
+    sub = ahead.sum(dim=1)
+    sub[ref == tgt] = MISS_RANK  # the target was removed with the reference: a miss
+    return sub
+
+
+def ranks_from_scores(scores, target_indices, exclude_indices=None, member_indices=None) -> dict:
+    """Per-query ranks from a score matrix (a composer of kind "scores"), by the same tie rule and
+    exclusion as `target_ranks` / `cirr_ranks` on features.
+
+    Args:
+        scores: [Q, N] float scores of each query against each index image (higher is better).
+        target_indices: [Q] positions of the targets.
+        exclude_indices: optional [Q] positions removed from each query's ranking (CIRR: the reference).
+        member_indices: optional [Q, M] img_set positions (with `exclude_indices` as the reference):
+            adds "subset_ranks".
+    Returns:
+        {"ranks": LongTensor [Q]} and, with members, "subset_ranks".
+    Example:
+        >>> ranks_from_scores(torch.eye(3), torch.tensor([0, 2, 1]))["ranks"].tolist()
+        [0, 1, 1]
+    """
+    sims = torch.as_tensor(scores)
+    if sims.ndim != 2 or not sims.is_floating_point():
+        raise InputError(f"scores must be a float matrix [queries, index], got {tuple(sims.shape)} {sims.dtype}")
+    sims = sims.float().contiguous()
+    nq, n = sims.shape
+    target = _as_indices("target_indices", target_indices, (nq,), n, sims.device)
+    exclude = None if exclude_indices is None else _as_indices("exclude_indices", exclude_indices, (nq,), n,
+                                                                sims.device)
+    out = {"ranks": _block_target_ranks(sims, target, exclude)}
+    if member_indices is not None:
+        if exclude is None:
+            raise InputError("member_indices need exclude_indices (the reference of each query)")
+        members = _as_indices_2d("member_indices", member_indices, nq, n, sims.device)
+        _check_members(members, exclude, target)
+        out["subset_ranks"] = _block_subset_ranks(sims, target, exclude, members)
+    return out
 
 
 def _as_indices_2d(name: str, value, nq: int, n: int, device) -> torch.Tensor:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from cir_lib.constants import MINI_CHECKPOINT, STAGES
+from cir_lib.datasets import get_dataset
+from cir_lib.methods import FULL_METHOD, method_of
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import PROFILES, get_profile
 from cir_lib.project import portable, resolve_recorded
@@ -30,8 +32,7 @@ from cir_lib.settings import ResultPaths, Settings, relative_to_root
 from cir_lib.tables import (
     ABLATIONS,
     METHODS,
-    cirr_table,
-    fashioniq_table,
+    dataset_table,
     read_cirr_test_results,
     seed_table,
     write_seed_table,
@@ -283,38 +284,39 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     """
     from cir_lib import evaluate
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ABLATION_COMPOSERS, ElementwiseSum
     from cir_lib.devices import pick_device
-    from cir_lib.loading import load_run, preprocess_for, run_config
+    from cir_lib.rebuild import load_run, preprocess_for, run_config
     from cir_lib.recipes import resolve_pretrained
 
     config = config or eval_config(paths)
     device = str(pick_device(config.device))
     config = dataclasses.replace(config, device=device)
-    stage1 = paths.run(dataset, "finetune", seed, backbone)
-    combiner_run = paths.run(dataset, "combiner", seed, backbone)
+    backbone_name = backbone
+    stage1 = paths.run(dataset, "finetune", seed, backbone_name)
     out = {}
     known = METHODS + ABLATIONS
-    for method in methods:
-        if method not in known:
-            raise ConfigError(f"unknown method {method!r}; choose from {', '.join(known)}")
-        ablation = next((a for a in ABLATION_COMPOSERS if method.endswith(" " + a)), None)
-        if method == "zero-shot sum" or method.startswith("zero-shot "):
+    for label in methods:
+        method = method_of(label)  # a Method, or a label of one (ConfigError names the known ones)
+        if method.label not in known:
+            raise ConfigError(f"unknown method {method.label!r}; choose from {', '.join(known)}")
+        spec = method.spec
+        if spec.trained:  # the composer's run holds it, over its stage-1 encoders
+            backbone, composer, run_cfg = load_run(paths.run(dataset, "combiner", seed, backbone_name),
+                                                   device=device)
+        elif method.encoders == "zero-shot":
             run_cfg = run_config(stage1)  # the stage-1 run's starting weights: its config is enough
             backbone = load_backbone(run_cfg.backbone, resolve_pretrained(run_cfg.pretrained, data_root),
                                      device=device)
-            composer = ElementwiseSum(backbone.embed_dim)
-        elif method == "stage 1 + Combiner":
-            backbone, composer, run_cfg = load_run(combiner_run, device=device)
-        else:  # stage 1 sum and the stage-1 ablations
-            backbone, composer, run_cfg = load_run(stage1, device=device)
-        if ablation is not None:
-            composer = ABLATION_COMPOSERS[ablation](backbone.embed_dim)
+            composer = spec.build(backbone.embed_dim)
+        else:  # the stage-1 encoders with an untrained composer
+            backbone, _, run_cfg = load_run(stage1, device=device)
+            composer = spec.build(backbone.embed_dim)
+        method = method.label
         preprocess = preprocess_for(run_cfg, backbone)
-        fn = evaluate.evaluate_fashioniq if dataset == "fashioniq" else evaluate.evaluate_cirr
         logger.debug("evaluating %s on %s %s", method, dataset, config.split)
         groups = {} if encoded is not None else None
-        out[method] = fn(data_root, backbone, composer, config, preprocess=preprocess, encoded=groups)
+        out[method] = evaluate.evaluate_dataset(dataset, data_root, backbone, composer, config, preprocess=preprocess,
+                                                encoded=groups)
         logger.info("%s %s, %s: %s", dataset, config.split, method, _metrics_line(dataset, out[method]))
         if encoded is not None:
             encoded[method] = groups
@@ -323,11 +325,11 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
 
 def _metrics_line(dataset: str, metrics: Mapping[str, Any]) -> str:
     """The one log line of an evaluated row (the per-category lines are DEBUG: verbose logging)."""
-    flat = metrics.get("average", {}) if dataset == "fashioniq" else metrics
-    keys = ("recall@10", "recall@50") if dataset == "fashioniq" else ("recall@1", "recall@5", "recall@10",
-                                                                     "recall@50", "recall_subset@1")
+    ds = get_dataset(dataset)
+    flat = metrics.get("average", {}) if ds.categories else metrics
+    keys = tuple(f"recall@{k}" for k in ds.ks) + tuple(f"recall_subset@{k}" for k in ds.subset_ks[:1])
     shown = ", ".join(f"{k} {float(flat[k]):.2f}" for k in keys if k in flat)
-    return (f"average {shown}" if dataset == "fashioniq" else shown) or "no metrics"
+    return (f"average {shown}" if ds.categories and shown else shown) or "no metrics"
 
 
 def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
@@ -343,15 +345,16 @@ def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     """
     from cir_lib.evaluate import split_ranks
 
-    if dataset == "fashioniq":
+    ds = get_dataset(dataset)
+    if ds.categories:
         return {m: {g: split_ranks(e)["ranks"] for g, e in groups.items()} for m, groups in encoded.items()}
-    return {m: split_ranks(groups["cirr"]) for m, groups in encoded.items()}
+    return {m: split_ranks(groups[ds.name]) for m, groups in encoded.items()}
 
 
 def backbone_label(settings: "Settings", dataset: str, backbone: str) -> str:
     """The name a series' rows carry in the tables: the backbone ("RN50"), or for a one-series
     profile the stage-1 run's backbone ("cir-mini")."""
-    from cir_lib.loading import run_config
+    from cir_lib.rebuild import run_config
 
     return backbone or run_config(settings.paths.run(dataset, "finetune", settings.seeds[0])).backbone
 
@@ -383,11 +386,8 @@ def build_tables(settings: "Settings", rows: Mapping[str, Any], encoded: Mapping
     tables = {}
     for dataset in settings.datasets:
         ranks = {label: ranks_of(enc, dataset) for label, enc in encoded[dataset].items()}
-        if dataset == "fashioniq":
-            tables[dataset] = fashioniq_table(rows[dataset], ranks=ranks, context=("cited", "published"))
-        else:
-            tables[dataset] = cirr_table(rows[dataset], ranks=ranks, context=("cited", "published"),
-                                         test_results=test_results)
+        tables[dataset] = dataset_table(dataset, rows[dataset], ranks=ranks, context=("cited", "published"),
+                                        test_results=test_results if get_dataset(dataset).test_server else None)
     return tables
 
 
@@ -398,7 +398,7 @@ def combiner_lambdas(settings: "Settings", encoded: Mapping[str, Any]) -> dict:
     out = {}
     for dataset in settings.datasets:
         for label, enc in encoded[dataset].items():
-            out[dataset if len(encoded[dataset]) == 1 else f"{dataset} {label}"] = lambdas_of(enc["stage 1 + Combiner"])
+            out[dataset if len(encoded[dataset]) == 1 else f"{dataset} {label}"] = lambdas_of(enc[FULL_METHOD.label])
     return out
 
 
@@ -410,10 +410,11 @@ def write_submissions(settings: "Settings", config: EvalConfig) -> list:
         The written paths (empty without CIRR).
     """
     from cir_lib.devices import pick_device
-    from cir_lib.loading import load_run, preprocess_for
+    from cir_lib.rebuild import load_run, preprocess_for
     from cir_lib.submit import write_cirr_submission
 
-    if "cirr" not in settings.datasets:
+    served = [d for d in settings.datasets if get_dataset(d).test_server]  # CIRR: its writer below
+    if not served:
         return []
     out_dir = settings.paths.root / "submissions"
     written = []
@@ -445,14 +446,13 @@ def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[st
         return {}
     files = {}
     for dataset in settings.datasets:
-        build = fashioniq_table if dataset == "fashioniq" else cirr_table
         per_seed = {settings.seeds[0]: tables[dataset]}
         for seed in settings.seeds[1:]:
             rows = {backbone_label(settings, dataset, bb): evaluate_methods(
                 settings.data_root, dataset, settings.paths, config, methods=METHODS, seed=seed, backbone=bb)
                 for bb in settings.backbones}
-            per_seed[seed] = build(rows, context=())
-        name = "FashionIQ val" if dataset == "fashioniq" else "CIRR val"
+            per_seed[seed] = dataset_table(dataset, rows, context=())
+        name = f"{get_dataset(dataset).title} val"
         files[dataset] = write_seed_table(seed_table(per_seed), settings.paths.tables, dataset,
                                           title=f"{name} across training seeds {list(settings.seeds)} "
                                                 f"(profile {settings.profile})")
@@ -532,8 +532,10 @@ def table_notes(settings: "Settings | str", dataset: str, split: str = "val",
     if profile not in PROFILES or PROFILES[profile].mini_preset is not None:
         notes.append("the mini benchmark is synthetic, not the paper's data: the paper's rows and the "
                      "differences to them are context, not a comparison")
-    if dataset == "cirr" and split != "test1":
-        notes.append("this run's CIRR rows are on val unless marked test1; the paper's are on test1 (evaluation server)")
+    ds = get_dataset(dataset)
+    if ds.test_server and split != ds.test_split:
+        notes.append(f"this run's {ds.title} rows are on val unless marked {ds.test_split}; the paper's are on "
+                     f"{ds.test_split} (evaluation server)")
     nested = rows or {}
     if nested and not all(m in METHODS + ABLATIONS for m in nested):
         nested = {f"{m} [{bb}]": v for bb, per in nested.items() for m, v in per.items()}
@@ -571,7 +573,7 @@ def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     seven recalls) and whether zero-shot sum < stage 1 sum < stage 1 + Combiner holds."""
     from cir_lib.selection import selection_score  # the rule that picks best.pt, on the table's flat rows
 
-    table = (fashioniq_table if dataset == "fashioniq" else cirr_table)(rows, context=())
+    table = dataset_table(dataset, rows, context=())
     scores = {r["method"]: float(selection_score(dataset, r)) for r in table.to_dict("records")}
     values = [scores[m] for m in METHODS if m in scores]
     return {"scores": scores, "ascending": all(a < b for a, b in zip(values, values[1:]))}

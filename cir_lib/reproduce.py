@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from cir_lib.progress import ENV_VAR as PROGRESS_ENV_VAR
-from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_CATEGORIES, FASHIONIQ_DIR
+from cir_lib.constants import DATASETS
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.locks import folder_lock
 from cir_lib.profiles import Profile, get_profile, resolve_data_root
 from cir_lib.project import project_root, relative_to_project
 from cir_lib.recipes import recipe_backbones
 from cir_lib.storage import os_error_in, storage_error, writing
+from cir_lib.datasets import get_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -50,20 +51,17 @@ def missing_real_data(data_root: Path, datasets: Sequence[str]) -> list[str]:
     if not data_root.is_dir():
         return [f"the data root {data_root} (no such folder)"]
     for dataset in datasets:
-        folder = data_root / (FASHIONIQ_DIR if dataset == "fashioniq" else CIRR_DIR)
+        ds = get_dataset(dataset)
+        folder = data_root / ds.folder
         if not folder.is_dir():
             missing.append(f"{folder} (the {dataset} dataset folder)")
             continue
-        groups = [(s, c) for s in ("train", "val") for c in FASHIONIQ_CATEGORIES] if dataset == "fashioniq" \
-            else [("train", None), ("val", None)]
-        for split, category in groups:
+        for split, category in ds.split_groups(("train", "val")):
             for path in annotation_files(data_root, dataset, split, category):
                 if not path.is_file():
                     missing.append(str(path))
-        if dataset == "fashioniq" and not (folder / "images").is_dir():
-            missing.append(f"{folder / 'images'} (the FashionIQ images)")
-        if dataset == "cirr" and not any((folder / d).is_dir() for d in ("train", "dev")):
-            missing.append(f"{folder / 'train'} and {folder / 'dev'} (the CIRR images)")
+        if not ds.dataset_present(folder):
+            missing.append(f"{ds.image_folders_text(folder)} (the {ds.title} images)")
     return missing
 
 
@@ -119,10 +117,8 @@ def missing_images(data_root: Path, datasets: Sequence[str], limit: int = 5) -> 
 
     problems = []
     for dataset in datasets:
-        groups = [(s, c) for s in ("train", "val") for c in FASHIONIQ_CATEGORIES] if dataset == "fashioniq" \
-            else [("train", None), ("val", None)]
         absent: list = []
-        for split, category in groups:
+        for split, category in get_dataset(dataset).split_groups(("train", "val")):
             try:
                 annotations = read_annotations(data_root, dataset, split, category)
             except CirError:

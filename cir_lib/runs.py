@@ -13,7 +13,7 @@ A run folder (stage 1 or stage 2) holds:
 
 Checkpoints are written to a temporary file in the same folder, then renamed over the old one
 (`os.replace`), so an interrupted save never leaves a truncated `best.pt` or `last.pt`.
-`cir_lib.loading.load_run` rebuilds the trained models from a folder alone; checkpoints are read
+`cir_lib.rebuild.load_run` rebuilds the trained models from a folder alone; checkpoints are read
 weights-only (`cir_lib.serialization`), so loading a run never runs code.
 """
 

@@ -14,29 +14,19 @@ Example:
 
 from __future__ import annotations
 
-import math
-import statistics
-
+from cir_lib.datasets import get_dataset
+from cir_lib.datasets.cirr import SELECTION_KEYS, SELECTION_MEANS
 from cir_lib.errors import ConfigError
 
-SELECTION_CHOICES = ("arithmetic", "harmonic", "geometric")  # CIRR means; FashionIQ has one score
-CIRR_SELECTION_KEYS = ("recall_subset@1", "recall_subset@2", "recall_subset@3",
-                       "recall@1", "recall@5", "recall@10", "recall@50")  # the original's order
+SELECTION_CHOICES = SELECTION_MEANS  # the means a recipe's `selection` can name (datasets with one score ignore it)
+CIRR_SELECTION_KEYS = SELECTION_KEYS
 
 
-def _geometric(values: list) -> float:
-    # statistics.geometric_mean refuses zeros (Python < 3.12); its limit there is 0, which is what a
-    # model with a zero recall deserves, so an early epoch does not crash the run as it did the original.
-    if any(v == 0 for v in values):
-        return 0.0
-    return float(statistics.geometric_mean(values))
-
-
-def selection_scores(dataset: str, metrics: dict) -> dict:
+def selection_scores(dataset, metrics: dict) -> dict:
     """Every model-selection score of one validation pass.
 
     Args:
-        dataset: "fashioniq" or "cirr".
+        dataset: a dataset name ("fashioniq", "cirr") or a `cir_lib.datasets.base.Dataset`.
         metrics: flat validation metrics in percent: FashionIQ needs "average_recall@10" and
             "average_recall@50"; CIRR needs the seven keys of `CIRR_SELECTION_KEYS`.
 
@@ -51,33 +41,14 @@ def selection_scores(dataset: str, metrics: dict) -> dict:
         >>> selection_scores("fashioniq", {"average_recall@10": 30.0, "average_recall@50": 50.0})
         {'fashioniq': 40.0}
     """
-    if dataset == "fashioniq":
-        keys = ("average_recall@10", "average_recall@50")
-    elif dataset == "cirr":
-        keys = CIRR_SELECTION_KEYS
-    else:
-        raise ConfigError(f"unknown dataset {dataset!r} for model selection; use 'fashioniq' or 'cirr'")
-    missing = [k for k in keys if k not in metrics]
-    if missing:
-        raise ConfigError(f"{dataset} model selection needs the validation metrics {missing}; "
-                          f"got only {sorted(metrics)}")
-    values = [float(metrics[k]) for k in keys]
-    if any(not math.isfinite(v) or v < 0 for v in values):
-        raise ConfigError(f"{dataset} model selection got invalid metric values {dict(zip(keys, values))}")
-    if dataset == "fashioniq":
-        return {"fashioniq": (values[0] + values[1]) / 2}
-    return {
-        "arithmetic": float(statistics.mean(values)),
-        "harmonic": float(statistics.harmonic_mean(values)),
-        "geometric": _geometric(values),
-    }
+    return get_dataset(dataset).selection_scores(metrics)
 
 
-def selection_score(dataset: str, metrics: dict, selection: str = "arithmetic") -> float:
+def selection_score(dataset, metrics: dict, selection: str = "arithmetic") -> float:
     """The one number that picks best.pt: FashionIQ's score, or the CIRR mean named by `selection`.
 
     Args:
-        dataset: "fashioniq" or "cirr".
+        dataset: a dataset name or a `Dataset`.
         metrics: flat validation metrics (see `selection_scores`).
         selection: "arithmetic" | "harmonic" | "geometric" (CIRR only; ignored for FashionIQ).
 
@@ -90,5 +61,4 @@ def selection_score(dataset: str, metrics: dict, selection: str = "arithmetic") 
     """
     if selection not in SELECTION_CHOICES:
         raise ConfigError(f"unknown selection {selection!r}; choose one of {', '.join(SELECTION_CHOICES)}")
-    scores = selection_scores(dataset, metrics)
-    return scores["fashioniq"] if dataset == "fashioniq" else scores[selection]
+    return get_dataset(dataset).selection_score(metrics, selection)

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT, STAGES
+from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import get_profile, resolve_data_root
 from cir_lib.project import chosen_profile, find_project_root, project_root, relative_to_project
+from cir_lib.datasets import get_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -324,7 +325,7 @@ def require_earlier(settings: Settings, notebook: str) -> None:
     for need in NEEDS[notebook]:
         for dataset in settings.datasets:
             if need == "data":
-                folder = settings.data_root / (FASHIONIQ_DIR if dataset == "fashioniq" else CIRR_DIR)
+                folder = settings.data_root / get_dataset(dataset).folder
                 ready = folder.is_dir() and (settings.mini_preset is None
                                              or (settings.data_root / MINI_CHECKPOINT).is_file())
                 what = f"the {dataset} data in {settings.rel(settings.data_root)}"

@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 
 from cir_lib.constants import CIRR_SUBMISSION_MAX_BYTES, CIRR_VERSION
+from cir_lib.datasets import get_dataset
 from cir_lib.errors import ConfigError, ImageError, SubmissionError, option_name
 from cir_lib.recipes import EvalConfig, check_config
 from cir_lib.runs import atomic_write_text, check_output_folder
@@ -54,7 +55,7 @@ def rank_cirr_split(split, index_features: torch.Tensor, query_features: torch.T
     """
     from cir_lib.metrics import cirr_rankings
 
-    if split.dataset != "cirr":
+    if not get_dataset(split.dataset).test_server:
         raise ConfigError(f"submissions are for CIRR; got {split.label}")
     if index_features.shape[0] != len(split.image_names) or query_features.shape[0] != len(split.queries):
         raise ConfigError(f"features ({index_features.shape[0]} index rows, {query_features.shape[0]} queries) do "
@@ -278,7 +279,7 @@ def validate_cirr_submission(recall_path, subset_path, data_root, *, split: str 
 
     data = loaded if loaded is not None else load_split(data_root, "cirr", split, check_files=False,
                                                         max_queries=max_queries)
-    if data.dataset != "cirr":
+    if not get_dataset(data.dataset).test_server:
         raise ConfigError(f"submissions answer a CIRR split; got {data.label}")
     queries = {str(q.pairid): q for q in data.queries}
     index_names = set(data.image_names)

@@ -47,62 +47,34 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from cir_lib.constants import (
-    CIRR_KS,
-    CIRR_SUBSET_KS,
-    CITED_RESULTS,
-    FASHIONIQ_KS,
-    FASHIONIQ_POSTER_ORDER,
-    PAPER_RESULTS,
-)
+from cir_lib.constants import CITED_RESULTS, PAPER_RESULTS
+from cir_lib.datasets import dataset_names, get_dataset
+from cir_lib.datasets.cirr import CIRR_DATASET
+from cir_lib.datasets.fashioniq import FASHIONIQ
 from cir_lib.errors import ConfigError
-from cir_lib.intervals import DEFAULT_N_BOOT, BootstrapIntervals, cirr_intervals, fashioniq_intervals
+from cir_lib.intervals import DEFAULT_N_BOOT, BootstrapIntervals
+from cir_lib.methods import ABLATION_METHODS, FULL_METHOD, MAIN_METHODS, method_of
 from cir_lib.runs import atomic_write_text, jsonable
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("zero-shot sum", "stage 1 sum", "stage 1 + Combiner")  # main rows, in this order
-ABLATIONS = ("zero-shot image only", "zero-shot text only", "stage 1 image only", "stage 1 text only")
-DATASET_NAMES = {"fashioniq": "FashionIQ", "cirr": "CIRR"}  # for titles
+METHODS = tuple(m.label for m in MAIN_METHODS)  # the main rows' labels, in this order (`cir_lib.methods`)
+ABLATIONS = tuple(m.label for m in ABLATION_METHODS)
 THIS_RUN, PUBLISHED, CITED = "this run", "published", "cited"  # the `source` column
 CONTEXT_SOURCES = (CITED, PUBLISHED)  # rows that can be put beside this run's
 PAPER_BACKBONES = ("RN50", "RN50x4")
-PUBLISHED_METHOD = "stage 1 + Combiner"  # the poster's rows are its full method
-CONTEXT_SPLIT = {"fashioniq": "val", "cirr": "test1"}  # the split of the cited and published rows
+PUBLISHED_METHOD = FULL_METHOD.label  # the poster's rows are its full method
 ID_COLUMNS = ("source", "backbone", "method", "split", "cited_from")
 
-FASHIONIQ_GROUPS = tuple(FASHIONIQ_POSTER_ORDER) + ("average",)
-FASHIONIQ_COLUMNS = tuple(f"{g}_recall@{k}" for g in FASHIONIQ_GROUPS for k in FASHIONIQ_KS)
-CIRR_COLUMNS = tuple(f"recall@{k}" for k in CIRR_KS) + tuple(f"recall_subset@{k}" for k in CIRR_SUBSET_KS)
-TABLE_COLUMNS = {"fashioniq": FASHIONIQ_COLUMNS, "cirr": CIRR_COLUMNS}
+FASHIONIQ_COLUMNS = FASHIONIQ.table_columns
+CIRR_COLUMNS = CIRR_DATASET.table_columns
+TABLE_COLUMNS = {name: get_dataset(name).table_columns for name in dataset_names()}  # {dataset: metric columns}
+DATASET_NAMES = {name: get_dataset(name).title for name in dataset_names()}  # for titles
 CI_SUFFIXES = ("_ci_low", "_ci_high")
 
-PUBLISHED_NOTE = {
-    "fashioniq": "published: the poster's stage 1 + Combiner on the real FashionIQ val split",
-    "cirr": "published: the poster's stage 1 + Combiner on the real CIRR test1 split (evaluation server)",
-}
-CITED_NOTE = {
-    "fashioniq": "cited: earlier methods as the poster's comparison table prints them (FashionIQ val)",
-    "cirr": "cited: earlier methods as the poster's comparison table prints them (CIRR test1)",
-}
-
-
 def is_ablation(method: str) -> bool:
-    """Whether a method name is one of the ablation rows (`ABLATIONS`)."""
-    return method in ABLATIONS
-
-
-def _metric_value(metrics: Mapping[str, Any], key: str, where: str) -> float:
-    if not isinstance(metrics, Mapping):
-        raise ConfigError(f"{where}: expected a dict of metrics, got {type(metrics).__name__}")
-    if key not in metrics:
-        raise ConfigError(f"{where}: metric {key!r} is missing (have {sorted(metrics)}); "
-                          "pass the dict returned by cir_lib.evaluate")
-    value = metrics[key]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: metric {key!r} is not a number ({value!r})") from None
+    """Whether a method (or its label) is one of the ablation rows (`ABLATIONS`)."""
+    return method in ABLATIONS and method_of(method).ablation
 
 
 def _check_methods(rows: Mapping[str, Any], where: str) -> list[str]:
@@ -128,32 +100,11 @@ def _by_backbone(rows: Mapping[str, Any], backbone: str, what: str) -> dict[str,
     return dict(rows)
 
 
-def _fashioniq_flat(per_category: Mapping[str, Mapping[str, Any]], where: str) -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for cat in FASHIONIQ_POSTER_ORDER:
-        if cat not in per_category:
-            raise ConfigError(f"{where}: category {cat!r} is missing (have {sorted(per_category)})")
-        for k in FASHIONIQ_KS:
-            flat[f"{cat}_recall@{k}"] = _metric_value(per_category[cat], f"recall@{k}", f"{where}/{cat}")
-    for k in FASHIONIQ_KS:
-        if "average" in per_category:
-            flat[f"average_recall@{k}"] = _metric_value(per_category["average"], f"recall@{k}", f"{where}/average")
-        else:  # the protocol's average: plain mean over the three categories
-            flat[f"average_recall@{k}"] = float(np.mean([flat[f"{c}_recall@{k}"] for c in FASHIONIQ_POSTER_ORDER]))
-    return flat
-
-
-def _cirr_flat(metrics: Mapping[str, Any], where: str) -> dict[str, float]:
-    return {c: _metric_value(metrics, c, where) for c in CIRR_COLUMNS}
-
-
 def table_columns(dataset: str) -> list[str]:
     """The columns of a result table (and of its CSV): `ID_COLUMNS`, then each metric followed by
     its `_ci_low` / `_ci_high` bounds, e.g. ..., "shirt_recall@10", "shirt_recall@10_ci_low", ...."""
-    if dataset not in TABLE_COLUMNS:
-        raise ConfigError(f"unknown dataset {dataset!r}; choose from {', '.join(TABLE_COLUMNS)}")
     out = list(ID_COLUMNS)
-    for column in TABLE_COLUMNS[dataset]:
+    for column in get_dataset(dataset).table_columns:
         out += [column] + [column + s for s in CI_SUFFIXES]
     return out
 
@@ -168,18 +119,16 @@ def _context_records(dataset: str, context: Sequence[str]) -> list[dict[str, Any
     unknown = [c for c in context if c not in CONTEXT_SOURCES]
     if unknown:
         raise ConfigError(f"unknown context row set(s) {unknown}; choose among {CONTEXT_SOURCES}")
-    split, records = CONTEXT_SPLIT[dataset], []
+    ds = get_dataset(dataset)
+    split, records = ds.context_split, []
     if CITED in context:
-        for entry in CITED_RESULTS[dataset]:
-            if dataset == "fashioniq":
-                values = {f"{g}_recall@{k}": entry[g][i] for g in FASHIONIQ_GROUPS for i, k in enumerate(FASHIONIQ_KS)}
-            else:
-                values = {**{f"recall@{k}": entry["recall"][i] for i, k in enumerate(CIRR_KS)},
-                          **{f"recall_subset@{k}": entry["recall_subset"][i] for i, k in enumerate(CIRR_SUBSET_KS)}}
+        for entry in CITED_RESULTS.get(ds.name, ()):
+            values = ds.cited_values(entry)
             records.append(_record(CITED, entry.get("backbone", ""), entry["method"], split, values,
                                    entry.get("cited_from", "")))
     if PUBLISHED in context:
-        records += [_record(PUBLISHED, b, PUBLISHED_METHOD, split, PAPER_RESULTS[dataset][b]) for b in PAPER_BACKBONES]
+        records += [_record(PUBLISHED, b, PUBLISHED_METHOD, split, PAPER_RESULTS[ds.name][b])
+                    for b in PAPER_BACKBONES if b in PAPER_RESULTS.get(ds.name, {})]
     return records
 
 
@@ -191,10 +140,10 @@ def _bootstrap(dataset: str, backbone: str, methods: list[str], flat: Mapping[st
     if unknown:
         raise ConfigError(f"{where}: ranks given for method(s) {unknown} that have no row; rows are {methods}")
     ordered = {m: ranks[m] for m in methods if m in ranks}
-    compute = fashioniq_intervals if dataset == "fashioniq" else cirr_intervals
-    boot = compute(ordered, n_boot=n_boot, seed=seed)
+    ds = get_dataset(dataset)
+    boot = ds.intervals(ordered, n_boot=n_boot, seed=seed)
     for m in ordered:
-        for column in TABLE_COLUMNS[dataset]:
+        for column in ds.table_columns:
             if abs(boot.value[m][column] - flat[m][column]) > 1e-6:
                 raise ConfigError(
                     f"{where}: the ranks of {m!r} give {column} = {boot.value[m][column]:.4f} but the row says "
@@ -202,8 +151,12 @@ def _bootstrap(dataset: str, backbone: str, methods: list[str], flat: Mapping[st
     return boot
 
 
-def _this_run_table(dataset: str, rows, backbone: str, ranks, context: Sequence[str], n_boot: int, seed: int,
-                    flatten, test_results=None) -> pd.DataFrame:
+def dataset_table(dataset, rows, *, backbone: str = "", ranks=None, context: Sequence[str] = ("published",),
+                  test_results=None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> pd.DataFrame:
+    """A dataset's result table (`fashioniq_table`, `cirr_table` for the arguments); `dataset` is a
+    name or a `cir_lib.datasets.base.Dataset`. `test_results` only where the dataset has a test server."""
+    ds = get_dataset(dataset)
+    dataset = ds.name
     per_backbone = _by_backbone(rows, backbone, f"{dataset} table rows")
     ranks_by = {} if ranks is None else _by_backbone(ranks, backbone, f"{dataset} table ranks")
     missing = [b for b in ranks_by if b not in per_backbone]
@@ -215,23 +168,23 @@ def _this_run_table(dataset: str, rows, backbone: str, ranks, context: Sequence[
     for bb in list(per_backbone) + [b for b in test_by if b not in per_backbone]:
         bb_rows = per_backbone.get(bb, {})
         methods = _check_methods(bb_rows, f"{dataset} table rows of {bb or 'this run'}") if bb_rows else []
-        flat = {m: flatten(bb_rows[m], f"{dataset} row {m!r}") for m in methods}
+        flat = {m: ds.table_values(bb_rows[m], f"{dataset} row {m!r}") for m in methods}
         boot = _bootstrap(dataset, bb, methods, flat, ranks_by[bb], n_boot, seed) if ranks_by.get(bb) else None
         if boot is not None:
             boots[bb] = boot
         tests = test_by.get(bb, {})
         if tests:
-            tests = {m: _cirr_flat(tests[m], f"cirr test1 row {bb}/{m}")
-                     for m in _check_methods(tests, f"cirr test1 results of {bb!r}")}
+            tests = {m: ds.table_values(tests[m], f"{dataset} {ds.test_split} row {bb}/{m}")
+                     for m in _check_methods(tests, f"{dataset} {ds.test_split} results of {bb!r}")}
         for m in [m for m in METHODS + ABLATIONS if m in flat or m in tests]:
             if m in flat:
                 values = dict(flat[m])
                 if boot is not None and m in boot.value:
-                    for c in TABLE_COLUMNS[dataset]:
+                    for c in ds.table_columns:
                         values[c + "_ci_low"], values[c + "_ci_high"] = boot.low[m][c], boot.high[m][c]
                 records.append(_record(THIS_RUN, bb, m, "val", values))
             if m in tests:
-                records.append(_record(THIS_RUN, bb, m, "test1", tests[m]))
+                records.append(_record(THIS_RUN, bb, m, ds.test_split, tests[m]))
     frame = pd.DataFrame(records, columns=table_columns(dataset))
     frame.attrs["bootstrap"] = boots
     return frame
@@ -265,7 +218,7 @@ def fashioniq_table(rows: Mapping[str, Any], *, backbone: str = "", ranks: Mappi
         >>> fashioniq_table({"stage 1 sum": evaluate_fashioniq(root, backbone, ElementwiseSum(), ...)},
         ...                 backbone="RN50", context=("cited", "published"))
     """
-    return _this_run_table("fashioniq", rows, backbone, ranks, context, n_boot, seed, _fashioniq_flat)
+    return dataset_table("fashioniq", rows, backbone=backbone, ranks=ranks, context=context, n_boot=n_boot, seed=seed)
 
 
 def cirr_table(rows: Mapping[str, Any], *, backbone: str = "", ranks: Mapping[str, Any] | None = None,
@@ -294,7 +247,8 @@ def cirr_table(rows: Mapping[str, Any], *, backbone: str = "", ranks: Mapping[st
         >>> cirr_table({"zero-shot sum": {"recall@1": 12.5, ...}}, backbone="RN50",
         ...            test_results=read_cirr_test_results("results/cirr_test1.json"))
     """
-    return _this_run_table("cirr", rows, backbone, ranks, context, n_boot, seed, _cirr_flat, test_results)
+    return dataset_table("cirr", rows, backbone=backbone, ranks=ranks, context=context, test_results=test_results,
+                         n_boot=n_boot, seed=seed)
 
 
 def read_cirr_test_results(path: str | os.PathLike) -> dict[str, dict[str, dict[str, float]]]:
@@ -390,7 +344,7 @@ def difference_table(table: pd.DataFrame) -> pd.DataFrame:
         DataFrame with columns comparison, then each metric column with `_ci_low` / `_ci_high`.
     """
     dataset = table_dataset(table)
-    columns = TABLE_COLUMNS[dataset]
+    columns = get_dataset(dataset).table_columns
     boots: Mapping[str, BootstrapIntervals] = table.attrs.get("bootstrap", {})
     ours = table[(table["source"] == THIS_RUN) & ~table["method"].isin(ABLATIONS)]
     published = table[table["source"] == PUBLISHED]
@@ -503,11 +457,11 @@ def context_notes(table: pd.DataFrame, separate_marks: bool = False) -> list[str
     notes = []
     sources = set(table["source"])
     if CITED in sources:
-        notes.append(CITED_NOTE[dataset])
+        notes.append(get_dataset(dataset).cited_note)
         for paper in sorted({p for p in table["cited_from"].fillna("") if p}):
             notes.append(f"\u2020 numbers cited from the {paper}, as the poster prints them")
     if PUBLISHED in sources:
-        notes.append(PUBLISHED_NOTE[dataset])
+        notes.append(get_dataset(dataset).published_note)
     if table["method"].isin(ABLATIONS).any():
         notes.append("(ablation): the query is one modality's feature alone (image only: the reference image; "
                      "text only: the caption), on that stage's encoders; never marked best, not in the differences")
@@ -517,7 +471,7 @@ def context_notes(table: pd.DataFrame, separate_marks: bool = False) -> list[str
     boots = table.attrs.get("bootstrap") or {}
     if boots:
         boot = next(iter(boots.values()))
-        per = "; FashionIQ categories resampled independently" if dataset == "fashioniq" else ""
+        per = get_dataset(dataset).interval_note()
         notes.append(f"\u00b1h: half-width of the {boot.level:.0%} percentile bootstrap interval over the val queries "
                      f"({boot.n_boot} resamples, seed {boot.seed}{per}); exact bounds in the CSV; differences: "
                      "paired bootstrap (same resamples for both rows); rows without \u00b1 have no per-query ranks")
@@ -598,21 +552,7 @@ def to_latex(table: pd.DataFrame, difference: pd.DataFrame | None = None, *, cap
            r"\begin{tabular}{" + "l" * m + "r" * n + "}", r"\toprule"]
     pad = " & " * (m - 1)
     id_header = " & ".join(c.capitalize() for c in ids)
-    if dataset == "fashioniq":
-        groups = " & ".join(rf"\multicolumn{{{len(FASHIONIQ_KS)}}}{{c}}{{{g.capitalize()}}}" for g in FASHIONIQ_GROUPS)
-        out.append(pad + " & " + groups + r" \\")
-        rules = []
-        for i in range(len(FASHIONIQ_GROUPS)):
-            start = m + 1 + i * len(FASHIONIQ_KS)
-            rules.append(rf"\cmidrule(lr){{{start}-{start + len(FASHIONIQ_KS) - 1}}}")
-        out.append("".join(rules))
-        out.append(id_header + " & " + " & ".join(f"R@{c.split('@')[1]}" for c in columns) + r" \\")
-    else:
-        nk, ns = len(CIRR_KS), len(CIRR_SUBSET_KS)
-        out.append(pad + rf" & \multicolumn{{{nk}}}{{c}}{{Recall@K}} & "
-                   rf"\multicolumn{{{ns}}}{{c}}{{Recall$_\mathrm{{subset}}$@K}} \\")
-        out.append(rf"\cmidrule(lr){{{m + 1}-{m + nk}}}\cmidrule(lr){{{m + 1 + nk}-{m + nk + ns}}}")
-        out.append(id_header + " & " + " & ".join(f"K={c.split('@')[1]}" for c in columns) + r" \\")
+    out.extend(get_dataset(dataset).latex_header(list(columns), m, id_header))
     out.append(r"\midrule")
     previous = None
     for i, row in table.iterrows():

@@ -19,18 +19,16 @@ from cir_lib import runs
 from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
-from cir_lib.loading import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.locks import locked_folder
 from cir_lib.losses import contrastive_loss
-from cir_lib.monitoring import TrainingMonitor
 from cir_lib.precision import round_features_fp16, round_weights_fp16
-from cir_lib.progress import progress_bar
 from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
-from cir_lib.training import (RunResult, autocast_factory, check_finite, due, finish_epoch, make_optimizer,
-                              optimizer_step, resume_state)
-from cir_lib.training_data import (epoch_batches, load_train_split, load_val_splits, resolve_dataset,
+from cir_lib.rebuild import ZERO_SHOT, load_pretrained_backbone, preprocess_for
+from cir_lib.training import (RunResult, autocast_factory, make_optimizer, optimizer_step, resume_state,
+                              train_epochs)
+from cir_lib.training_data import (load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
-from cir_lib.validation import image_features_for, make_val_sets, metrics_for, text_features_for
+from cir_lib.training_validation import image_features_for, make_val_sets, metrics_for, text_features_for
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +123,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
         >>> cfg = get_recipe("mini", stage="combiner", dataset="fashioniq")
         >>> train_combiner("data/mini", cfg, "runs/mini-fiq-finetune", "runs/mini-fiq-combiner")
     """
-    from cir_lib.combiner import Combiner, save_combiner_checkpoint
+    from cir_lib.composers import Combiner, save_combiner_checkpoint
 
     t_start = time.perf_counter()
     check_config(config)
@@ -190,51 +188,36 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
 
     state = resume_state(run, "combiner", resume, generator, load_into)
 
-    epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=f"Combiner {dataset}", unit="epoch",
-                              initial=state["epoch"], total=config.epochs)
-    monitor = None
-    for epoch in epochs_bar:
-        t0 = time.perf_counter()
+    def start_epoch(epoch, batches):
         combiner.train()
-        # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
-        batches = epoch_batches(q_count, n_var, config.batch_size, generator)[:config.max_steps_per_epoch]
-        if monitor is None:
-            monitor = TrainingMonitor(run, config, first_epoch=epoch, steps_per_epoch=len(batches))
-        monitor.start_epoch(epoch)
-        total, steps = 0.0, 0
-        bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False)
-        for step, (q_idx, v_idx) in enumerate(bar, start=1):
+
+        def step(q_idx, v_idx, check):
             q_idx, v_idx = q_idx.to(device), v_idx.to(device)
             value = combiner_step(combiner, image_f[reference[q_idx]], text_f[q_idx, v_idx], image_f[target[q_idx]],
-                                  optimizer, autocast, scaler,
-                                  check=lambda v: check_finite(v, epoch, step, run, state["epoch"]))
-            total += value
-            steps += 1
-            live = monitor.step(epoch, step, value, optimizer.param_groups[0]["lr"], len(q_idx))
-            bar.set_postfix_str(f"loss={value:.4f}, {live}")
-        bar.close()
-        monitor.end_training_steps()
-        row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
-        metrics = lambdas = None
-        if due(epoch, config):
-            combiner.eval()
-            with torch.no_grad():
-                metrics = metrics_for(dataset, val_sets, combiner,
-                                       {k: vs.index_features for k, vs in val_sets.items()},
-                                       {k: vs.text_features for k, vs in val_sets.items()})
-                if monitor.writer is not None:  # lambda over the val queries, for TensorBoard's histogram
-                    lambdas = torch.cat([combiner(vs.index_features[vs.reference.to(device)], vs.text_features,
-                                                  return_lambda=True)[1] for vs in val_sets.values()])
-        finish_epoch(
-            run, state, row, metrics, t0, dataset, config, epochs_bar,
-            save_best=lambda extra, path: save_combiner_checkpoint(combiner, path, extra={
-                "kind": "combiner", **extra, "clip": clip_record}),
-            last={"kind": "combiner", "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
-                  **({"scaler": scaler.state_dict()} if scaler is not None else {}),
-                  "rng": runs.rng_state(generator), "clip": clip_record}, monitor=monitor, lambdas=lambdas)
-    epochs_bar.close()
-    if monitor is not None:
-        monitor.close()
+                                  optimizer, autocast, scaler, check=check)
+            return value, len(q_idx)
+        return step
+
+    def validate(epoch, monitor):
+        lambdas = None
+        combiner.eval()
+        with torch.no_grad():
+            metrics = metrics_for(dataset, val_sets, combiner,
+                                  {k: vs.index_features for k, vs in val_sets.items()},
+                                  {k: vs.text_features for k, vs in val_sets.items()})
+            if monitor.writer is not None:  # lambda over the val queries, for TensorBoard's histogram
+                lambdas = torch.cat([combiner(vs.index_features[vs.reference.to(device)], vs.text_features,
+                                              return_lambda=True)[1] for vs in val_sets.values()])
+        return metrics, lambdas
+
+    train_epochs(
+        run, config, dataset, state, generator, optimizer, num_queries=q_count, num_variants=n_var,
+        batch_size=config.batch_size, start_epoch=start_epoch, validate=validate, desc=f"Combiner {dataset}",
+        save_best=lambda extra, path: save_combiner_checkpoint(combiner, path, extra={
+            "kind": "combiner", **extra, "clip": clip_record}),
+        last_state=lambda: {"kind": "combiner", "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
+                            **({"scaler": scaler.state_dict()} if scaler is not None else {}),
+                            "rng": runs.rng_state(generator), "clip": clip_record})
     combiner.eval()
     return RunResult(run.path, state["best_epoch"], state["best_score"], state["best_metrics"],
                      state["history"], time.perf_counter() - t_start, config)

@@ -22,9 +22,13 @@ from typing import Callable, Optional
 import torch
 
 from cir_lib import runs
+from cir_lib.datasets import get_dataset
 from cir_lib.errors import ConfigError, TrainingError
-from cir_lib.selection import SELECTION_CHOICES, selection_score, selection_scores
-from cir_lib.validation import format_metrics
+from cir_lib.monitoring import TrainingMonitor
+from cir_lib.progress import progress_bar
+from cir_lib.selection import selection_score, selection_scores
+from cir_lib.training_data import epoch_batches
+from cir_lib.training_validation import format_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +128,7 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
     if metrics is not None:
         row.update(metrics)
         row["score"] = selection_score(dataset, metrics, getattr(config, "selection", "arithmetic"))
-        if dataset == "cirr":  # the original keeps a best by each mean: record all three
+        if get_dataset(dataset).selection_means:  # the original keeps a best by each CIRR mean: record all
             row.update({f"score_{k}": v for k, v in selection_scores(dataset, metrics).items()})
     row["seconds"] = time.perf_counter() - t0
     state["history"].append(row)
@@ -142,6 +146,62 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
         epochs_bar.set_postfix(loss=f"{row['loss']:.4f}", best=f"{state['best_score']:.2f}")
 
 
+def train_epochs(run, config, dataset: str, state: dict, generator: torch.Generator, optimizer, *, num_queries: int,
+                 num_variants: int, batch_size: int, start_epoch, validate, save_best, last_state,
+                 desc: str, is_main: bool = True, end_epoch=None) -> None:
+    """The training loop of both stages: epochs of seeded batches, one step per batch, validation when
+    due, then `finish_epoch` (score, history, best and last checkpoints, monitoring).
+
+    The stage-specific parts are passed in:
+
+    - `start_epoch(epoch, batches) -> step`: prepares the epoch (train mode, image loaders) and
+      returns `step(q_idx, v_idx, check) -> (loss value, queries in the batch)`, which runs one
+      training step (`finetune.stage1_step`, `train_combiner.combiner_step`) with `check` as the
+      finite-loss check;
+    - `validate(epoch, monitor) -> (metrics or None, lambdas or None)`, called when the epoch is due;
+    - `save_best(extra, path)` and `last_state() -> dict` (the stage's part of last.pt), as in
+      `finish_epoch`; `end_epoch()` (e.g. a distributed barrier) after each epoch.
+
+    `optimizer`'s learning rate goes to the monitor; `batch_size` is the global batch; `is_main` shows the progress bars on one process only.
+
+    Example:
+        >>> train_epochs(run, config, "cirr", state, generator, optimizer, num_queries=q, num_variants=1,
+        ...              batch_size=config.batch_size, start_epoch=start, validate=validate,
+        ...              save_best=save, last_state=last, desc="Combiner cirr")
+    """
+    epochs_bar = progress_bar(range(state["epoch"] + 1, config.epochs + 1), desc=desc, unit="epoch",
+                              initial=state["epoch"], total=config.epochs, disable=not is_main)
+    monitor = None
+    for epoch in epochs_bar:
+        t0 = time.perf_counter()
+        # The whole epoch is drawn (the generator advances as in a full run), then cut for dry runs.
+        batches = epoch_batches(num_queries, num_variants, batch_size, generator)[:config.max_steps_per_epoch]
+        if monitor is None:
+            monitor = TrainingMonitor(run, config, first_epoch=epoch, steps_per_epoch=len(batches))
+        monitor.start_epoch(epoch)
+        step_fn = start_epoch(epoch, batches)
+        total, steps = 0.0, 0
+        bar = progress_bar(batches, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
+                           disable=not is_main)
+        for step, (q_idx, v_idx) in enumerate(bar, start=1):
+            value, n = step_fn(q_idx, v_idx, lambda v: check_finite(v, epoch, step, run, state["epoch"]))
+            total += value
+            steps += 1
+            live = monitor.step(epoch, step, value, optimizer.param_groups[0]["lr"], n)
+            bar.set_postfix_str(f"loss={value:.4f}, {live}")
+        bar.close()
+        monitor.end_training_steps()
+        row = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps}
+        metrics, lambdas = validate(epoch, monitor) if due(epoch, config) else (None, None)
+        finish_epoch(run, state, row, metrics, t0, dataset, config, epochs_bar, save_best=save_best,
+                     last=last_state(), monitor=monitor, lambdas=lambdas)
+        if end_epoch is not None:
+            end_epoch()
+    epochs_bar.close()
+    if monitor is not None:
+        monitor.close()
+
+
 def keep_bests(run, state: dict, row: dict, metrics: dict, dataset: str, config, save_best) -> None:
     """Keep the best checkpoints after a validation: best.pt by the selection score; on CIRR also one
     file per mean (best_arithmetic.pt, best_harmonic.pt, best_geometric.pt, as the original code keeps
@@ -154,13 +214,13 @@ def keep_bests(run, state: dict, row: dict, metrics: dict, dataset: str, config,
     improved = row["score"] > state["best_score"]
     if improved:
         state.update(best_score=row["score"], best_epoch=epoch, best_metrics=metrics)
-    if dataset != "cirr":
+    if not get_dataset(dataset).selection_means:
         if improved and run.writer:
             save_best({**record, "score": row["score"]}, run.best_path)
         return
     selection = getattr(config, "selection", "arithmetic")
     best_by = state.setdefault("best_by", {})
-    for mean in SELECTION_CHOICES:
+    for mean in get_dataset(dataset).selection_means:
         score = row[f"score_{mean}"]
         if score > best_by.get(mean, {}).get("score", -math.inf):
             best_by[mean] = {"score": score, "epoch": epoch}

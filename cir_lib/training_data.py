@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from cir_lib.constants import FASHIONIQ_CATEGORIES
+from cir_lib.datasets import get_dataset
 from cir_lib.errors import ConfigError
 
 
@@ -39,20 +39,15 @@ def load_val_splits(data_root, dataset: str, skip_missing: bool = False, max_que
     (max_queries as in `load_train_split`)."""
     from cir_lib.data import load_split
 
-    if dataset == "fashioniq":
-        return {c: load_split(data_root, dataset, "val", c, skip_missing=skip_missing, max_queries=max_queries)
-                for c in FASHIONIQ_CATEGORIES}
-    return {"cirr": load_split(data_root, dataset, "val", None, skip_missing=skip_missing,
-                               max_queries=max_queries)}
+    ds = get_dataset(dataset)
+    return {g: load_split(data_root, dataset, "val", ds.group_category(g), skip_missing=skip_missing,
+                          max_queries=max_queries) for g in ds.groups}
 
 
 def training_captions(split) -> list:
     """Per query, the caption variants drawn from in training (FashionIQ: 4, CIRR: 1)."""
-    from cir_lib.data import cirr_caption, fashioniq_caption_variants
-
-    if split.dataset == "fashioniq":
-        return [list(fashioniq_caption_variants(*q.captions)) for q in split.queries]
-    return [[cirr_caption(q.captions[0])] for q in split.queries]
+    ds = get_dataset(split.dataset)
+    return [ds.training_captions(q) for q in split.queries]
 
 
 def tokenize_variants(backbone, variants: list) -> torch.Tensor:

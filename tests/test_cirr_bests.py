@@ -10,7 +10,7 @@ import torch
 
 from cir_lib import runs
 from cir_lib.errors import ConfigError
-from cir_lib.loading import ZERO_SHOT, best_checkpoint_path, load_run
+from cir_lib.rebuild import ZERO_SHOT, best_checkpoint_path, load_run
 from cir_lib.recipes import get_recipe
 from cir_lib.selection import SELECTION_CHOICES
 from cir_lib.train_combiner import train_combiner

@@ -68,7 +68,7 @@ def no_training(monkeypatch):
 def files(tmp_path_factory, smoke_root):
     """Junk files, kit checkpoints of both kinds, and run folders of the wrong kinds."""
     from cir_lib.backbone import load_backbone, save_backbone_checkpoint
-    from cir_lib.combiner import Combiner, save_combiner_checkpoint
+    from cir_lib.composers import Combiner, save_combiner_checkpoint
 
     root = tmp_path_factory.mktemp("cli_errors")
     f = {"root": root, "data": smoke_root}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cir_lib.combiner import (
+from cir_lib.composers import (
     Combiner,
     CombinerConfig,
     ElementwiseSum,
@@ -164,7 +164,7 @@ def test_original_clip4cir_format_from_random_weights(tmp_path):
 def test_ablation_composers_rank_as_a_naive_computation(name):
     import numpy as np
 
-    from cir_lib.combiner import ABLATION_COMPOSERS
+    from cir_lib.composers import ABLATION_COMPOSERS
     from cir_lib.evaluate import compose_queries
     from cir_lib.metrics import target_ranks
 

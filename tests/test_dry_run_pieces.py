@@ -142,7 +142,7 @@ def stage1_run(dry_root, rn50_file, tmp_path_factory):
 @pytest.mark.slow
 def test_finetune_dry_run_writes_best_and_resumes(stage1_run, dry_root, rn50_file):
     from cir_lib.finetune import finetune
-    from cir_lib.loading import run_config
+    from cir_lib.rebuild import run_config
 
     run_dir = stage1_run.run_dir
     assert (run_dir / "best.pt").is_file() and (run_dir / "last.pt").is_file()
@@ -181,7 +181,7 @@ def test_combiner_dry_run_writes_best(combiner_run):
 @pytest.mark.slow
 def test_capped_evaluation_and_submission(combiner_run, dry_root, tmp_path):
     from cir_lib.evaluate import evaluate_cirr, format_table
-    from cir_lib.loading import load_run
+    from cir_lib.rebuild import load_run
     from cir_lib.submit import validate_cirr_submission, write_cirr_submission
 
     backbone, combiner, _ = load_run(combiner_run.run_dir)
@@ -210,7 +210,7 @@ def test_capped_evaluation_and_submission(combiner_run, dry_root, tmp_path):
 @pytest.mark.slow
 def test_capped_fashioniq_evaluation_on_the_openai_format_file(dry_root, rn50_file):
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.composers import ElementwiseSum
     from cir_lib.evaluate import evaluate_fashioniq
 
     backbone = load_backbone("RN50", str(rn50_file))

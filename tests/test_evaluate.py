@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from cir_lib import evaluate
-from cir_lib.combiner import Combiner, ElementwiseSum
+from cir_lib.composers import Combiner, ElementwiseSum
 from cir_lib.constants import FASHIONIQ_DIR
 from cir_lib.data import load_split
 from cir_lib.recipes import EvalConfig

@@ -14,7 +14,7 @@ from cir_lib.cli import COMMANDS
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cir_lib"
 TRAINING_MODULES = {"cir_lib.finetune", "cir_lib.train_combiner", "cir_lib.training", "cir_lib.training_data",
-                    "cir_lib.distributed", "cir_lib.pretrain"}
+                    "cir_lib.distributed", "cir_lib.pretrain", "cir_lib.training_validation"}
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -73,7 +73,7 @@ def test_the_library_has_no_argument_parsing():
 
 def test_evaluation_does_not_import_training():
     modules = _modules()
-    for name in ("cir_lib.evaluate", "cir_lib.explore", "cir_lib.submit", "cir_lib.loading",
+    for name in ("cir_lib.evaluate", "cir_lib.explore", "cir_lib.submit", "cir_lib.rebuild",
                  "cir_lib.features", "cir_lib.metrics", "cir_lib.tables", "cir_lib.figures"):
         assert not (_imported_modules(modules[name]) & TRAINING_MODULES), name
 
@@ -106,3 +106,32 @@ def test_tests_use_public_names():
             if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in kit_modules
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 raise AssertionError(f"{path.name} uses {node.value.id}.{node.attr}")
+
+
+def _dataset_name_comparisons(tree: ast.Module) -> list[int]:
+    """Lines comparing something with a dataset name (`== "cirr"`, `in ("fashioniq", "cirr")`, ...)."""
+    from cir_lib.datasets import dataset_names
+
+    names = set(dataset_names())
+
+    def is_name(node) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(is_name(e) for e in node.elts)
+        return False
+
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Compare)
+            and any(is_name(n) for n in [node.left, *node.comparators])]
+
+
+def test_only_the_datasets_package_asks_which_dataset_this_is():
+    found = {name: lines for name, tree in _modules().items()
+             if not name.startswith("cir_lib.datasets") and (lines := _dataset_name_comparisons(tree))}
+    assert not found, (f"comparisons with a dataset name outside cir_lib/datasets/ (module: lines): {found}; "
+                       "ask the dataset object (cir_lib.datasets.get_dataset(name)) instead")
+
+
+def test_the_dataset_check_sees_a_branch():
+    tree = ast.parse('if dataset == "cirr":\n    pass\nok = split in ("fashioniq",)\nfine = dataset == "val"\n')
+    assert _dataset_name_comparisons(tree) == [1, 3]

@@ -14,8 +14,8 @@ from torch import nn
 
 from cir_lib import runs
 from cir_lib.backbone import load_backbone
-from cir_lib.combiner import Combiner
-from cir_lib.loading import ZERO_SHOT, load_run
+from cir_lib.composers import Combiner
+from cir_lib.rebuild import ZERO_SHOT, load_run
 from cir_lib.precision import round_features_fp16, round_weights_fp16
 from cir_lib.recipes import get_recipe
 from cir_lib.train_combiner import combiner_step, train_combiner

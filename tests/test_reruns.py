@@ -49,7 +49,7 @@ def test_seed_runs_have_their_own_folders(tmp_path):
 def test_a_copied_results_folder_still_loads(smoke_root, tmp_path):
     import shutil
 
-    from cir_lib.loading import load_run
+    from cir_lib.rebuild import load_run
 
     runs = tmp_path / "a" / "runs"
     stage1 = notebook.train_or_reuse("finetune", smoke_root, _config(epochs=1), runs / "cirr-finetune")
@@ -73,7 +73,7 @@ def test_records_are_portable_a_project_at_another_path_writes_the_same_bytes(sm
     import json
     import shutil
 
-    from cir_lib.loading import load_run
+    from cir_lib.rebuild import load_run
 
     monkeypatch.delenv("CIR_LIB_PROJECT", raising=False)
     records = {}

@@ -15,7 +15,7 @@ import torch
 
 from cir_lib import runs
 from cir_lib.backbone import checkpoint_config, load_backbone, load_backbone_checkpoint
-from cir_lib.combiner import load_combiner_checkpoint
+from cir_lib.composers import load_combiner_checkpoint
 from cir_lib.errors import ConfigError, UnsafeFileError
 from cir_lib.features import feature_cache_key, image_features
 from cir_lib.recipes import get_recipe

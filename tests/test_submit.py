@@ -50,7 +50,7 @@ def test1_root(real_annotations, tmp_path_factory) -> Path:
 def written(test1_root, tmp_path_factory):
     """The two files written by write_cirr_submission with the random-init cir-mini."""
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.composers import ElementwiseSum
 
     backbone = load_backbone("cir-mini", "none")
     torch.manual_seed(0)

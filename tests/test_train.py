@@ -14,7 +14,7 @@ import torch
 
 from cir_lib import features, finetune as stage1, losses, runs, training, training_data
 from cir_lib.finetune import Stage1Encoder, enable_grad_checkpointing, finetune, freeze_for_stage1
-from cir_lib.loading import ZERO_SHOT, load_run
+from cir_lib.rebuild import ZERO_SHOT, load_run
 from cir_lib.train_combiner import train_combiner
 from cir_lib.errors import CirError, ConfigError, TrainingError
 from cir_lib.recipes import combiner_dims, get_recipe
@@ -383,7 +383,7 @@ def test_a_combiner_on_another_backbone_than_its_clip_run_is_refused(stage1_run,
 # ----------------------------------------------------------------------------- stage 2
 
 def test_combiner_run_loads_back_and_reproduces_its_metrics(stage1_run, smoke_root, tmp_path):
-    from cir_lib.combiner import Combiner
+    from cir_lib.composers import Combiner
     from cir_lib.evaluate import evaluate_fashioniq
     from cir_lib.transform import PreprocessConfig
 
@@ -548,7 +548,7 @@ def test_evaluate_run_reproduces_the_best_validation_metrics(stage1_run, smoke_r
 def test_the_original_codes_checkpoint_formats_evaluate_through_the_cli(smoke_root, tmp_path, capsys):
     """Files written the way CLIP4Cir saved them ({"CLIP": ...}, {"Combiner": ...}), random weights."""
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import Combiner
+    from cir_lib.composers import Combiner
     from cir_lib.evaluate import evaluate_cirr
     from cir_lib.transform import PreprocessConfig
 

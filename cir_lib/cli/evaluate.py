@@ -12,7 +12,7 @@ def _evaluate(args) -> int:
     import dataclasses
 
     from cir_lib.data import check_data_root
-    from cir_lib.evaluate import evaluate_cirr, evaluate_fashioniq, format_table
+    from cir_lib.evaluate import evaluate_dataset, format_table
     from cir_lib.recipes import EvalConfig, check_config
     from cir_lib.runs import check_output_folder
 
@@ -24,8 +24,7 @@ def _evaluate(args) -> int:
         check_output_folder(args.cache_dir, "--cache-dir")
     backbone, composer, preprocess, device = resolve_models(args)
     config = dataclasses.replace(config, device=str(device))
-    evaluate = evaluate_fashioniq if args.dataset == "fashioniq" else evaluate_cirr
-    result = evaluate(args.data_root, backbone, composer, config, preprocess=preprocess)
+    result = evaluate_dataset(args.dataset, args.data_root, backbone, composer, config, preprocess=preprocess)
     if args.json:
         print(json.dumps({args.dataset: result}, indent=2))
     else:

@@ -54,10 +54,10 @@ def apply_torchscript_choice(args) -> None:
 def resolve_models(args):
     """(backbone, composer, preprocess, device) named by the command line."""
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum
+    from cir_lib.composers import ElementwiseSum
     from cir_lib.devices import pick_device
     from cir_lib.errors import ConfigError
-    from cir_lib.loading import resolve_trained_models, run_preprocess
+    from cir_lib.rebuild import resolve_trained_models, run_preprocess
     from cir_lib.transform import PreprocessConfig
 
     apply_torchscript_choice(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cir_lib.cli.models import add_torchscript_argument, apply_torchscript_choice
 from cir_lib.constants import DATASETS
 
-ZERO_SHOT = "zero-shot"  # --clip-run value (cir_lib.loading.ZERO_SHOT)
+ZERO_SHOT = "zero-shot"  # --clip-run value (cir_lib.rebuild.ZERO_SHOT)
 
 
 def _config(args, stage: str):
@@ -50,7 +50,7 @@ def _finetune(args) -> int:
     _require(args, "data_root", "recipe", "out")
     from cir_lib.data import check_data_root
     from cir_lib.finetune import finetune
-    from cir_lib.validation import format_metrics
+    from cir_lib.training_validation import format_metrics
 
     apply_torchscript_choice(args)
     config = _config(args, "finetune")
@@ -67,7 +67,7 @@ def _train_combiner(args) -> int:
     _require(args, "data_root", "recipe", "out", "clip_run")
     from cir_lib.data import check_data_root
     from cir_lib.train_combiner import train_combiner
-    from cir_lib.validation import format_metrics
+    from cir_lib.training_validation import format_metrics
 
     apply_torchscript_choice(args)
     config = _config(args, "combiner")

@@ -19,6 +19,7 @@ from cir_lib.errors import ConfigError
 from cir_lib.precision import round_weights_fp16
 from cir_lib.project import resolve_recorded
 from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, combiner_dims, config_from_dict, resolve_pretrained
+from cir_lib.datasets import get_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
         >>> backbone, combiner, cfg = load_run("runs/mini-fiq-combiner")
     """
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
+    from cir_lib.composers import ElementwiseSum, load_combiner_checkpoint
 
     run_dir = Path(run_dir)
     info = runs.read_run_config(run_dir)
@@ -123,7 +124,7 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
         combiner = load_combiner_checkpoint(best, dim=backbone.embed_dim,
                                             map_location=device)
     else:
-        from cir_lib.combiner import Combiner
+        from cir_lib.composers import Combiner
 
         last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
         d = backbone.embed_dim
@@ -148,7 +149,7 @@ def best_checkpoint_path(run_dir, which: str = "best", info: Optional[dict] = No
         path = run_dir / runs.BEST_FILE
     else:
         info = info if info is not None else runs.read_run_config(run_dir)
-        if info.get("dataset") not in (None, "cirr"):
+        if info.get("dataset") is not None and not get_dataset(info["dataset"]).selection_means:
             raise ConfigError(f"run {run_dir} trained on {info.get('dataset')}: only CIRR runs keep a best "
                               f"checkpoint per mean; drop --best-by {which}")
         path = run_dir / runs.best_file(which)
@@ -178,7 +179,7 @@ def resolve_trained_models(*, run=None, clip_checkpoint=None, combiner_checkpoin
             released checkpoints were evaluated so on CUDA); None / "fp32": as stored (a run: its own).
     """
     from cir_lib.backbone import load_backbone
-    from cir_lib.combiner import ElementwiseSum, load_combiner_checkpoint
+    from cir_lib.composers import ElementwiseSum, load_combiner_checkpoint
 
     if best_by and not run:
         raise ConfigError("--best-by names a checkpoint of a run folder: give --run RUN")

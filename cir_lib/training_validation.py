@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from cir_lib.metrics import fashioniq_flat
+from cir_lib.datasets import get_dataset
 
 
 @dataclass
@@ -39,7 +39,7 @@ def make_val_sets(splits: dict, backbone) -> dict:
             tokens=backbone.tokenize(eval_captions(split)),
             reference=split.reference_indices,
             target=split.target_indices,
-            members=split.member_indices if split.dataset == "cirr" else None,
+            members=split.member_indices if get_dataset(split.dataset).has_members else None,
         )
     return out
 
@@ -67,13 +67,11 @@ def metrics_for(dataset: str, val_sets: dict, compose, index_features: dict, tex
     for label, vs in val_sets.items():
         index = index_features[label]
         query = compose(index[vs.reference], text_features[label])
-        if dataset == "fashioniq":
+        if vs.members is None:
             per[label] = fashioniq_recall(query, index, vs.target)
         else:
             per[label] = cirr_recall(query, index, vs.reference, vs.target, vs.members)
-    if dataset == "fashioniq":
-        return fashioniq_flat(per)
-    return dict(per["cirr"])
+    return get_dataset(dataset).aggregate(per)
 
 
 def format_metrics(metrics: dict) -> str:
