@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # Everything taken from the kit, in one place.
 from cir_lib.backbone import load_backbone  # noqa: E402
 from cir_lib.composers import Combiner  # noqa: E402
+from cir_lib.project import portable  # noqa: E402
 from cir_lib.data import eval_captions  # noqa: E402
 from cir_lib.datasets import get_dataset  # noqa: E402
 from cir_lib.train_combiner import combiner_step  # noqa: E402
@@ -317,7 +318,8 @@ def main(argv=None) -> int:
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    # paths under the project relative to it: the record does not change with the checkout
+    out.write_text(json.dumps(portable(report, Path(__file__).resolve().parents[1]), indent=2, default=str) + "\n")
     print_tables(report)
     print(f"\nwrote {out} ({report['seconds']:.0f} s)")
     return 0

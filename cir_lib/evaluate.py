@@ -56,6 +56,13 @@ def _module_device(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _check_pair(reference_features: torch.Tensor, text_features: torch.Tensor) -> None:
+    """Reference and caption features of one query set must come from one backbone."""
+    if reference_features.shape != text_features.shape:
+        raise ConfigError(f"reference features {tuple(reference_features.shape)} and text features "
+                          f"{tuple(text_features.shape)} differ in shape; both must come from one backbone")
+
+
 @torch.no_grad()
 def compose_queries(combiner: torch.nn.Module, reference_features: torch.Tensor, text_features: torch.Tensor,
                     *, batch_size: int = COMPOSE_BATCH) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -71,9 +78,7 @@ def compose_queries(combiner: torch.nn.Module, reference_features: torch.Tensor,
     Example:
         >>> q, lam = compose_queries(ElementwiseSum(), ref, txt)
     """
-    if reference_features.shape != text_features.shape:
-        raise ConfigError(f"reference features {tuple(reference_features.shape)} and text features "
-                          f"{tuple(text_features.shape)} differ in shape; both must come from one backbone")
+    _check_pair(reference_features, text_features)
     device = _module_device(combiner)
     was_training = combiner.training
     combiner.eval()
@@ -102,9 +107,7 @@ def compose_scores(composer: torch.nn.Module, reference_features: torch.Tensor, 
     Example:
         >>> s = compose_scores(artemis, ref, txt, index)  # then cir_lib.metrics.ranks_from_scores
     """
-    if reference_features.shape != text_features.shape:
-        raise ConfigError(f"reference features {tuple(reference_features.shape)} and text features "
-                          f"{tuple(text_features.shape)} differ in shape; both must come from one backbone")
+    _check_pair(reference_features, text_features)
     device = _module_device(composer)
     was_training = composer.training
     composer.eval()
