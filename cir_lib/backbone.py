@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -161,13 +162,20 @@ def _model_config(name: str) -> dict:
     return cfg
 
 
-def _make_backbone(name: str, pretrained: str, model: torch.nn.Module, cfg: dict, device) -> Backbone:
-    context_length = int(cfg.get("text_cfg", {}).get("context_length", 77))
+@functools.lru_cache(maxsize=8)
+def _tokenizer(name: str, context_length: int):
+    """open_clip's tokenizer of a model, built once per (name, context length): building one reads
+    and parses the BPE vocabulary (about half a second on a CPU), and a tokenizer holds no state
+    but a memo of the words it has split, so every backbone of a model shares one."""
     if name in open_clip.list_models():
         with _quiet_open_clip():
-            tokenizer = open_clip.get_tokenizer(name, context_length=context_length)
-    else:  # a config restored from a file whose name this open_clip does not know
-        tokenizer = open_clip.SimpleTokenizer(context_length=context_length)
+            return open_clip.get_tokenizer(name, context_length=context_length)
+    return open_clip.SimpleTokenizer(context_length=context_length)  # a name this open_clip does not know
+
+
+def _make_backbone(name: str, pretrained: str, model: torch.nn.Module, cfg: dict, device) -> Backbone:
+    context_length = int(cfg.get("text_cfg", {}).get("context_length", 77))
+    tokenizer = _tokenizer(name, context_length)
     image_size = cfg.get("vision_cfg", {}).get("image_size", 224)
     if isinstance(image_size, (tuple, list)):
         image_size = image_size[0]

@@ -17,7 +17,8 @@ Features for evaluation, validation, the caches and submissions are computed in 
 device, as the original code's validation does: no autocast, and on CUDA no TF32 either (half-precision
 features, bf16 above all, can reorder near-ties in a ranking). Autocast belongs to training steps only.
 Changing any of them gives another key: a miss, computed and stored; the same inputs give a hit
-that encodes nothing. Writes are atomic (temporary file, then rename), so an interrupted run never
+that encodes nothing. The query captions' text features are memoized in memory (`memoized_text_features`):
+a table's rows share their encoders. Writes are atomic (temporary file, then rename), so an interrupted run never
 leaves a truncated cache entry behind. Queries reuse the index features for their reference image
 (`query_features`) instead of encoding it again.
 """
@@ -30,6 +31,7 @@ import json
 import logging
 import os
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -424,4 +426,30 @@ def query_features(backbone, split, index_features: torch.Tensor, captions: Sequ
             f"{len(split.image_names)} index images; compute them with image_features(backbone, split, ...)"
         )
     reference = index_features[split.reference_indices]
-    return reference, text_features(backbone, captions, batch_size=batch_size)
+    return reference, memoized_text_features(backbone, captions, batch_size=batch_size)
+
+
+TEXT_MEMO_SIZE = 8  # query-caption feature sets kept in memory (a few MB on the mini benchmark)
+_text_memo: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+
+
+def memoized_text_features(backbone, captions: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """`text_features` of a split's query captions, computed once per (weights, captions, batch size,
+    device) and kept in memory: the rows of a table share their encoders (every zero-shot row one,
+    every stage-1 row another), so evaluating them encodes each split's captions twice, not once per
+    row. The same inputs give the same bits, so a memo hit returns what encoding again would.
+
+    Example:
+        >>> txt = memoized_text_features(bb, eval_captions(split))
+    """
+    digest = hashlib.sha256(json.dumps(list(captions)).encode()).hexdigest()
+    key = (backbone.name, backbone.weights_key, precision_name(backbone), str(backbone.device), int(batch_size),
+           digest)
+    if key in _text_memo:
+        _text_memo.move_to_end(key)
+        return _text_memo[key].clone()
+    feats = text_features(backbone, captions, batch_size=batch_size)
+    _text_memo[key] = feats.clone()
+    while len(_text_memo) > TEXT_MEMO_SIZE:
+        _text_memo.popitem(last=False)
+    return feats

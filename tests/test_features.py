@@ -13,7 +13,8 @@ from PIL import Image
 
 from cir_lib.backbone import load_backbone
 from cir_lib.errors import ConfigError, ImageError
-from cir_lib.features import feature_cache_key, image_features, query_features, text_features
+from cir_lib.features import (feature_cache_key, image_features, memoized_text_features, query_features,
+                              text_features)
 from cir_lib.transform import PreprocessConfig, make_transform
 
 PRE = PreprocessConfig("targetpad", image_size=64)
@@ -223,3 +224,35 @@ def test_text_features_and_query_features(backbone, images):
     assert torch.equal(ref, index[[4, 0, 4]]) and torch.allclose(txt, feats, atol=1e-5)
     with pytest.raises(ConfigError, match="2 captions for 3 queries"):
         query_features(backbone, split, index, captions[:2])
+
+
+def test_query_captions_are_encoded_once_per_encoder(backbone, monkeypatch):
+    """A table's rows share their encoders: the second row's captions come from the memo, bit for bit
+    what encoding them again gives, and new weights, captions or batch size encode again."""
+    captions = ["is red and longer", "has a floral print", "Is shorter and blue"]
+    model = copy.deepcopy(backbone.model)
+    other = copy.copy(backbone)
+    other.model, other._key_cache = model, (None, None)
+    seen = {"calls": 0}
+    original = model.encode_text
+
+    def counting(*a, **k):
+        seen["calls"] += 1
+        return original(*a, **k)
+
+    monkeypatch.setattr(model, "encode_text", counting)
+    monkeypatch.setattr("cir_lib.features.text_length", lambda m, t: None)  # through model.encode_text
+    first = memoized_text_features(other, captions, batch_size=2)
+    assert seen["calls"] == 2  # two batches
+    again = memoized_text_features(other, captions, batch_size=2)
+    assert seen["calls"] == 2 and torch.equal(again, first)
+    assert torch.equal(first, text_features(other, captions, batch_size=2))  # what encoding again gives
+    again.add_(1.0)  # a caller's in-place change does not reach the memo
+    assert torch.equal(memoized_text_features(other, captions, batch_size=2), first)
+    memoized_text_features(other, captions[:2], batch_size=2)
+    memoized_text_features(other, captions, batch_size=3)
+    assert seen["calls"] == 2 + 2 + 1 + 1  # the text_features above, other captions, another batch size
+    with torch.no_grad():
+        model.text_projection.mul_(2.0)  # new weights: encoded again
+    changed = memoized_text_features(other, captions, batch_size=2)
+    assert seen["calls"] == 8 and torch.allclose(changed, 2 * first, atol=1e-5)
