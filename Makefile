@@ -21,12 +21,28 @@ TORCH_PINS = $(shell grep -E '^(torch|torchvision)==' $(LOCK))
 
 setup: $(STAMP)
 
+# uv installs the lock about 4x faster than pip (parallel unpacking, no byte-compiling: about 50 s
+# instead of about 3 minutes on 2 CPU cores). It is fetched from the package index into $(VENV)/uv/,
+# beside the environment (which holds the lock alone), and given pip's index settings (index-url,
+# extra-index-url, find-links: a mirror set up for pip serves it too), choosing across indexes as pip
+# does. When uv cannot be had or fails, or with UV=none, pip installs the lock.
+UV ?= $(VENV)/uv/bin/uv
+comma := ,
+pip_setting = $(strip $(or $($(1)),$(shell $(PYTHON) -m pip config get global.$(2) 2>/dev/null)))
+UV_SETTINGS = UV_INDEX_STRATEGY=unsafe-best-match \
+	$(if $(call pip_setting,PIP_INDEX_URL,index-url),UV_INDEX_URL="$(call pip_setting,PIP_INDEX_URL,index-url)") \
+	$(if $(call pip_setting,PIP_EXTRA_INDEX_URL,extra-index-url),UV_EXTRA_INDEX_URL="$(call pip_setting,PIP_EXTRA_INDEX_URL,extra-index-url)") \
+	$(if $(call pip_setting,PIP_FIND_LINKS,find-links),UV_FIND_LINKS="$(subst $() ,$(comma),$(call pip_setting,PIP_FIND_LINKS,find-links))")
+PIP_LOCK_INSTALL = $(BIN)/python -m pip install --quiet --upgrade pip && $(BIN)/python -m pip install --quiet -r $(LOCK) -e ".[dev]"
+
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 ifeq ($(TORCH_INDEX),)
-	$(BIN)/python -m pip install --quiet -r $(LOCK) -e ".[dev]"
+	if [ "$(UV)" != none ] && { [ -x "$(UV)" ] || $(BIN)/python -m pip install --quiet --target $(VENV)/uv uv; }; then \
+	  $(UV_SETTINGS) $(UV) pip install --quiet --python $(BIN)/python -r $(LOCK) -e ".[dev]" || { $(PIP_LOCK_INSTALL); }; \
+	else $(PIP_LOCK_INSTALL); fi
 else
+	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_PINS) --index-url $(TORCH_INDEX)
 	grep -vE '^(torch|torchvision|triton|nvidia-|cuda-)' $(LOCK) > $(VENV)/lock-without-torch.txt
 	$(BIN)/python -m pip install --quiet -r $(VENV)/lock-without-torch.txt -e ".[dev]"
