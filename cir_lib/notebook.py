@@ -25,7 +25,7 @@ from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.datasets import get_dataset
 from cir_lib.methods import FULL_METHOD, method_of
 from cir_lib.errors import ConfigError, PipelineError
-from cir_lib.profiles import PROFILES, get_profile
+from cir_lib.profiles import Profile
 from cir_lib.project import portable
 from cir_lib.recipes import EvalConfig
 from cir_lib.settings import ResultPaths, Settings, relative_to_root
@@ -117,6 +117,37 @@ def stage_config(recipe: str, stage: str, dataset: str, *, epochs: Optional[int]
         if value is not None:
             values[key] = str(value) if key == "cache_dir" else value
     return get_recipe(recipe, stage, dataset=dataset, **values)
+
+
+def training_config(settings: Settings, stage: str, dataset: str, *, backbone: str = "", seed: int = 0):
+    """The config of one training run of the series, resolved from the settings alone and checked once:
+    the recipe of `dataset` (and `backbone`), the profile's and the knobs' epochs, starting weights
+    and skip_missing, the shared feature cache, the run's seed, a dry run's caps, then
+    `settings.recipe_overrides` of the stage (the `recipe_overrides` knob, `reproduce --set
+    combiner.lr=2e-4`). What notebooks 01 and 02 train and `cir-lib reproduce` checks before it starts.
+
+    Args:
+        settings: the notebook's `Settings`.
+        stage: "finetune" (stage 1) or "combiner".
+        dataset: a dataset of `settings.datasets`.
+        backbone: one of `settings.backbones` ("": the recipes' own).
+        seed: the training seed (one of `settings.seeds`).
+
+    Returns:
+        A `FinetuneConfig` or `CombinerTrainConfig`.
+
+    Example:
+        >>> settings = setup("smoke", None, recipe_overrides={"combiner.lr": 2e-4})
+        >>> training_config(settings, "combiner", "cirr").lr
+        0.0002
+    """
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    epochs = {"finetune": settings.stage1_epochs, "combiner": settings.combiner_epochs}[stage]
+    values = {"epochs": epochs, "pretrained": settings.pretrained, "cache_dir": settings.paths.folder("cache"),
+              "skip_missing": settings.skip_missing, "seed": seed, **dry_run_caps(settings),
+              **settings.recipe_overrides.get(stage, {})}
+    return stage_config(settings.recipes_for(backbone)[dataset], stage, dataset, **values)
 
 
 def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: str | os.PathLike, *,
@@ -413,24 +444,24 @@ def dry_run_caps(settings: "Settings", evaluation: bool = False) -> dict:
             "encode_batch_size": DRY_RUN_BATCH, "validate_every": 1}
 
 
-def table_notes(settings: "Settings | str", dataset: str, split: str = "val",
+def table_notes(settings: "Settings | Profile", dataset: str, split: str = "val",
                 rows: Optional[Mapping[str, Any]] = None) -> list[str]:
     """What the rows of a table are, whether the paper's rows are comparable, and what was skipped.
 
     Args:
-        settings: the notebook's `Settings` (or a profile name).
+        settings: the notebook's `Settings` (or a `profiles.Profile`).
         dataset: "fashioniq" or "cirr".
         split: the evaluated split.
         rows: the evaluation dicts ({method: metrics} or {backbone: {method: metrics}}); their
             "skipped" reports are summarised.
     """
-    profile = settings if isinstance(settings, str) else settings.profile
+    profile = settings if isinstance(settings, Profile) else settings.profile_spec
     notes = []
-    if not isinstance(settings, str) and settings.dry_run:
+    if isinstance(settings, Settings) and settings.dry_run:
         notes.append(f"DRY RUN: {DRY_RUN_STEPS} training steps per epoch and {DRY_RUN_QUERIES} queries per split; "
                      "these numbers check the path, they are not results")
-    notes.append(f"this run: profile {profile}, {dataset} {split} split")
-    if profile not in PROFILES or PROFILES[profile].mini_preset is not None:
+    notes.append(f"this run: profile {profile.name}, {dataset} {split} split")
+    if profile.mini_preset is not None:
         notes.append("the mini benchmark is synthetic, not the paper's data: the paper's rows and the "
                      "differences to them are context, not a comparison")
     ds = get_dataset(dataset)
@@ -489,7 +520,7 @@ def ordering_line(settings: "Settings", rows: Mapping[str, Mapping[str, Any]], d
     """
     check = ordering(rows, dataset)
     scores = ", ".join(f"{m} {s:.2f}" for m, s in check["scores"].items())
-    if not get_profile(settings.profile).shows_ordering:
+    if not settings.profile_spec.shows_ordering:
         return (f"{dataset}: {scores} -> profile {settings.profile} is too small to show the ordering "
                 "(it checks that the series runs); the mini and paper profiles show it")
     return f"{dataset}: {scores} -> {'ascending' if check['ascending'] else 'NOT ascending'}"

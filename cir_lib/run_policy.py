@@ -35,7 +35,7 @@ from cir_lib.constants import STAGES
 from cir_lib.data import annotation_fingerprint
 from cir_lib.errors import ConfigError, PipelineError, option_name
 from cir_lib.finetune import finetune
-from cir_lib.locks import LOCK_FILE
+from cir_lib.locks import LOCK_FILE, folder_lock
 from cir_lib.project import portable, relative_to_project, resolve_recorded
 from cir_lib.runs import (
     BEST_FILE,
@@ -43,6 +43,7 @@ from cir_lib.runs import (
     LAST_FILE,
     RESUMABLE_CHANGES,
     atomic_write_text,
+    check_output_folder,
     check_run_folder,
     jsonable,
     read_history,
@@ -119,11 +120,18 @@ def decide(stage: str, run_dir: str | os.PathLike, config, data_root: str | os.P
 
 
 def start_over(run_dir: str | os.PathLike) -> None:
-    """Delete a run folder, as `fresh=True` / `--fresh` asks (only a run folder: one holding config.json)."""
+    """Delete the run in a run folder, as `fresh=True` / `--fresh` asks (only a run folder: one holding
+    config.json); the folder's lock, held by the caller, stays."""
     run_dir = Path(run_dir)
     if (run_dir / CONFIG_FILE).is_file():
         logger.info("fresh: deleting the earlier run %s as asked", relative_to_project(run_dir))
-        shutil.rmtree(run_dir)
+        for entry in run_dir.iterdir():
+            if entry.name in _NOT_CONTENT:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
 
 def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: str | os.PathLike, *,
@@ -149,18 +157,24 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
         PipelineError: the folder holds a run of other settings, or files that are not a run (the
             message names the difference; nothing is deleted).
     """
-    if fresh:
-        check_run_folder(run_dir, stage, resume=True)  # never delete a folder holding another kind of run
-        start_over(run_dir)
-    decision = decide(stage, run_dir, config, data_root, clip_run=clip_run)
-    if decision.action == "refuse":
-        raise PipelineError(decision.message)
-    logger.info("%s", decision.message)
-    if decision.action == "reuse":
-        _portable_record(decision.run_dir)
-        return decision.result
-    resume = decision.action == "resume"
-    run_dir = decision.run_dir
+    check_output_folder(run_dir)  # a file is refused with its own message, before the lock
+    # one writer per run folder from the decision on: a second process is refused at once, naming this one
+    with folder_lock(run_dir, "run folder"):
+        if fresh:
+            check_run_folder(run_dir, stage, resume=True)  # never delete a folder holding another kind of run
+            start_over(run_dir)
+        decision = decide(stage, run_dir, config, data_root, clip_run=clip_run)
+        if decision.action == "refuse":
+            raise PipelineError(decision.message)
+        logger.info("%s", decision.message)
+        if decision.action == "reuse":
+            _portable_record(decision.run_dir)
+            return decision.result
+        return _train(stage, data_root, config, decision.run_dir, clip_run, decision.action == "resume",
+                      check_resume)
+
+
+def _train(stage: str, data_root, config, run_dir: Path, clip_run, resume: bool, check_resume: bool) -> RunResult:
     if stage == "finetune":
         def fit(cfg, again):
             return finetune(data_root, cfg, run_dir, resume=again)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from cir_lib.cli.models import add_torchscript_argument, apply_torchscript_choice
 from cir_lib.constants import DATASETS
 
@@ -49,6 +51,7 @@ def _train(args, stage: str) -> int:
     """Train a stage into --out through the library's run policy (`cir_lib.run_policy`): a finished
     run of the same settings is reported, not trained again; an interrupted one is resumed."""
     from cir_lib.data import check_data_root
+    from cir_lib.errors import ConfigError
     from cir_lib.run_policy import train_or_reuse
     from cir_lib.training_validation import format_metrics
 
@@ -56,7 +59,22 @@ def _train(args, stage: str) -> int:
     config = _config(args, stage)
     check_data_root(args.data_root)
     clip_run = getattr(args, "clip_run", None)
-    result = train_or_reuse(stage, args.data_root, config, args.out, clip_run=clip_run, fresh=args.fresh)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        # torchrun: every process must take the same path, and one judging the folder could see what
+        # another has begun to write; --resume says it, as before the policy was shared
+        if args.fresh:
+            raise ConfigError("--fresh is not available under torchrun: delete the run folder first, or choose "
+                              "another --out folder")
+        if stage == "finetune":
+            from cir_lib.finetune import finetune
+
+            result = finetune(args.data_root, config, args.out, resume=args.resume)
+        else:
+            from cir_lib.train_combiner import train_combiner
+
+            result = train_combiner(args.data_root, config, clip_run, args.out, resume=args.resume)
+    else:
+        result = train_or_reuse(stage, args.data_root, config, args.out, clip_run=clip_run, fresh=args.fresh)
     what = "stage 1" if stage == "finetune" else "Combiner"
     if result.reused:
         print(f"{what} already finished in {result.run_dir} with the same settings: best epoch {result.best_epoch}, "
@@ -109,7 +127,8 @@ def configure(name: str, p) -> None:
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", action="store_true",
                      help="continue the unfinished run in --out from its last.pt (the default: a run of the same "
-                          "settings is resumed, a finished one reported and not trained again)")
+                          "settings is resumed, a finished one reported and not trained again; under torchrun "
+                          "only with --resume)")
     run.add_argument("--fresh", action="store_true",
                      help="delete the run in --out and train again (default: a run of other settings is refused)")
     p.add_argument("--list-recipes", action="store_true", help="list the recipes and exit")
