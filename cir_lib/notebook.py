@@ -5,11 +5,11 @@ Each takes the `Settings` a notebook's first code cell resolves with `cir_lib.se
 (the profile switch) or the folders of its `ResultPaths`:
 
     settings = setup(profile, "01_stage1_finetune", stage1_epochs=stage1_epochs, ...)
-    config = notebook.stage_config(settings.recipes["cirr"], "finetune", "cirr", cache_dir=settings.paths.cache)
+    config = notebook.training_config(settings, "finetune", "cirr")
 
 Example:
-    >>> settings = setup("smoke", "01_stage1_finetune")
-    >>> config = stage_config(settings.recipes["cirr"], "finetune", "cirr", cache_dir=settings.paths.cache)
+    >>> settings = setup("smoke", "01_stage1_finetune", recipe_overrides={"finetune.lr": 3e-4})
+    >>> config = training_config(settings, "finetune", "cirr")
 """
 
 from __future__ import annotations
