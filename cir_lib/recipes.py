@@ -581,3 +581,12 @@ def _coerce(key: str, value: Any, hint) -> Any:
     except (TypeError, ValueError) as err:
         raise ConfigError(f"bad value {value!r} for {key!r}: {err}") from None
     return value
+
+
+def recipe_backbones(recipes: Mapping[str, str], pretrained: Optional[str] = None) -> dict[str, tuple[str, str]]:
+    """{dataset: (backbone, pretrained)} of the stage-1 configs of the given recipes."""
+    out = {}
+    for dataset, name in recipes.items():
+        cfg = get_recipe(name, "finetune", dataset=dataset)
+        out[dataset] = (cfg.backbone, pretrained or cfg.pretrained)
+    return out
