@@ -5,11 +5,11 @@ Each takes the `Settings` a notebook's first code cell resolves with `cir_lib.se
 (the profile switch) or the folders of its `ResultPaths`:
 
     settings = setup(profile, "01_stage1_finetune", stage1_epochs=stage1_epochs, ...)
-    config = notebook.stage_config(settings.recipes["cirr"], "finetune", "cirr", cache_dir=settings.paths.cache)
+    config = notebook.training_config(settings, "finetune", "cirr")
 
 Example:
-    >>> settings = setup("smoke", "01_stage1_finetune")
-    >>> config = stage_config(settings.recipes["cirr"], "finetune", "cirr", cache_dir=settings.paths.cache)
+    >>> settings = setup("smoke", "01_stage1_finetune", recipe_overrides={"finetune.lr": 3e-4})
+    >>> config = training_config(settings, "finetune", "cirr")
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.datasets import get_dataset
 from cir_lib.methods import FULL_METHOD, method_of
 from cir_lib.errors import ConfigError, PipelineError
-from cir_lib.profiles import PROFILES, get_profile
-from cir_lib.project import portable, resolve_recorded
+from cir_lib.profiles import Profile
+from cir_lib.project import portable
 from cir_lib.recipes import EvalConfig
 from cir_lib.settings import ResultPaths, Settings, relative_to_root
 from cir_lib.tables import (
@@ -119,38 +119,50 @@ def stage_config(recipe: str, stage: str, dataset: str, *, epochs: Optional[int]
     return get_recipe(recipe, stage, dataset=dataset, **values)
 
 
-def _finished_result(run_dir: Path, config) -> Optional[Any]:
-    """The RunResult of a run folder that finished `config.epochs` epochs (None when unfinished)."""
-    from cir_lib.runs import BEST_FILE, read_history
-    from cir_lib.training import RunResult
+def training_config(settings: Settings, stage: str, dataset: str, *, backbone: str = "", seed: int = 0):
+    """The config of one training run of the series, resolved from the settings alone and checked once:
+    the recipe of `dataset` (and `backbone`), the profile's and the knobs' epochs, starting weights
+    and skip_missing, the shared feature cache, the run's seed, a dry run's caps, then
+    `settings.recipe_overrides` of the stage (the `recipe_overrides` knob, `reproduce --set
+    combiner.lr=2e-4`). What notebooks 01 and 02 train and `cir-lib reproduce` checks before it starts.
 
-    if not (run_dir / BEST_FILE).is_file():
-        return None
-    history = read_history(run_dir)
-    rows = history.to_dict("records") if hasattr(history, "to_dict") else list(history)
-    if not rows or int(rows[-1]["epoch"]) < config.epochs:
-        return None
-    scored = [r for r in rows if r.get("score") == r.get("score") and r.get("score") is not None]
-    best = max(scored, key=lambda r: r["score"]) if scored else rows[-1]  # first of the best, as training keeps
-    metrics = {k: v for k, v in best.items() if "recall" in k}
-    return RunResult(run_dir, int(best["epoch"]), float(best.get("score", float("nan"))), metrics, rows, 0.0, config,
-                     reused=True)
+    Args:
+        settings: the notebook's `Settings`.
+        stage: "finetune" (stage 1) or "combiner".
+        dataset: a dataset of `settings.datasets`.
+        backbone: one of `settings.backbones` ("": the recipes' own).
+        seed: the training seed (one of `settings.seeds`).
+
+    Returns:
+        A `FinetuneConfig` or `CombinerTrainConfig`.
+
+    Example:
+        >>> settings = setup("smoke", None, recipe_overrides={"combiner.lr": 2e-4})
+        >>> training_config(settings, "combiner", "cirr").lr
+        0.0002
+    """
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    epochs = {"finetune": settings.stage1_epochs, "combiner": settings.combiner_epochs}[stage]
+    values = {"epochs": epochs, "pretrained": settings.pretrained, "cache_dir": settings.paths.folder("cache"),
+              "skip_missing": settings.skip_missing, "seed": seed, **dry_run_caps(settings),
+              **settings.recipe_overrides.get(stage, {})}
+    return stage_config(settings.recipes_for(backbone)[dataset], stage, dataset, **values)
 
 
 def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: str | os.PathLike, *,
                    clip_run: Optional[str | os.PathLike] = None, fresh: bool = False, check_resume: bool = False):
     """Train a stage into `run_dir`, keeping earlier work: what notebooks 01 and 02 call.
 
-    - no run there: train;
-    - a finished run of the same config and inputs: reused as it is (nothing trained);
-    - an unfinished one (interrupted): resumed from its last.pt;
-    - a run of another config: refused, naming the difference (`fresh=True` deletes it first);
-    - `fresh=True`: the run folder is deleted (as asked) and trained again.
+    The policy is the library's, shared with `cir-lib finetune` / `train-combiner`
+    (`cir_lib.run_policy`): no run there: train; a finished run of the same config and inputs: reused
+    as it is (nothing trained); an unfinished one (interrupted): resumed from its last.pt; a run of
+    another config: refused, naming the difference (`fresh=True` deletes it first and trains again).
 
     Args:
         stage: "finetune" or "combiner".
         data_root: the data root.
-        config: the stage's config (`stage_config`).
+        config: the stage's config (`training_config`).
         run_dir: the run folder (`paths.run(dataset, stage, seed)`).
         clip_run: the stage-1 run folder a Combiner trains on.
         fresh: start over.
@@ -160,90 +172,10 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
     Returns:
         The `RunResult` (for a reused run: read from its history, `reused` True, seconds 0).
     """
-    import shutil
+    from cir_lib import run_policy
 
-    from cir_lib.runs import CONFIG_FILE
-
-    run_dir = Path(run_dir)
-    if stage not in STAGES:
-        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-    resume = False
-    if run_dir.exists():
-        if not (run_dir / CONFIG_FILE).is_file():
-            if any(run_dir.iterdir()):
-                raise PipelineError(f"{relative_to_root(run_dir)} is not a run folder but is not empty; move it "
-                                    "away or choose another results folder")
-        elif fresh:
-            logger.info("fresh: deleting the earlier run %s as asked", relative_to_root(run_dir))
-            shutil.rmtree(run_dir)
-        else:
-            done = _finished_result(run_dir, config)
-            if done is not None:
-                _check_reusable(run_dir, config, data_root, clip_run)
-                _portable_record(run_dir)
-                logger.info("reusing the finished run %s (best epoch %d); fresh=True trains it again",
-                            relative_to_root(run_dir), done.best_epoch)
-                return done
-            if (run_dir / "last.pt").is_file():
-                logger.info("resuming the unfinished run %s", relative_to_root(run_dir))
-            else:  # e.g. a fresh clone: the records are committed, the checkpoints are not
-                logger.info("training %s (its folder holds records but no checkpoint)", relative_to_root(run_dir))
-            resume = True
-    if stage == "finetune":
-        from cir_lib.finetune import finetune as train
-
-        def fit(cfg, again):
-            return train(data_root, cfg, run_dir, resume=again)
-    else:
-        from cir_lib.train_combiner import train_combiner as train
-
-        def fit(cfg, again):
-            return train(data_root, cfg, clip_run, run_dir, resume=again)
-    if check_resume and not resume and config.epochs > 1:
-        fit(dataclasses.replace(config, epochs=1), False)
-        logger.info("dry run: resuming %s from last.pt for the remaining epochs", relative_to_root(run_dir))
-        resume = True
-    return fit(config, resume)
-
-
-def _portable_record(run_dir: Path) -> None:
-    """Rewrite a reused run's config.json with its paths under the project root made relative (runs
-    recorded before records were portable); nothing else in it changes."""
-    from cir_lib.runs import CONFIG_FILE, atomic_write_text, read_run_config
-
-    info = read_run_config(run_dir)
-    moved = portable(info)
-    if moved != info:
-        logger.info("%s: paths in %s made relative to the project root", relative_to_root(run_dir), CONFIG_FILE)
-        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(moved, indent=2, default=str))
-
-
-def _check_reusable(run_dir: Path, config, data_root, clip_run) -> None:
-    """A finished run is reused only for the same config and inputs (as resuming would require)."""
-    from cir_lib.backbone import load_backbone
-    from cir_lib.data import annotation_fingerprint
-    from cir_lib.runs import BEST_FILE, RESUMABLE_CHANGES, jsonable, read_run_config
-
-    info = portable(read_run_config(run_dir))
-    old, new = info.get("config", {}), portable(jsonable(dataclasses.asdict(config)))
-    diffs = sorted(k for k in set(old) | set(new) if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k))
-    problems = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs]
-    if info.get("data_root") and Path(resolve_recorded(info["data_root"])).resolve() != Path(data_root).resolve():
-        problems.append(f"data root: {info['data_root']} -> {relative_to_root(data_root)}")
-    dataset = new.get("dataset")
-    recorded = (info.get("annotations") or {}).get("sha256")
-    if dataset and recorded and annotation_fingerprint(data_root, dataset)["sha256"] != recorded:
-        problems.append("the annotation files changed")
-    if clip_run is not None and info.get("clip", {}).get("weights_key"):
-        best = Path(clip_run) / BEST_FILE
-        key = load_backbone(None, str(best)).weights_key if best.is_file() else None  # kit files name their model
-        if key is not None and key != info["clip"]["weights_key"]:
-            problems.append(f"its stage-1 run {relative_to_root(clip_run)} has other weights now")
-    if problems:
-        raise PipelineError(
-            f"{relative_to_root(run_dir)} holds a finished run of other settings ({'; '.join(problems)}); "
-            "nothing was deleted. Rerun with fresh=True (`cir-lib reproduce --fresh`, or --from the notebook "
-            "with --fresh) to train it again, or choose another results folder")
+    return run_policy.train_or_reuse(stage, data_root, config, run_dir, clip_run=clip_run, fresh=fresh,
+                                     check_resume=check_resume)
 
 
 def eval_config(paths: ResultPaths, *, split: str = "val", skip_missing: bool = False,
@@ -512,24 +444,24 @@ def dry_run_caps(settings: "Settings", evaluation: bool = False) -> dict:
             "encode_batch_size": DRY_RUN_BATCH, "validate_every": 1}
 
 
-def table_notes(settings: "Settings | str", dataset: str, split: str = "val",
+def table_notes(settings: "Settings | Profile", dataset: str, split: str = "val",
                 rows: Optional[Mapping[str, Any]] = None) -> list[str]:
     """What the rows of a table are, whether the paper's rows are comparable, and what was skipped.
 
     Args:
-        settings: the notebook's `Settings` (or a profile name).
+        settings: the notebook's `Settings` (or a `profiles.Profile`).
         dataset: "fashioniq" or "cirr".
         split: the evaluated split.
         rows: the evaluation dicts ({method: metrics} or {backbone: {method: metrics}}); their
             "skipped" reports are summarised.
     """
-    profile = settings if isinstance(settings, str) else settings.profile
+    profile = settings if isinstance(settings, Profile) else settings.profile_spec
     notes = []
-    if not isinstance(settings, str) and settings.dry_run:
+    if isinstance(settings, Settings) and settings.dry_run:
         notes.append(f"DRY RUN: {DRY_RUN_STEPS} training steps per epoch and {DRY_RUN_QUERIES} queries per split; "
                      "these numbers check the path, they are not results")
-    notes.append(f"this run: profile {profile}, {dataset} {split} split")
-    if profile not in PROFILES or PROFILES[profile].mini_preset is not None:
+    notes.append(f"this run: profile {profile.name}, {dataset} {split} split")
+    if profile.mini_preset is not None:
         notes.append("the mini benchmark is synthetic, not the paper's data: the paper's rows and the "
                      "differences to them are context, not a comparison")
     ds = get_dataset(dataset)
@@ -588,7 +520,7 @@ def ordering_line(settings: "Settings", rows: Mapping[str, Mapping[str, Any]], d
     """
     check = ordering(rows, dataset)
     scores = ", ".join(f"{m} {s:.2f}" for m, s in check["scores"].items())
-    if not get_profile(settings.profile).shows_ordering:
+    if not settings.profile_spec.shows_ordering:
         return (f"{dataset}: {scores} -> profile {settings.profile} is too small to show the ordering "
                 "(it checks that the series runs); the mini and paper profiles show it")
     return f"{dataset}: {scores} -> {'ascending' if check['ascending'] else 'NOT ascending'}"

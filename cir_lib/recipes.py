@@ -7,11 +7,19 @@ line (`--set key=value`, parsed by the field's type):
 
     >>> cfg = get_recipe("mini", dataset="fashioniq", epochs=3)
     >>> cfg = get_recipe("paper-rn50x4-cirr", stage="combiner", **parse_overrides(["batch_size=1024"]))
+
+A field of either stage is named `<stage>.<field>` where one setting reaches both stages (the
+notebooks' `recipe_overrides` knob, `cir-lib reproduce --set combiner.lr=2e-4`); `split_overrides`
+checks the names and parses the values once:
+
+    >>> split_overrides({"combiner.lr": "2e-4", "finetune.batch_size": 64})
+    {'finetune': {'batch_size': 64}, 'combiner': {'lr': 0.0002}}
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import typing
@@ -132,6 +140,10 @@ class EvalConfig:
     num_workers: int = 0  # DataLoader workers decoding images
     max_queries: Optional[int] = None  # dry runs: first N queries (per FashionIQ category) and only the
     # images they name (data.load_split); the numbers are not the benchmark's. None: the whole split
+
+
+# The configs a dotted override names by stage ("combiner.lr"): the stages' training configs.
+STAGE_CONFIGS = {"finetune": FinetuneConfig, "combiner": CombinerTrainConfig}
 
 
 def combiner_dims(config: CombinerTrainConfig, dim: int) -> tuple:
@@ -309,17 +321,103 @@ def parse_overrides(items: Optional[Iterable[str]], json_values: bool = False) -
     return out
 
 
+def parse_field(cls, key: str, value: Any, prefix: str = "") -> Any:
+    """`value` parsed by the type of the field `key` of the config class `cls`.
+
+    Args:
+        cls: a config dataclass (`FinetuneConfig`, `CombinerTrainConfig`, ...).
+        key: the field's name.
+        value: the value (a string from `--set` is parsed: "2e-4" -> 0.0002, "none" -> None).
+        prefix: how the user's name starts ("combiner."), for messages.
+
+    Raises:
+        ConfigError: no such field (naming the fields and the closest one), or a value of another type.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    if key not in names:
+        close = difflib.get_close_matches(key, names, n=1)
+        hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+        raise ConfigError(f"{cls.__name__} has no field {prefix + key!r}{hint}; fields: {', '.join(sorted(names))}")
+    return _coerce(prefix + key, value, typing.get_type_hints(cls)[key])
+
+
 def apply_overrides(config, overrides: dict):
     """Return a copy of `config` with fields replaced; string values are parsed by field type."""
-    hints = typing.get_type_hints(type(config))
-    names = {f.name for f in dataclasses.fields(config)}
-    changes = {}
-    for key, value in overrides.items():
-        if key not in names:
-            raise ConfigError(
-                f"{type(config).__name__} has no field {key!r}; fields: {', '.join(sorted(names))}")
-        changes[key] = _coerce(key, value, hints[key])
+    changes = {key: parse_field(type(config), key, value) for key, value in overrides.items()}
     return dataclasses.replace(config, **changes)
+
+
+def split_overrides(overrides: Optional[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Dotted recipe overrides by stage, each name checked and each value parsed by its field's type.
+
+    What the notebooks' `recipe_overrides` knob and `cir-lib reproduce --set <stage>.<field>=...`
+    hold; `cir_lib.settings.setup` resolves them once.
+
+    Args:
+        overrides: {"<stage>.<field>": value}, stage one of `STAGE_CONFIGS` ("finetune", "combiner").
+
+    Returns:
+        {stage: {field: parsed value}} of the stages named (none: {}).
+
+    Raises:
+        ConfigError: a name without a stage, an unknown stage or field (with the closest name), or a
+            value of another type.
+
+    Example:
+        >>> split_overrides({"combiner.lr": "2e-4"})
+        {'combiner': {'lr': 0.0002}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    if overrides is None:
+        return out
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"recipe overrides must be a mapping such as {{\"combiner.lr\": 2e-4}}, got {overrides!r}")
+    for key, value in overrides.items():
+        stage, dot, name = str(key).partition(".")
+        if not dot or stage not in STAGE_CONFIGS:
+            raise ConfigError(f"unknown recipe setting {key!r}{recipe_setting_hint(str(key))}: name it "
+                              f"<stage>.<field> with a stage of {', '.join(STAGE_CONFIGS)} (e.g. combiner.lr=2e-4); "
+                              "the fields are the recipes' (cir_lib/recipes.py)")
+        out.setdefault(stage, {})[name] = parse_field(STAGE_CONFIGS[stage], name, value, prefix=f"{stage}.")
+    return out
+
+
+def recipe_setting_hint(key: str) -> str:
+    """" (did you mean 'finetune.lr' or 'combiner.lr'?)" for a name close to a dotted recipe setting
+    (a bare field name included), else ""."""
+    stages = [stage for stage, cls in STAGE_CONFIGS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+    if stages:
+        return " (did you mean " + " or ".join(repr(f"{stage}.{key}") for stage in stages) + "?)"
+    dotted = [f"{stage}.{f.name}" for stage, cls in STAGE_CONFIGS.items() for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(key, dotted, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def stage_overrides(overrides: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """The overrides of one stage's command (`cir-lib finetune --set ...`): plain field names
+    ("lr") and the stage's dotted names ("finetune.lr") alike; another stage's names are refused.
+
+    Example:
+        >>> stage_overrides({"lr": "1e-5", "finetune.epochs": "3"}, "finetune")
+        {'lr': '1e-5', 'epochs': '3'}
+    """
+    if stage not in STAGE_CONFIGS:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGE_CONFIGS)}")
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        prefix, dot, name = str(key).partition(".")
+        if dot:
+            if prefix not in STAGE_CONFIGS:
+                raise ConfigError(f"unknown stage {prefix!r} in {key!r}{recipe_setting_hint(str(key))}; the stages "
+                                  f"are {', '.join(STAGE_CONFIGS)}")
+            if prefix != stage:
+                raise ConfigError(f"{key!r} is a setting of the {prefix} stage, but this command trains the "
+                                  f"{stage} stage: set {stage}.{name} (or just {name}) here")
+            key = name
+        if key in out:
+            raise ConfigError(f"{stage}.{key} is set twice ({key}= and {stage}.{key}=): set it once")
+        out[key] = value
+    return out
 
 
 def config_from_dict(cls, values: dict):

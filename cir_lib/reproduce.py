@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from cir_lib.progress import ENV_VAR as PROGRESS_ENV_VAR
-from cir_lib.constants import DATASETS
+from cir_lib.constants import DATASETS, STAGES
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.locks import folder_lock
-from cir_lib.profiles import Profile, get_profile, resolve_data_root
+from cir_lib.profiles import get_profile, resolve_data_root
 from cir_lib.project import project_root, relative_to_project
-from cir_lib.recipes import recipe_backbones
+from cir_lib.recipes import recipe_setting_hint, resolve_pretrained
+from cir_lib.settings import Settings, resolve
 from cir_lib.storage import os_error_in, storage_error, writing
 from cir_lib.datasets import get_dataset
 
@@ -130,35 +131,42 @@ def missing_images(data_root: Path, datasets: Sequence[str], limit: int = 5) -> 
     return problems
 
 
-def preflight(profile: Profile, data_root: Path, recipes: Mapping[str, Mapping[str, str]],
-              pretrained: Optional[str] = None, *, dry_run: bool = False, skip_missing: bool = False) -> None:
+def training_configs(settings: Settings) -> dict:
+    """Every training config the series will run, resolved and checked once (`notebook.training_config`):
+    an unknown recipe, dataset or field, or a value out of range, is refused before any notebook runs.
+
+    Returns:
+        {(stage, dataset, backbone): config} (seed 0's; the seeds differ by their seed only).
+    """
+    from cir_lib.notebook import training_config
+
+    for dataset in settings.datasets:
+        if dataset not in DATASETS:
+            raise PipelineError(f"unknown dataset {dataset!r} in the recipes; valid: {', '.join(DATASETS)}")
+    return {(stage, dataset, backbone): training_config(settings, stage, dataset, backbone=backbone)
+            for backbone in settings.backbones for dataset in settings.datasets for stage in STAGES}
+
+
+def preflight(settings: Settings, *, dry_run: bool = False) -> None:
     """Refuse early, naming everything missing: real data folders, annotation files and images,
-    OpenAI weights. Mini profiles need nothing (they generate their data and pretrain their backbone).
+    OpenAI weights; and every training config checked (`training_configs`). Mini profiles need no
+    data (they generate their data and pretrain their backbone).
 
     Args:
-        profile: the profile.
-        data_root: the data root.
-        recipes: {series: {dataset: recipe}} (a series per backbone of the paper profile).
-        pretrained: the starting weights instead of the recipes'.
+        settings: the series' resolved settings (`cir_lib.settings.resolve`).
         dry_run: the capped dry run: only the capped subset's images are needed (the notebooks name
             a missing one).
-        skip_missing: the user asked to skip missing images: they are not refused here.
     """
-    from cir_lib.recipes import get_recipe
-
-    for series in recipes.values():
-        for dataset, name in series.items():
-            if dataset not in DATASETS:
-                raise PipelineError(f"unknown dataset {dataset!r} in the recipes; valid: {', '.join(DATASETS)}")
-            get_recipe(name, "finetune", dataset=dataset)  # unknown recipe names fail here, by name
+    configs = training_configs(settings)
+    profile, data_root = settings.profile_spec, settings.data_root
     if profile.mini_preset is not None:
         return
-    datasets = sorted({d for series in recipes.values() for d in series})
+    datasets = sorted(settings.datasets)
     problems = missing_real_data(data_root, datasets)
-    if not problems and not dry_run and not skip_missing:
+    if not problems and not dry_run and not settings.skip_missing:
         problems += missing_images(data_root, datasets)
-    needed = sorted({bb for series in recipes.values() for bb, pre in recipe_backbones(series, pretrained).values()
-                     if pre == "openai"})
+    needed = sorted({cfg.backbone for (stage, _, _), cfg in configs.items()
+                     if stage == "finetune" and resolve_pretrained(cfg.pretrained, data_root) == "openai"})
     uncached = [bb for bb in needed if openai_weights_location(bb) is None]
     if uncached and not network_reachable():
         for bb in uncached:
@@ -387,6 +395,28 @@ def _portable_metadata(path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def recipe_settings(parameters: Mapping[str, Any]) -> dict:
+    """`reproduce`'s parameters with the dotted recipe fields (`--set combiner.lr=2e-4`) gathered into
+    the notebooks' `recipe_overrides` knob (beside one given as a whole: a field set twice is refused).
+
+    Example:
+        >>> recipe_settings({"stage1_epochs": 3, "combiner.lr": 2e-4})
+        {'stage1_epochs': 3, 'recipe_overrides': {'combiner.lr': 0.0002}}
+    """
+    out = {k: v for k, v in parameters.items() if "." not in str(k)}
+    dotted = {k: v for k, v in parameters.items() if "." in str(k)}
+    if not dotted:
+        return out
+    given = out.get("recipe_overrides") or {}
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"recipe_overrides must be a mapping such as {{\"combiner.lr\": 2e-4}}, got {given!r}")
+    twice = sorted(set(given) & set(dotted))
+    if twice:
+        raise ConfigError(f"{twice} set both as --set KEY=VALUE and in recipe_overrides: set each once")
+    out["recipe_overrides"] = {**given, **dotted}
+    return out
+
+
 def notebook_name(text: str) -> str:
     """The series notebook named by `text`: its full name, its number ("03") or a unique prefix."""
     matches = [n for n in NOTEBOOKS if n == text or n.startswith(str(text))]
@@ -448,14 +478,18 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
                           "is already small: run it as it is")
     out = profile_dir(project_root() / "results" if results_dir is None else results_dir,
                       prof.name + ("-dry-run" if dry_run else ""))
-    overrides = dict(parameters or {})
+    overrides = recipe_settings(parameters or {})
     declared = {name: notebook_parameters(name) for name in NOTEBOOKS}
     known = set().union(*declared.values()) - {"profile"}
     unknown = sorted(set(overrides) - known)
     if unknown:
         hint = " (choose the profile with --profile)" if "profile" in unknown else ""
+        fields = [recipe_setting_hint(k) for k in unknown if recipe_setting_hint(k)]
+        if fields:  # a recipe field: named by its stage
+            hint += f"; a recipe field is set as <stage>.<field>{fields[0]}"
         raise ConfigError(f"unknown notebook parameter(s) {unknown}{hint}; the notebooks declare: "
-                          f"{', '.join(sorted(known))}")
+                          f"{', '.join(sorted(known))}, and any recipe field as <stage>.<field> "
+                          "(e.g. --set combiner.lr=2e-4)")
     values = {"profile": prof.name, "interactive": False}  # papermill has no widget frontend: 04's static view
     if data_root is not None:
         values["data_root"] = str(root)
@@ -469,21 +503,11 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
     if dry_run:
         values["dry_run"] = True
         values.setdefault("results_dir", str(out))
-    recipes = dict(values.get("recipes") or prof.recipes)
-    datasets = list(values.get("datasets") or recipes)
-    missing = [d for d in datasets if d not in recipes]
-    if missing:
-        raise ConfigError(f"no recipe for dataset(s) {missing}: --set recipes='{{\"{missing[0]}\": ...}}'")
-    series = {"": {d: recipes[d] for d in datasets}}
-    if prof.backbones and "recipes" not in values:
-        from cir_lib.settings import backbone_series  # the same resolution as the notebooks
-
-        chosen = backbone_series(prof, {k: values[k] for k in ("backbones",) if values.get(k)}, datasets)
-        series = chosen["backbone_recipes"]
+    # the notebooks' own resolution, once here: a mistake in a knob or a recipe field is refused now
+    settings = resolve(prof, None, **{k: v for k, v in values.items() if k != "profile"})
     # One series per results folder: a second `reproduce` on it is refused at once, naming the first.
     with folder_lock(out, "results folder"):
-        preflight(prof, root, series, values.get("pretrained") or prof.pretrained, dry_run=dry_run,
-                  skip_missing=bool(values.get("skip_missing")))
+        preflight(settings, dry_run=dry_run)
         executed, seconds = {}, {}
         start = time.perf_counter()
         with pipeline_kernel() as kernel:

@@ -32,16 +32,23 @@ from typing import Any, Mapping, Optional, Sequence
 
 from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
-from cir_lib.profiles import get_profile, resolve_data_root
+from cir_lib.profiles import Profile, get_profile, resolve_data_root
 from cir_lib.project import chosen_profile, find_project_root, project_root, relative_to_project
 from cir_lib.datasets import get_dataset
+from cir_lib.recipes import split_overrides
 
 logger = logging.getLogger(__name__)
 
 
 KNOBS = ("data_root", "results_dir", "datasets", "recipes", "pretrain_epochs", "pretrained", "stage1_epochs",
          "combiner_epochs", "skip_missing", "n_examples", "top_k", "interactive", "seeds",
-         "fresh", "backbones", "cirr_test_results", "dry_run")  # what setup() resolves
+         "fresh", "backbones", "cirr_test_results", "dry_run", "recipe_overrides")  # what setup() resolves
+
+# Recipe fields a notebook knob already sets, per stage: a dotted override of one is refused (set the
+# knob), as is one of the fields the series sets itself for every run (`seeds`, `datasets`).
+KNOB_FIELDS = {"finetune": {"epochs": "stage1_epochs", "pretrained": "pretrained", "skip_missing": "skip_missing"},
+               "combiner": {"epochs": "combiner_epochs", "pretrained": "pretrained", "skip_missing": "skip_missing"}}
+SERIES_FIELDS = {"seed": "seeds", "dataset": "datasets"}
 
 # What a notebook reads that an earlier one wrote: "data" (00), or a stage's run folder (01, 02).
 NEEDS = {
@@ -72,8 +79,12 @@ class ResultPaths:
 
     root: Path  # <results>/<profile>
 
+    def folder(self, name: str) -> Path:
+        """The path of one of the folders below ("cache"), not created (a writer creates it)."""
+        return self.root / name
+
     def _dir(self, name: str) -> Path:
-        path = self.root / name
+        path = self.folder(name)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -188,6 +199,10 @@ class Settings:
     backbone_recipes: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)  # {backbone: {dataset: recipe}}
     cirr_test_results: Optional[Path] = None  # 03: the CIRR server's numbers for the submitted files (JSON)
     dry_run: bool = False  # paper: a few steps per stage, capped evaluation, tables marked as a dry run
+    recipe_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)  # {stage: {field:
+    # value}} from the `recipe_overrides` knob ({"combiner.lr": 2e-4}), parsed; applied over every run's recipe
+    profile_spec: Optional[Profile] = None  # the resolved profile itself (`profiles.Profile`): what its
+    # consumers read, never looked up again by name
 
     def recipes_for(self, backbone: str) -> Mapping[str, str]:
         """{dataset: recipe} of one of `backbones` ("": `recipes`)."""
@@ -210,6 +225,8 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, ResultPaths):
                 value = value.root
+            if isinstance(value, Profile):
+                continue  # its values are the fields above
             shown = self.rel(value) if isinstance(value, Path) else repr(value)
             lines.append(f"  {f.name} = {shown}")
         return "Settings(\n" + "\n".join(lines) + "\n)"
@@ -229,12 +246,14 @@ def setup(profile: Optional[str] = None, notebook: Optional[str] = None, **knobs
         notebook: the calling notebook ("03_evaluation"); its inputs are checked.
         **knobs: any of `KNOBS`; None means "the profile's value" (data_root: data/<profile>;
             results_dir: results/<profile>; skip_missing: False; interactive: True).
+            `recipe_overrides` sets any recipe field of a stage by its dotted name, over every run's
+            recipe: {"combiner.lr": 2e-4, "finetune.batch_size": 64} (`resolve_recipe_overrides`).
 
     Returns:
         The `Settings`.
 
     Raises:
-        ConfigError: an unknown profile, notebook or knob.
+        ConfigError: an unknown profile, notebook, knob or recipe field (with the closest name).
         PipelineError: an earlier notebook has not run (the message names it), or the paper profile
             without a data root.
 
@@ -243,11 +262,33 @@ def setup(profile: Optional[str] = None, notebook: Optional[str] = None, **knobs
         >>> settings.recipes, settings.rel(settings.paths.runs)
         ({'fashioniq': 'smoke', 'cirr': 'smoke'}, 'results/smoke/runs')
     """
+    settings, source = _resolve(profile, notebook, knobs)
+    notebook_logging()
+    if source not in ("given", "default"):
+        logger.info("profile %r, chosen in %s", settings.profile, source)
+    if notebook is not None:
+        require_earlier(settings, notebook)
+    return settings
+
+
+def resolve(profile: "Optional[str | Profile]" = None, notebook: Optional[str] = None, **knobs: Any) -> Settings:
+    """`setup`'s resolution alone: no log routing and no check of earlier notebooks (what `cir-lib
+    reproduce` resolves once before the series runs, so that a mistake is refused before any work).
+    `profile` may be a resolved `Profile` as well as a name.
+
+    Example:
+        >>> resolve("smoke", recipe_overrides={"combiner.lr": "2e-4"}).recipe_overrides
+        {'combiner': {'lr': 0.0002}}
+    """
+    return _resolve(profile, notebook, knobs)[0]
+
+
+def _resolve(profile: "Optional[str | Profile]", notebook: Optional[str], knobs: Mapping[str, Any]) -> tuple[Settings, str]:
     source = "given"
     if profile is None:
         profile, source = chosen_profile()
     try:
-        prof = get_profile(profile)
+        prof = profile if isinstance(profile, Profile) else get_profile(profile)
     except ConfigError as err:
         if source == "given":
             raise
@@ -284,13 +325,27 @@ def setup(profile: Optional[str] = None, notebook: Optional[str] = None, **knobs
         cirr_test_results=Path(given["cirr_test_results"]).expanduser().resolve()
         if given.get("cirr_test_results") else None,
         dry_run=bool(given.get("dry_run", False)),
+        recipe_overrides=resolve_recipe_overrides(given),
+        profile_spec=prof,
     )
-    notebook_logging()
-    if source not in ("given", "default"):
-        logger.info("profile %r, chosen in %s", prof.name, source)
-    if notebook is not None:
-        require_earlier(settings, notebook)
-    return settings
+    return settings, source
+
+
+def resolve_recipe_overrides(given: Mapping[str, Any]) -> dict:
+    """The `recipe_overrides` knob ({"combiner.lr": 2e-4}) as {stage: {field: value}}, names checked
+    and values parsed once (`recipes.split_overrides`); a field a knob sets is refused when that knob
+    is set too, and the fields the series sets for every run (seed, dataset) always (name the knob)."""
+    overrides = split_overrides(given.get("recipe_overrides"))
+    for stage, fields in overrides.items():
+        for name in fields:
+            knob = KNOB_FIELDS.get(stage, {}).get(name)
+            if knob is not None and knob in given:
+                raise ConfigError(f"{stage}.{name} in recipe_overrides contradicts the {knob} knob, which sets it "
+                                  f"too: set one of them (e.g. only {knob})")
+            if name in SERIES_FIELDS:
+                raise ConfigError(f"{stage}.{name} is set by the series for each run: use the "
+                                  f"{SERIES_FIELDS[name]} knob (--set {SERIES_FIELDS[name]}=...) instead")
+    return overrides
 
 
 def backbone_series(prof, given: Mapping[str, Any], datasets: Sequence[str]) -> dict:

@@ -162,7 +162,7 @@ def test_check_data_workers(capsys, files):
 
 def test_existing_run_with_checkpoints_refused_before_training(capsys, files, no_training):
     argv = ["finetune", "--data-root", files["data"], *SMOKE_TRAIN, "--out", files["used_run"]]
-    expect_error(capsys, argv, "already holds checkpoints", "--resume")
+    expect_error(capsys, argv, "not a run folder", "nothing was deleted", "--out folder")
 
 
 def test_read_only_output_folder_named_before_work(capsys, files, no_training, monkeypatch):

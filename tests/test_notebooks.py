@@ -391,9 +391,9 @@ def test_helpers_for_the_notebooks(tmp_path):
                                                           "stage 1 + Combiner": 30.0}, "ascending": True}
     rows["stage 1 + Combiner"] = dict.fromkeys(keys, 15.0)  # below stage 1 sum (recalls are never negative)
     assert not notebook.ordering(rows, "cirr")["ascending"]
-    notes = notebook.table_notes("mini", "cirr")
+    notes = notebook.table_notes(profiles.PROFILES["mini"], "cirr")
     assert any("not the paper's data" in n for n in notes) and any("test1" in n for n in notes)
-    assert not any("not the paper's data" in n for n in notebook.table_notes("paper", "fashioniq"))
+    assert not any("not the paper's data" in n for n in notebook.table_notes(profiles.PROFILES["paper"], "fashioniq"))
 
 
 @pytest.mark.notebooks

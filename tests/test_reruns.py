@@ -123,3 +123,30 @@ def test_a_reused_run_written_with_absolute_paths_is_made_portable(smoke_root, t
     (run / "config.json").write_text(json.dumps(info, indent=2))
     assert notebook.train_or_reuse("finetune", smoke_root, _config(epochs=1, cache_dir=root / "cache"), run).reused
     assert json.loads((run / "config.json").read_text())["config"]["cache_dir"] == "cache"
+
+
+def test_the_command_line_shares_the_policy_a_finished_run_is_reported_not_trained_again(smoke_root, tmp_path, capsys):
+    from cir_lib.cli import main
+    from cir_lib.run_policy import decide
+
+    out = tmp_path / "cirr-finetune"
+    argv = ["finetune", "--data-root", str(smoke_root), "--recipe", "smoke", "--dataset", "cirr", "--out", str(out)]
+    assert decide("finetune", out, _config(epochs=1), smoke_root).action == "fresh"
+    assert main(argv + ["--set", "epochs=1"]) == 0
+    best = (out / "best.pt").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(argv + ["--set", "finetune.epochs=1"]) == 0  # the same settings, by their dotted name
+    said = capsys.readouterr().out
+    assert "already finished" in said and str(out) in said and "nothing trained" in said
+    assert (out / "best.pt").stat().st_mtime_ns == best
+    assert decide("finetune", out, _config(epochs=2), smoke_root).action == "resume"  # more epochs: continued
+
+    assert main(argv + ["--set", "epochs=1", "--set", "lr=3e-4"]) == 1  # other settings: refused, kept
+    err = capsys.readouterr().err
+    assert "other settings" in err and "lr: " in err and "nothing was deleted" in err and "--fresh" in err
+    assert "fresh=True" not in err and (out / "best.pt").stat().st_mtime_ns == best
+    assert decide("finetune", out, _config(epochs=1, lr=3e-4), smoke_root).action == "refuse"
+
+    assert main(argv + ["--set", "epochs=1", "--set", "lr=3e-4", "--fresh"]) == 0  # asked: trained again
+    assert "stage 1 done" in capsys.readouterr().out and (out / "best.pt").stat().st_mtime_ns != best
+    assert decide("finetune", out, _config(epochs=1, lr=3e-4), smoke_root).action == "reuse"

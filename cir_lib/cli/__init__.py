@@ -38,8 +38,9 @@ INTERRUPT_ADVICE = {
     "evaluate": "run the same command again (nothing was written; with --cache-dir, finished image features are reused)",
     "submit-cirr": "run the same command again (the files are written only when complete)",
     "validate-cirr": "run it again (nothing was written)",
-    "finetune": "continue from the last saved epoch with the same command and --resume",
-    "train-combiner": "continue from the last saved epoch with the same command and --resume",
+    "finetune": "run the same command again (with or without --resume): it continues from the last saved epoch",
+    "train-combiner": "run the same command again (with or without --resume): it continues from the last saved "
+                      "epoch",
     "reproduce": "run the same command again: finished runs are reused and interrupted ones continue "
                  "from their last saved epoch",
 }
