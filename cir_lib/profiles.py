@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
-from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT
+from cir_lib.constants import CIRR_DIR, COMPOSERS, FASHIONIQ_DIR, MINI_CHECKPOINT
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.project import project_root
 
@@ -41,6 +41,8 @@ class Profile:
     shows_ordering: bool = True  # large enough for zero-shot < stage 1 < stage 1 + Combiner to be expected
     backbones: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # {backbone: {dataset: recipe}}
     # when the profile trains several backbones (paper: RN50 and RN50x4); empty: `recipes` alone
+    composers: tuple = COMPOSERS  # the composers stage 2 trains, each over the zero-shot and the
+    # stage-1 encoders (`--set composers=combiner,tirg`)
 
 
 PROFILES: dict[str, Profile] = {

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cir_lib.composers.config import CombinerConfig
 from cir_lib.errors import ConfigError
 
 # naver/artemis option.py: --temperature 2.65926; train.py multiplies the (B, B) scores by
@@ -71,12 +72,15 @@ class Artemis(nn.Module):
         >>> loss = F.cross_entropy(artemis.logit_scale() * artemis.scores(r, m, targets), torch.arange(B))
     """
 
+    kind = "scores"  # a score matrix over an index, no query vector (cir_lib.composers)
+
     def __init__(self, feature_dim: int, log_temperature: float = LOG_TEMPERATURE_INIT):
         super().__init__()
         if feature_dim < 1:
             raise ConfigError(f"ARTEMIS feature_dim must be a positive integer, got {feature_dim}")
         d = feature_dim
         self.feature_dim = d
+        self.config = CombinerConfig(kind="artemis", dim=d)  # what a checkpoint rebuilds it from
         self.transform_m = nn.Linear(d, d)  # official Transform_m: Linear(d, d) then L2 normalization
         self.attention_em = AttentionMechanism(d)
         self.attention_is = AttentionMechanism(d)
