@@ -69,6 +69,10 @@ PROFILES: dict[str, Profile] = {
         pretrain_epochs=None,  # pretrain-mini's own default
         n_examples=4,
         top_k=5,
+        # the Combiner over both encoders by default (zero-shot + Combiner: one more Combiner run per
+        # dataset); TIRG and ARTEMIS over both encoders would add about a Combiner run's time more
+        # per dataset and take the notebooks past their ~4 minutes: --set composers=combiner,tirg,artemis
+        composers=("combiner",),
     ),
     "paper": Profile(
         name="paper",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cir_lib.cli.models import add_torchscript_argument, apply_torchscript_choice
-from cir_lib.constants import DATASETS
+from cir_lib.constants import COMPOSERS, DATASETS
 
 ZERO_SHOT = "zero-shot"  # --clip-run value (cir_lib.rebuild.ZERO_SHOT)
 
@@ -72,7 +72,8 @@ def _train_combiner(args) -> int:
     apply_torchscript_choice(args)
     config = _config(args, "combiner")
     check_data_root(args.data_root)
-    result = train_combiner(args.data_root, config, args.clip_run, args.out, resume=args.resume)
+    result = train_combiner(args.data_root, config, args.clip_run, args.out, resume=args.resume,
+                            composer=args.composer)
     print(f"Combiner done: best epoch {result.best_epoch}, score {result.best_score:.2f} "
           f"({format_metrics(result.best_metrics)}); run folder {result.run_dir}")
     return 0
@@ -98,6 +99,9 @@ def configure(name: str, p) -> None:
     if name == "train-combiner":
         req.add_argument("--clip-run", metavar="RUN",
                          help=f"stage-1 run folder, or {ZERO_SHOT!r} for the recipe's pretrained backbone")
+        p.add_argument("--composer", choices=COMPOSERS, default="combiner",
+                       help="the composer to train on the frozen features, with the recipe's stage-2 settings "
+                            "(default: combiner; tirg, artemis: docs/composers.md)")
     p.add_argument("--dataset", choices=DATASETS, help="benchmark to train on (when the recipe does not say)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set epochs=5 --set lr=1e-5 (repeatable)")
