@@ -221,3 +221,63 @@ def test_tables_carry_the_composer_rows_with_intervals_and_their_differences():
     assert row["recall@1_ci_low"] <= row["recall@1"] <= row["recall@1_ci_high"]
     assert isinstance(table, pd.DataFrame) and FULL_METHOD.label in set(ours["method"])
     assert all(m.label in set(ours["method"]) for m in COMPOSER_METHODS)
+
+
+def test_the_explorer_ranks_other_composers_over_the_same_encoders(stage1_runs, smoke_root, tmp_path):
+    """TIRG and ARTEMIS (a "scores" composer) beside the sum and the Combiner: each top-k agrees
+    with the target rank it prints, and with the evaluation's ranks of the same run."""
+    from cir_lib.evaluate import evaluate_dataset
+    from cir_lib.explore import Explorer
+    from cir_lib.recipes import EvalConfig
+
+    clip = stage1_runs["cirr"]
+    for composer in ("combiner", "tirg", "artemis"):
+        train_combiner(smoke_root, _stage2("cirr", epochs=1), clip, tmp_path / composer, composer=composer)
+    config = EvalConfig(cache_dir=_CACHE["dir"])
+    others = {"stage 1 + TIRG": tmp_path / "tirg", "stage 1 + ARTEMIS": tmp_path / "artemis"}
+    ex = Explorer(smoke_root, "cirr", tmp_path / "combiner", config, others=others)
+    backbone, artemis, cfg = load_run(tmp_path / "artemis")
+    encoded = {}
+    evaluate_dataset("cirr", smoke_root, backbone, artemis, config, preprocess=preprocess_for(cfg, backbone),
+                     encoded=encoded)
+    from cir_lib.evaluate import split_ranks
+
+    evaluated = split_ranks(encoded["cirr"])["ranks"]
+    k = 4
+    for i in range(len(ex.sets["cirr"].split.queries)):
+        example = ex.example("cirr", i, k=k)
+        assert set(example["rankings"]) == {"stage 1 sum", "stage 1 + Combiner", *others}
+        assert example["target_ranks"]["stage 1 + ARTEMIS"] == int(evaluated[i]) + 1
+        for method, ranking in example["rankings"].items():
+            names = [name for name, _ in ranking]
+            r = example["target_ranks"][method]
+            assert len(names) == k and ex.query("cirr", i)["reference"] not in names
+            assert (r <= k) == (example["target"] in names) and (r > k or names[r - 1] == example["target"])
+    with pytest.raises(ConfigError, match="other encoders"):
+        train_combiner(smoke_root, _stage2("cirr", epochs=1), ZERO_SHOT, tmp_path / "zs", composer="tirg")
+        Explorer(smoke_root, "cirr", tmp_path / "combiner", config, others={"zero-shot + TIRG": tmp_path / "zs"})
+
+
+def test_cirr_server_files_of_a_scores_composer_validate_and_follow_its_scores(smoke_root, tmp_path):
+    import json
+
+    from cir_lib.backbone import load_backbone
+    from cir_lib.data import load_split
+    from cir_lib.evaluate import encode_split
+    from cir_lib.recipes import EvalConfig
+    from cir_lib.submit import write_cirr_submission
+
+    torch.manual_seed(0)
+    backbone = load_backbone("cir-mini", _CACHE["weights"])
+    artemis = Artemis(backbone.embed_dim).eval()
+    config = EvalConfig(split="val", cache_dir=_CACHE["dir"])
+    recall_file, subset_file = write_cirr_submission(smoke_root, backbone, artemis, tmp_path, config, tag="artemis")
+    split = load_split(smoke_root, "cirr", "val")
+    scores = encode_split(split, backbone, artemis, config).scores
+    recall = json.loads(recall_file.read_text())
+    for i, query in enumerate(split.queries[:5]):
+        row = scores[i].clone()
+        row[split.reference_indices[i]] = float("-inf")
+        best = split.image_names[int(row.argmax())]
+        assert recall[str(query.pairid)][0] == best
+    assert subset_file.is_file()
