@@ -281,3 +281,17 @@ def test_cirr_server_files_of_a_scores_composer_validate_and_follow_its_scores(s
         best = split.image_names[int(row.argmax())]
         assert recall[str(query.pairid)][0] == best
     assert subset_file.is_file()
+
+
+def test_artemis_scores_stay_exact_under_fp16_autocast():
+    """The official-precision path trains under fp16 autocast: the score matrix is still computed in
+    fp32 (the squared softmax weights, ~1/d^2, are below fp16's normal range)."""
+    torch.manual_seed(0)
+    artemis = Artemis(640).eval()
+    r, m, t = torch.randn(4, 640), torch.randn(4, 640), torch.randn(7, 640)
+    with torch.no_grad():
+        exact = artemis.scores(r, m, t)
+        with torch.autocast("cpu", dtype=torch.float16):
+            cast = artemis.scores(r, m, t)
+    assert cast.dtype == torch.float32
+    torch.testing.assert_close(cast, exact, atol=2e-2, rtol=0)  # only the fp16 linear layers differ

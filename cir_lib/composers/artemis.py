@@ -46,6 +46,11 @@ def _check(dim: int, **features: torch.Tensor) -> None:
             )
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """fp16 / bf16 as fp32; fp32 and fp64 as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class AttentionMechanism(nn.Module):
     """Linear(d, d) -> ReLU -> Linear(d, d) -> Softmax over the channels (official AttentionMechanism)."""
 
@@ -111,11 +116,15 @@ class Artemis(nn.Module):
                 f"ARTEMIS got {image_features.shape[0]} reference features but {text_features.shape[0]} "
                 f"caption features; pass one of each per query"
             )
-        w_em, a_em, w_is, a_is = self._query_parts(image_features, text_features)
-        t = index_features
-        t_sq = t * t
-        em = (w_em @ t.T) / (a_em * a_em @ t_sq.T).sqrt().clamp_min(_EPS)
-        is_ = (w_is @ t.T) / (a_is * a_is @ t_sq.T).sqrt().clamp_min(_EPS)
+        parts = self._query_parts(image_features, text_features)
+        # the products in at least fp32, outside autocast: the softmax weights are ~1/d, their squares
+        # ~1/d^2 (2e-6 at d = 640), below fp16's normal range (the official-precision path's autocast)
+        with torch.autocast(device_type=index_features.device.type, enabled=False):
+            w_em, a_em, w_is, a_is = (_wide(x) for x in parts)
+            t = _wide(index_features)
+            t_sq = t * t
+            em = (w_em @ t.T) / (a_em * a_em @ t_sq.T).sqrt().clamp_min(_EPS)
+            is_ = (w_is @ t.T) / (a_is * a_is @ t_sq.T).sqrt().clamp_min(_EPS)
         return em + is_
 
     def pairwise(self, image_features: torch.Tensor, text_features: torch.Tensor,
