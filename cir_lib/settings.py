@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from cir_lib.constants import MINI_CHECKPOINT, STAGES
+from cir_lib.constants import COMPOSERS, MINI_CHECKPOINT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import get_profile, resolve_data_root
 from cir_lib.project import chosen_profile, find_project_root, project_root, relative_to_project
@@ -354,7 +354,7 @@ def require_earlier(settings: Settings, notebook: str) -> None:
 
 def _needed_runs(settings: Settings, dataset: str, need: str, seed: int, backbone: str) -> list:
     """The run folders of a stage: stage 1's, or every stage-2 run of `settings.composers`."""
-    from cir_lib.methods import stage2_methods
+    from cir_lib.methods import stage2_methods  # here: it loads torch, which resolving settings does not need
 
     if need == "finetune":
         return [settings.paths.run(dataset, need, seed, backbone)]
@@ -365,11 +365,9 @@ def parse_composers(value: Any) -> tuple:
     """Trained composers from a notebook knob or `--set composers=...`: "combiner,tirg" or
     ["combiner", "tirg"] -> ("combiner", "tirg"), in registration order; the Combiner is required
     (the paper's method: the tables' differences, the lambda figure and the explorer rest on it)."""
-    from cir_lib.composers import trained_composer_names
-
     items = value.split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
     names = [str(v).strip() for v in items if str(v).strip()]
-    known = trained_composer_names()
+    known = COMPOSERS
     unknown = [n for n in names if n not in known]
     if unknown or "combiner" not in names:
         raise ConfigError(f"composers must name trained composers among {', '.join(known)}, the Combiner "

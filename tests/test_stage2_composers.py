@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cir_lib import runs
 from cir_lib.composers import Artemis, Combiner, TIRG, get_composer, load_combiner_checkpoint, trained_composer_names
+from cir_lib.constants import COMPOSERS
 from cir_lib.errors import ConfigError
 from cir_lib.finetune import finetune
 from cir_lib.methods import COMPOSER_METHODS, FULL_METHOD, Method, methods_for, stage2_methods
@@ -62,7 +63,7 @@ def stage1_runs(smoke_root, tmp_path_factory):
 
 
 def test_the_registry_trains_three_composers_and_methods_name_their_runs():
-    assert trained_composer_names() == ("combiner", "tirg", "artemis")
+    assert trained_composer_names() == ("combiner", "tirg", "artemis") == COMPOSERS  # the knob's choices
     assert get_composer("artemis").kind == "scores" and get_composer("tirg").kind == "vector"
     assert [m.run_stage for m in stage2_methods(("combiner", "tirg", "artemis"))] == [
         "combiner", "combiner-zeroshot", "tirg-zeroshot", "tirg", "artemis-zeroshot", "artemis"]
@@ -295,3 +296,17 @@ def test_artemis_scores_stay_exact_under_fp16_autocast():
             cast = artemis.scores(r, m, t)
     assert cast.dtype == torch.float32
     torch.testing.assert_close(cast, exact, atol=2e-2, rtol=0)  # only the fp16 linear layers differ
+
+
+def test_the_composers_knob_is_resolved_and_checked(tmp_path):
+    from cir_lib.settings import setup
+
+    assert setup("smoke", None).composers == COMPOSERS and setup("mini", None).composers == ("combiner",)
+    assert setup("mini", None, composers="tirg, combiner").composers == ("combiner", "tirg")
+    assert setup("smoke", None, composers=["combiner"]).composers == ("combiner",)
+    for bad in ("tirg", "combiner,maaf", ""):
+        with pytest.raises(ConfigError, match="composers must name"):
+            setup("smoke", None, composers=bad)
+    paths = setup("paper", None, data_root=tmp_path, results_dir=tmp_path / "results").paths
+    assert paths.method_run("cirr", Method("tirg", "zero-shot"), 1, "RN50x4").name == "cirr-tirg-zeroshot-rn50x4-seed1"
+    assert paths.method_run("cirr", FULL_METHOD) == paths.run("cirr", "combiner")
