@@ -177,7 +177,7 @@ def plot_recall_bars(table: pd.DataFrame, *, title: str = "", out_stem: str | os
             ax.legend([c[0] for c in bars], labels, ncol=min(len(labels), 4), loc="lower center",
                       bbox_to_anchor=(0.5, 1.0), frameon=False)
         if title:
-            ax.set_title(title, pad=16 + 9 * ((len(labels) - 1) // 4))
+            ax.set_title(title, pad=16 + 13 * ((len(labels) - 1) // 4))  # above the legend rows
         fig.tight_layout()
     return _finish(fig, out_stem)
 
