@@ -4,6 +4,10 @@
 # `<dataset>-<stage>`): "finetune" = stage 1 (CLIP fine-tuned with the element-wise sum),
 # "combiner" = stage 2 (the Combiner on frozen stage-1 features).
 STAGES = ("finetune", "combiner")
+# The composers stage 2 trains (those of cir_lib.composers with trained weights, in registration
+# order), each over the zero-shot and the stage-1 encoders: the Combiner, and the cited TIRG and
+# ARTEMIS on the same features. The smoke and paper profiles train all three by default.
+COMPOSERS = ("combiner", "tirg", "artemis")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

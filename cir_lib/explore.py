@@ -10,7 +10,9 @@ validation index and query features once (through the feature cache), and answer
     explorer.widget()                      an ipywidgets explorer for JupyterLab
 
 Both methods share the stage-1 backbone (the Combiner was trained on its frozen features), so the
-comparison isolates what the Combiner adds. FashionIQ queries are grouped by category (each with
+comparison isolates what the Combiner adds. `others` adds the rankings of other trained composers'
+runs over the same encoders ("stage 1 + TIRG", "stage 1 + ARTEMIS"); a composer of kind "scores"
+(ARTEMIS) ranks the index by its score matrix. FashionIQ queries are grouped by category (each with
 its own index, reference kept in the ranking as the protocol says); CIRR has one group, "cirr",
 whose rankings never include the reference image.
 
@@ -31,6 +33,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from cir_lib.composers import composer_kind
 from cir_lib.datasets import get_dataset
 from cir_lib.methods import FULL_METHOD, STAGE1_METHOD
 from cir_lib.devices import pick_device
@@ -71,10 +74,13 @@ class Explorer:
             device: default CUDA when available).
         encoded: {group: EncodedSplit} of this Combiner run from `evaluate_fashioniq` /
             `evaluate_cirr` (their `encoded` argument): reused instead of encoding again.
+        others: {method label: stage-2 run folder} of other trained composers over the same encoders
+            (e.g. {"stage 1 + TIRG": "results/mini/runs/cirr-tirg"}), ranked beside the two;
+            a run on other encoders is refused.
     """
 
     def __init__(self, data_root, dataset: str, combiner_run, config: Optional[EvalConfig] = None, *,
-                 encoded: Optional[dict] = None):
+                 encoded: Optional[dict] = None, others: Optional[dict] = None):
         from cir_lib.composers import ElementwiseSum
         from cir_lib.data import eval_captions, load_split
         from cir_lib.evaluate import encode_split
@@ -92,6 +98,12 @@ class Explorer:
         self.backbone = backbone
         # Features come back on the CPU; the (small) Combiner ranks there too.
         self.methods = {SUM: ElementwiseSum(backbone.embed_dim), COMBINER: combiner.to("cpu").eval()}
+        for label, run in (others or {}).items():
+            other_backbone, module, _ = load_run(run, device=device)
+            if other_backbone.weights_key != backbone.weights_key:
+                raise ConfigError(f"{run} was trained on other encoders than {combiner_run}; the explorer ranks "
+                                  "over one backbone's features: pass runs over the same encoders")
+            self.methods[label] = module.to("cpu").eval()
         preprocess = preprocess_for(run_cfg, backbone)
         self.sets: dict[str, RankingSet] = {}
         self._lambdas: dict[str, np.ndarray] = {}
@@ -129,9 +141,16 @@ class Explorer:
 
     @torch.no_grad()
     def _compose(self, group: str, reference_idx: torch.Tensor, text: torch.Tensor) -> dict:
+        """{method: (query features or None, lambda or None, scores over the index or None)}."""
         rs = self._set(group)
         image = rs.index_features[reference_idx]
-        return {m: composer(image, text, return_lambda=True) for m, composer in self.methods.items()}
+        out = {}
+        for m, composer in self.methods.items():
+            if composer_kind(composer) == "scores":
+                out[m] = (None, None, composer.scores(image, text, rs.index_features))
+            else:
+                out[m] = (*composer(image, text, return_lambda=True), None)
+        return out
 
     @torch.no_grad()
     def rank(self, group: str, i: Optional[int] = None, *, k: int = 5, caption: Optional[str] = None,
@@ -149,7 +168,7 @@ class Explorer:
             {method: [(image name, image path), ...]} best first, plus "lambda": the Combiner's lambda.
         """
         from cir_lib.features import text_features
-        from cir_lib.metrics import top_k
+        from cir_lib.metrics import rankings_from_scores, top_k
 
         rs = self._set(group)
         if i is None and (caption is None or reference is None):
@@ -164,8 +183,11 @@ class Explorer:
         composed = self._compose(group, ref_idx, text)
         exclude = ref_idx if self.ds.removes_reference else None  # CIRR never ranks the reference
         out: dict[str, Any] = {}
-        for method, (query, lam) in composed.items():
-            top = top_k(query, rs.index_features, k, exclude_indices=exclude)[0].tolist()
+        for method, (query, lam, scores) in composed.items():
+            if scores is not None:
+                top = rankings_from_scores(scores, k, exclude)[0][0].tolist()
+            else:
+                top = top_k(query, rs.index_features, k, exclude_indices=exclude)[0].tolist()
             out[method] = [(rs.split.image_names[j], Path(rs.split.image_paths[j])) for j in top]
             if lam is not None:
                 out["lambda"] = float(lam[0])
@@ -195,7 +217,7 @@ class Explorer:
     @torch.no_grad()
     def target_ranks(self, group: str, i: int) -> dict:
         """{method: rank of query i's target in the whole index} (1 = first), by the metrics' protocol."""
-        from cir_lib.metrics import target_ranks
+        from cir_lib.metrics import ranks_from_scores, target_ranks
 
         rs = self._set(group)
         target = self.query(group, i)["target"]
@@ -205,8 +227,9 @@ class Explorer:
         exclude = ref_idx if self.ds.removes_reference else None
         tgt_idx = rs.split.indices([target])
         composed = self._compose(group, ref_idx, rs.text_features[i:i + 1])
-        return {m: int(target_ranks(query, rs.index_features, tgt_idx, exclude)[0]) + 1
-                for m, (query, _) in composed.items()}
+        return {m: int((ranks_from_scores(scores, tgt_idx, exclude)["ranks"] if scores is not None
+                        else target_ranks(query, rs.index_features, tgt_idx, exclude))[0]) + 1
+                for m, (query, _, scores) in composed.items()}
 
     def examples(self, n: int = 4, k: int = 5, seed: int = 0) -> list[dict]:
         """n queries drawn at random (seeded, spread over the groups), ready for the grid figure."""

@@ -24,8 +24,8 @@ import pandas as pd
 from cir_lib.errors import ConfigError
 from cir_lib.runs import atomic_write, read_history
 from cir_lib.storage import writing
-from cir_lib.methods import ABLATION_METHODS, MAIN_METHODS, method_of
-from cir_lib.tables import ABLATIONS, METHODS, THIS_RUN, header_label, is_ablation, metric_columns
+from cir_lib.methods import ABLATION_METHODS, COMPOSER_METHODS, MAIN_METHODS, method_of
+from cir_lib.tables import ALL_ROWS, THIS_RUN, header_label, is_ablation, metric_columns
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +41,12 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 _SAVE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None},
                   "svg": {"Date": None, "Creator": None}}
 # Colours by (composer, encoders); ablations by their encoders, told apart by a hatch per composer.
-_COLORS = {("sum", "zero-shot"): "#9e9e9e", ("sum", "finetune"): "#4c72b0", ("combiner", "finetune"): "#dd8452"}
+# The composer rows: one hue per composer, lighter over the zero-shot encoders.
+_COLORS = {("sum", "zero-shot"): "#9e9e9e", ("sum", "finetune"): "#4c72b0", ("combiner", "finetune"): "#dd8452",
+           ("combiner", "zero-shot"): "#f0b98d", ("tirg", "zero-shot"): "#98d4a4", ("tirg", "finetune"): "#55a868",
+           ("artemis", "zero-shot"): "#d99a9c", ("artemis", "finetune"): "#c44e52"}
 _ABLATION_COLORS = {"zero-shot": "#d4d4d4", "finetune": "#a9bcdc"}
-METHOD_COLORS = {m.label: _COLORS[(m.composer, m.encoders)] for m in MAIN_METHODS} | {
+METHOD_COLORS = {m.label: _COLORS[(m.composer, m.encoders)] for m in MAIN_METHODS + COMPOSER_METHODS} | {
     m.label: _ABLATION_COLORS[m.encoders] for m in ABLATION_METHODS}  # by display label, for the rows' labels
 ABLATION_HATCH = {"image_only": "////", "text_only": "...."}  # by composer name
 
@@ -103,16 +106,17 @@ def save_figure(fig, stem: str | os.PathLike, formats: Sequence[str] = ("png", "
 
 
 def _bar_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """This run's val rows, main methods then ablations, backbone by backbone."""
+    """This run's val rows, main methods, composer rows, then ablations, backbone by backbone."""
     ours = table[(table["source"] == THIS_RUN) & (table["split"] == "val")]
-    order = {m: i for i, m in enumerate(METHODS + ABLATIONS)}
+    order = {m: i for i, m in enumerate(ALL_ROWS)}
     backbones = pd.Categorical(ours["backbone"], ours["backbone"].unique())  # first-seen order
     ours = ours.assign(_order=ours["method"].map(order), _bb=backbones)
     return ours.sort_values(["_bb", "_order"], kind="stable").drop(columns=["_order", "_bb"])
 
 
 def plot_recall_bars(table: pd.DataFrame, *, title: str = "", out_stem: str | os.PathLike | None = None):
-    """Grouped bars of this run's val rows: the main methods, then the ablations (hatched, lighter).
+    """Grouped bars of this run's val rows: the main methods, the composer rows (zero-shot + Combiner,
+    TIRG, ARTEMIS), then the ablations (hatched, lighter).
 
     Error bars show the 95% bootstrap interval where the table has one.
 
@@ -173,7 +177,7 @@ def plot_recall_bars(table: pd.DataFrame, *, title: str = "", out_stem: str | os
             ax.legend([c[0] for c in bars], labels, ncol=min(len(labels), 4), loc="lower center",
                       bbox_to_anchor=(0.5, 1.0), frameon=False)
         if title:
-            ax.set_title(title, pad=16 + 9 * ((len(labels) - 1) // 4))
+            ax.set_title(title, pad=16 + 13 * ((len(labels) - 1) // 4))  # above the legend rows
         fig.tight_layout()
     return _finish(fig, out_stem)
 

@@ -592,6 +592,50 @@ def cirr_rankings(query_features, index_features, reference_indices, member_indi
     return top, subset
 
 
+def rankings_from_scores(scores, k: int | None, exclude_indices=None, member_indices=None,
+                         subset_k: int | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Top-k and, with members, the ordered subset from a score matrix (a composer of kind
+    "scores"), by the same tie rule and exclusion as `top_k` / `cirr_rankings` on features.
+
+    Args:
+        scores: [Q, N] float scores (higher is better).
+        k: length of the full ranking (None: skip it).
+        exclude_indices: optional [Q] positions never returned (CIRR: the reference).
+        member_indices: optional [Q, M] img_set positions (needs `exclude_indices`): adds the subset.
+        subset_k: subset members kept (None: all M - 1).
+    Returns:
+        (top [Q, k] or None, subset [Q, subset_k] or None) LongTensors of index positions.
+    Example:
+        >>> rankings_from_scores(torch.tensor([[0.1, 0.9, 0.5]]), 2)[0].tolist()
+        [[1, 2]]
+    """
+    sims = torch.as_tensor(scores)
+    if sims.ndim != 2 or not sims.is_floating_point():
+        raise InputError(f"scores must be a float matrix [queries, index], got {tuple(sims.shape)} {sims.dtype}")
+    sims = sims.float().clone()  # _block_top_k writes the exclusions into it
+    nq, n = sims.shape
+    exclude = None if exclude_indices is None else _as_indices("exclude_indices", exclude_indices, (nq,), n,
+                                                                sims.device)
+    subset = None
+    if member_indices is not None:
+        if exclude is None:
+            raise InputError("member_indices need exclude_indices (the reference of each query)")
+        members = _as_indices_2d("member_indices", member_indices, nq, n, sims.device)
+        _check_members(members, exclude, None)
+        width = members.shape[1] - 1
+        subset_k = width if subset_k is None else subset_k
+        if isinstance(subset_k, bool) or not isinstance(subset_k, int) or not 1 <= subset_k <= width:
+            raise InputError(f"subset_k must be an integer in 1..{width}; got {subset_k!r}")
+        subset = _block_subset_order(sims, members, exclude)[:, :subset_k]
+    top = None
+    if k is not None:
+        limit = n - (1 if exclude is not None else 0)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= limit:
+            raise InputError(f"k must be an integer in 1..{limit}; got {k!r}")
+        top = _block_top_k(sims, k, exclude)
+    return top, subset
+
+
 def fashioniq_flat(per_category: dict) -> dict:
     """Flat FashionIQ metrics: "<category>_recall@K" for each category and "average_recall@K", the
     mean over the categories (the paper's averages).

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.datasets import get_dataset
-from cir_lib.methods import FULL_METHOD, method_of
+from cir_lib.methods import FULL_METHOD, method_of, methods_for, stage2_methods
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import Profile
 from cir_lib.project import portable
@@ -31,6 +31,7 @@ from cir_lib.recipes import EvalConfig
 from cir_lib.settings import ResultPaths, Settings, relative_to_root
 from cir_lib.tables import (
     ABLATIONS,
+    ALL_ROWS,
     METHODS,
     dataset_table,
     read_cirr_test_results,
@@ -151,7 +152,8 @@ def training_config(settings: Settings, stage: str, dataset: str, *, backbone: s
 
 
 def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: str | os.PathLike, *,
-                   clip_run: Optional[str | os.PathLike] = None, fresh: bool = False, check_resume: bool = False):
+                   clip_run: Optional[str | os.PathLike] = None, fresh: bool = False, check_resume: bool = False,
+                   composer: str = "combiner"):
     """Train a stage into `run_dir`, keeping earlier work: what notebooks 01 and 02 call.
 
     The policy is the library's, shared with `cir-lib finetune` / `train-combiner`
@@ -164,10 +166,12 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
         data_root: the data root.
         config: the stage's config (`training_config`).
         run_dir: the run folder (`paths.run(dataset, stage, seed)`).
-        clip_run: the stage-1 run folder a Combiner trains on.
+        clip_run: the stage-1 run folder a stage-2 composer trains on, or "zero-shot"
+            (`cir_lib.rebuild.ZERO_SHOT`: the recipe's pretrained backbone).
         fresh: start over.
         check_resume: (dry runs) train a new run's first epoch, then resume it from last.pt for the
             rest, so that the resume path is exercised too.
+        composer: stage 2: the trained composer ("combiner", "tirg", "artemis").
 
     Returns:
         The `RunResult` (for a reused run: read from its history, `reused` True, seconds 0).
@@ -175,7 +179,7 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
     from cir_lib import run_policy
 
     return run_policy.train_or_reuse(stage, data_root, config, run_dir, clip_run=clip_run, fresh=fresh,
-                                     check_resume=check_resume)
+                                     check_resume=check_resume, composer=composer)
 
 
 def eval_config(paths: ResultPaths, *, split: str = "val", skip_missing: bool = False,
@@ -195,6 +199,9 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
       element-wise sum;
     - "stage 1 sum": the stage-1 run's best checkpoint, element-wise sum;
     - "stage 1 + Combiner": the Combiner run's best checkpoint over its stage-1 encoders;
+    - the composer rows ("zero-shot + Combiner", "stage 1 + TIRG", "zero-shot + ARTEMIS", ...): each
+      its own stage-2 run's best checkpoint over the encoders it was trained on
+      (`paths.method_run`: runs/<dataset>-combiner-zeroshot, -tirg, ...);
     - the ablations "zero-shot image only" / "text only" and "stage 1 image only" / "text only":
       the query is the reference image's feature alone, or the caption's feature alone, with the
       zero-shot or the stage-1 encoders (with a text-only stage 1, "stage 1 image only" equals
@@ -205,7 +212,8 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
         dataset: "fashioniq" or "cirr".
         paths: the profile's `ResultPaths` (runs/<dataset>-finetune and -combiner, cache/).
         config: an `EvalConfig` (default: `eval_config(paths)`, the val split).
-        methods: which rows (default: all three).
+        methods: which rows (default: the main rows and the ablations; `methods_for(composers)`
+            adds the composer rows of the trained composers).
         encoded: a dict that receives {method: {group: EncodedSplit}}: the features, queries and
             lambdas behind the numbers (for the lambda figure, the explorer and the intervals).
         seed: the training seed whose runs are evaluated (`paths.run(dataset, stage, seed, backbone)`).
@@ -226,14 +234,14 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     backbone_name = backbone
     stage1 = paths.run(dataset, "finetune", seed, backbone_name)
     out = {}
-    known = METHODS + ABLATIONS
+    known = ALL_ROWS
     for label in methods:
         method = method_of(label)  # a Method, or a label of one (ConfigError names the known ones)
         if method.label not in known:
             raise ConfigError(f"unknown method {method.label!r}; choose from {', '.join(known)}")
         spec = method.spec
-        if spec.trained:  # the composer's run holds it, over its stage-1 encoders
-            backbone, composer, run_cfg = load_run(paths.run(dataset, "combiner", seed, backbone_name),
+        if spec.trained:  # the composer's own stage-2 run holds it, over the encoders it was trained on
+            backbone, composer, run_cfg = load_run(paths.method_run(dataset, method, seed, backbone_name),
                                                    device=device)
         elif method.encoders == "zero-shot":
             run_cfg = run_config(stage1)  # the stage-1 run's starting weights: its config is enough
@@ -307,6 +315,7 @@ def evaluate_series(settings: "Settings", config: EvalConfig, seed: Optional[int
             label = backbone_label(settings, dataset, bb)
             encoded[dataset][label] = {}
             rows[dataset][label] = evaluate_methods(settings.data_root, dataset, settings.paths, config,
+                                                    methods=[m.label for m in methods_for(settings.composers)],
                                                     encoded=encoded[dataset][label], seed=seed, backbone=bb)
     return rows, encoded
 
@@ -335,8 +344,9 @@ def combiner_lambdas(settings: "Settings", encoded: Mapping[str, Any]) -> dict:
 
 
 def write_submissions(settings: "Settings", config: EvalConfig) -> list:
-    """The CIRR test1 files of each backbone's Combiner (and of its stage-1 sum) under
-    `<results>/submissions/`, validated; what an author uploads to the CIRR server.
+    """The CIRR test1 files of each backbone's stage-1 sum and of every trained composer's run (the
+    Combiner, and those of `settings.composers` over both encoders) under `<results>/submissions/`,
+    validated; what an author uploads to the CIRR server.
 
     Returns:
         The written paths (empty without CIRR).
@@ -353,9 +363,11 @@ def write_submissions(settings: "Settings", config: EvalConfig) -> list:
     test_config = dataclasses.replace(config, split="test1", skip_missing=False)
     for bb in settings.backbones:
         label = backbone_label(settings, "cirr", bb)
-        for stage, name in (("finetune", "stage1-sum"), ("combiner", "combiner")):
-            backbone, composer, run_cfg = load_run(settings.paths.run("cirr", stage, settings.seeds[0], bb),
-                                                   device=str(pick_device(config.device)))
+        runs = [(settings.paths.run("cirr", "finetune", settings.seeds[0], bb), "stage1-sum")]
+        runs += [(settings.paths.method_run("cirr", m, settings.seeds[0], bb), m.run_stage)
+                 for m in stage2_methods(settings.composers)]
+        for run, name in runs:
+            backbone, composer, run_cfg = load_run(run, device=str(pick_device(config.device)))
             written += write_cirr_submission(settings.data_root, backbone, composer, out_dir, test_config,
                                              preprocess=preprocess_for(run_cfg, backbone),
                                              tag=f"{label.lower()}-{name}")
@@ -417,15 +429,45 @@ def run_summary(results: Mapping[str, Any]) -> "Any":
 
 
 def run_dirs(settings: "Settings") -> dict:
-    """{"stage 1": {label: run folder}, "Combiner": {...}} of the first seed's runs, one label per
-    dataset (and backbone, when the profile trains several), for `figures.plot_training_curves`."""
+    """{"stage 1": {label: run folder}, "Combiner": {...}, then one entry per other trained
+    composer's method ("zero-shot + Combiner", "stage 1 + TIRG", ...)} of the first seed's runs, one
+    label per dataset (and backbone, when the profile trains several), for
+    `figures.plot_training_curves`."""
     out: dict = {"stage 1": {}, "Combiner": {}}
     for bb in settings.backbones:
         for d in settings.datasets:
             label = d if len(settings.backbones) == 1 else f"{d} {bb}"
             out["stage 1"][label] = settings.paths.run(d, "finetune", settings.seeds[0], bb)
-            out["Combiner"][label] = settings.paths.run(d, "combiner", settings.seeds[0], bb)
+            for method, run_dir, _ in stage2_runs(settings, d, settings.seeds[0], bb):
+                panel = "Combiner" if method == FULL_METHOD else method.label
+                out.setdefault(panel, {})[label] = run_dir
     return out
+
+
+def explorer_runs(settings: "Settings", dataset: str) -> tuple:
+    """(the Combiner run, {label: run} of the other trained composers over the same stage-1
+    encoders) of the first backbone and seed, for `explore.Explorer(..., others=...)` (notebook 04)."""
+    seed, backbone = settings.seeds[0], settings.backbones[0]
+    others = {m.label: run for m, run, _ in stage2_runs(settings, dataset, seed, backbone)
+              if m.encoders == FULL_METHOD.encoders and m != FULL_METHOD}
+    return settings.paths.method_run(dataset, FULL_METHOD, seed, backbone), others
+
+
+def stage2_runs(settings: "Settings", dataset: str, seed: int = 0, backbone: str = "") -> list:
+    """What notebook 02 trains for one dataset, seed and backbone: [(method, run folder, clip run)]
+    for the stage-1 Combiner, then every trained composer of `settings.composers` over the zero-shot
+    and the stage-1 encoders (`cir_lib.methods.stage2_methods`). The clip run is the stage-1 run
+    folder, or "zero-shot" (the recipe's pretrained backbone, as the zero-shot sum row loads it).
+
+    Example:
+        >>> [(m.label, p.name) for m, p, _ in stage2_runs(setup("smoke"), "cirr")][:2]
+        [('stage 1 + Combiner', 'cirr-combiner'), ('zero-shot + Combiner', 'cirr-combiner-zeroshot')]
+    """
+    from cir_lib.rebuild import ZERO_SHOT
+
+    stage1 = settings.paths.run(dataset, "finetune", seed, backbone)
+    return [(m, settings.paths.method_run(dataset, m, seed, backbone), stage1 if m.encoders == "finetune" else ZERO_SHOT)
+            for m in stage2_methods(settings.composers)]
 
 
 DRY_RUN_STEPS = 2  # dry run: training steps per epoch
@@ -469,7 +511,7 @@ def table_notes(settings: "Settings | Profile", dataset: str, split: str = "val"
         notes.append(f"this run's {ds.title} rows are on val unless marked {ds.test_split}; the paper's are on "
                      f"{ds.test_split} (evaluation server)")
     nested = rows or {}
-    if nested and not all(m in METHODS + ABLATIONS for m in nested):
+    if nested and not all(m in ALL_ROWS for m in nested):
         nested = {f"{m} [{bb}]": v for bb, per in nested.items() for m, v in per.items()}
     for method, metrics in nested.items():
         skipped = metrics.get("skipped") if isinstance(metrics, Mapping) else None
@@ -487,14 +529,16 @@ def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str
     from cir_lib.runs import environment_info
 
     records = {}
-    for stage in STAGES:  # every backbone's and seed's run folder of the stage: <dataset>-<stage>[-...]
-        for folder in sorted(paths.runs.glob(f"{dataset}-{stage}*")):
-            if not (folder / "config.json").is_file():
-                continue
-            info = run_files.read_run_config(folder)
-            # the run's own environment (the commit and machine that trained it) beside its config
-            records[folder.name] = {"path": relative_to_root(folder), **info.get("config", {}),
-                                    **{k: info[k] for k in ("clip", "skipped", "environment") if k in info}}
+    # every run folder of the dataset, stage 1 first: <dataset>-finetune[-...], then each stage-2 run
+    # (<dataset>-combiner, -combiner-zeroshot, -tirg, ...)
+    stage1 = f"{dataset}-{STAGES[0]}"
+    for folder in sorted(paths.runs.glob(f"{dataset}-*"), key=lambda f: (not f.name.startswith(stage1), f.name)):
+        if not (folder / "config.json").is_file():
+            continue
+        info = run_files.read_run_config(folder)
+        # the run's own environment (the commit and machine that trained it) beside its config
+        records[folder.name] = {"path": relative_to_root(folder), **info.get("config", {}),
+                                **{k: info[k] for k in ("clip", "composer", "skipped", "environment") if k in info}}
     device = next((r.get("device") for r in records.values() if r.get("device") not in (None, "auto")), None)
     return portable({"profile": profile, "dataset": dataset, "split": split, "data_root": relative_to_root(data_root),
                      "runs": records, "environment": environment_info(device)})

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
 
-from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR, MINI_CHECKPOINT
+from cir_lib.constants import CIRR_DIR, COMPOSERS, FASHIONIQ_DIR, MINI_CHECKPOINT
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.project import project_root
 
@@ -41,6 +41,8 @@ class Profile:
     shows_ordering: bool = True  # large enough for zero-shot < stage 1 < stage 1 + Combiner to be expected
     backbones: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # {backbone: {dataset: recipe}}
     # when the profile trains several backbones (paper: RN50 and RN50x4); empty: `recipes` alone
+    composers: tuple = COMPOSERS  # the composers stage 2 trains, each over the zero-shot and the
+    # stage-1 encoders (`--set composers=combiner,tirg`)
 
 
 PROFILES: dict[str, Profile] = {
@@ -67,6 +69,10 @@ PROFILES: dict[str, Profile] = {
         pretrain_epochs=None,  # pretrain-mini's own default
         n_examples=4,
         top_k=5,
+        # the Combiner over both encoders by default (zero-shot + Combiner: one more Combiner run per
+        # dataset); TIRG and ARTEMIS over both encoders would add about a Combiner run's time more
+        # per dataset and take the notebooks past their ~4 minutes: --set composers=combiner,tirg,artemis
+        composers=("combiner",),
     ),
     "paper": Profile(
         name="paper",

@@ -18,7 +18,7 @@ from cir_lib import runs
 from cir_lib.errors import ConfigError
 from cir_lib.precision import round_weights_fp16
 from cir_lib.project import resolve_recorded
-from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, combiner_dims, config_from_dict, resolve_pretrained
+from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, config_from_dict, resolve_pretrained
 from cir_lib.datasets import get_dataset
 
 logger = logging.getLogger(__name__)
@@ -69,8 +69,9 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
 
     Returns:
         (backbone, combiner, config): for a stage-1 run the fine-tuned backbone and the element-wise
-        sum; for a Combiner run its frozen stage-1 backbone (or the zero-shot one) and the trained
-        Combiner; config is the run's FinetuneConfig / CombinerTrainConfig.
+        sum; for a stage-2 run its frozen stage-1 backbone (or the zero-shot one) and the trained
+        composer (the Combiner, TIRG or ARTEMIS, as its checkpoint says); config is the run's
+        FinetuneConfig / CombinerTrainConfig.
 
     Example:
         >>> backbone, combiner, cfg = load_run("runs/mini-fiq-combiner")
@@ -124,13 +125,18 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
         combiner = load_combiner_checkpoint(best, dim=backbone.embed_dim,
                                             map_location=device)
     else:
-        from cir_lib.composers import Combiner
+        from cir_lib.composers import get_composer
 
         last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
-        d = backbone.embed_dim
-        combiner = Combiner(d, *combiner_dims(config, d), config.dropout)
+        combiner = get_composer(run_composer(info)).for_training(backbone.embed_dim, config)
         combiner.load_state_dict(last["combiner"])
     return backbone, combiner.to(device).eval(), config
+
+
+def run_composer(info: dict) -> str:
+    """The registered name of a stage-2 run's composer, from its config.json (runs written before
+    other composers were trained hold no record: the Combiner)."""
+    return (info.get("composer") or {}).get("name", "combiner")
 
 
 def best_checkpoint_path(run_dir, which: str = "best", info: Optional[dict] = None) -> Path:

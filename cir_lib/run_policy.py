@@ -37,6 +37,7 @@ from cir_lib.errors import ConfigError, PipelineError, option_name
 from cir_lib.finetune import finetune
 from cir_lib.locks import LOCK_FILE, folder_lock
 from cir_lib.project import portable, relative_to_project, resolve_recorded
+from cir_lib.rebuild import run_composer
 from cir_lib.runs import (
     BEST_FILE,
     CONFIG_FILE,
@@ -69,7 +70,7 @@ class RunDecision:
 
 
 def decide(stage: str, run_dir: str | os.PathLike, config, data_root: str | os.PathLike, *,
-           clip_run: Optional[str | os.PathLike] = None) -> RunDecision:
+           clip_run: Optional[str | os.PathLike] = None, composer: str = "combiner") -> RunDecision:
     """Decide whether training `config` into `run_dir` trains afresh, reuses, resumes or is refused.
 
     Nothing is written or deleted. A folder that cannot hold the run (a file, read-only, another
@@ -80,7 +81,8 @@ def decide(stage: str, run_dir: str | os.PathLike, config, data_root: str | os.P
         run_dir: the run folder.
         config: the stage's config about to run.
         data_root: the data root it reads.
-        clip_run: the stage-1 run folder a Combiner trains on.
+        clip_run: the stage-1 run folder a stage-2 composer trains on, or "zero-shot".
+        composer: the registered composer a stage-2 run trains (`cir_lib.composers`).
 
     Returns:
         The `RunDecision`.
@@ -102,7 +104,7 @@ def decide(stage: str, run_dir: str | os.PathLike, config, data_root: str | os.P
             f"Move it away or choose another {option_name('results folder', '--out folder')}"))
     finished = _finished_result(run_dir, config)
     has_checkpoint = (run_dir / LAST_FILE).is_file() or (run_dir / BEST_FILE).is_file()
-    problems = _differences(run_dir, config, data_root, clip_run) if finished is not None or has_checkpoint else []
+    problems = _differences(run_dir, config, data_root, clip_run, composer) if finished is not None or has_checkpoint else []
     if problems:
         what = "finished" if finished is not None else "unfinished"
         return RunDecision("refuse", run_dir, (
@@ -136,7 +138,7 @@ def start_over(run_dir: str | os.PathLike) -> None:
 
 def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: str | os.PathLike, *,
                    clip_run: Optional[str | os.PathLike] = None, fresh: bool = False,
-                   check_resume: bool = False) -> RunResult:
+                   check_resume: bool = False, composer: str = "combiner") -> RunResult:
     """Train a stage into `run_dir`, keeping earlier work (`decide`): what notebooks 01 and 02 and
     `cir-lib finetune` / `train-combiner` call.
 
@@ -145,10 +147,12 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
         data_root: the data root.
         config: the stage's config (`notebook.training_config`, or the command line's recipe).
         run_dir: the run folder (`paths.run(dataset, stage, seed)`, or --out).
-        clip_run: the stage-1 run folder a Combiner trains on.
+        clip_run: the stage-1 run folder a stage-2 composer trains on, or "zero-shot"
+            (`cir_lib.rebuild.ZERO_SHOT`: the recipe's pretrained backbone).
         fresh: start over: a run in `run_dir` is deleted (as asked) and trained again.
         check_resume: (dry runs) train a new run's first epoch, then resume it from last.pt for the
             rest, so that the resume path is exercised too.
+        composer: the registered composer a stage-2 run trains (`cir_lib.composers`).
 
     Returns:
         The `RunResult` (for a reused run: read from its history, `reused` True, seconds 0).
@@ -163,7 +167,7 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
         if fresh:
             check_run_folder(run_dir, stage, resume=True)  # never delete a folder holding another kind of run
             start_over(run_dir)
-        decision = decide(stage, run_dir, config, data_root, clip_run=clip_run)
+        decision = decide(stage, run_dir, config, data_root, clip_run=clip_run, composer=composer)
         if decision.action == "refuse":
             raise PipelineError(decision.message)
         logger.info("%s", decision.message)
@@ -171,16 +175,17 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
             _portable_record(decision.run_dir)
             return decision.result
         return _train(stage, data_root, config, decision.run_dir, clip_run, decision.action == "resume",
-                      check_resume)
+                      check_resume, composer)
 
 
-def _train(stage: str, data_root, config, run_dir: Path, clip_run, resume: bool, check_resume: bool) -> RunResult:
+def _train(stage: str, data_root, config, run_dir: Path, clip_run, resume: bool, check_resume: bool,
+           composer: str) -> RunResult:
     if stage == "finetune":
         def fit(cfg, again):
             return finetune(data_root, cfg, run_dir, resume=again)
     else:
         def fit(cfg, again):
-            return train_combiner(data_root, cfg, clip_run, run_dir, resume=again)
+            return train_combiner(data_root, cfg, clip_run, run_dir, resume=again, composer=composer)
     if check_resume and not resume and config.epochs > 1:
         fit(dataclasses.replace(config, epochs=1), False)
         logger.info("dry run: resuming %s from last.pt for the remaining epochs", relative_to_project(run_dir))
@@ -203,7 +208,7 @@ def _finished_result(run_dir: Path, config) -> Optional[RunResult]:
                      reused=True)
 
 
-def _differences(run_dir: Path, config, data_root, clip_run) -> list[str]:
+def _differences(run_dir: Path, config, data_root, clip_run, composer: str = "combiner") -> list[str]:
     """How the run in `run_dir` differs from `config` on `data_root` (none: it may be reused or resumed)."""
     info = portable(read_run_config(run_dir))
     old, new = info.get("config", {}), portable(jsonable(dataclasses.asdict(config)))
@@ -211,6 +216,8 @@ def _differences(run_dir: Path, config, data_root, clip_run) -> list[str]:
     problems = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs]
     if info.get("data_root") and Path(resolve_recorded(info["data_root"])).resolve() != Path(data_root).resolve():
         problems.append(f"data root: {info['data_root']} -> {relative_to_project(data_root)}")
+    if info.get("kind") == "combiner" and run_composer(info) != composer:
+        problems.append(f"composer: {run_composer(info)!r} -> {composer!r}")
     dataset = new.get("dataset")
     recorded = (info.get("annotations") or {}).get("sha256")
     if dataset and recorded and annotation_fingerprint(data_root, dataset)["sha256"] != recorded:

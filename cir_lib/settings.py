@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from cir_lib.constants import MINI_CHECKPOINT, STAGES
+from cir_lib.constants import COMPOSERS, MINI_CHECKPOINT, STAGES
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import Profile, get_profile, resolve_data_root
 from cir_lib.project import chosen_profile, find_project_root, project_root, relative_to_project
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 KNOBS = ("data_root", "results_dir", "datasets", "recipes", "pretrain_epochs", "pretrained", "stage1_epochs",
          "combiner_epochs", "skip_missing", "n_examples", "top_k", "interactive", "seeds",
-         "fresh", "backbones", "cirr_test_results", "dry_run", "recipe_overrides")  # what setup() resolves
+         "fresh", "backbones", "cirr_test_results", "dry_run", "recipe_overrides", "composers")  # what setup() resolves
 
 # Recipe fields a notebook knob already sets, per stage: a dotted override of one is refused (set the
 # knob), as is one of the fields the series sets itself for every run (`seeds`, `datasets`).
@@ -127,6 +127,13 @@ class ResultPaths:
         return self.runs / (f"{dataset}-{stage}" + (f"-{backbone.lower()}" if backbone else "")
                             + (f"-seed{seed}" if seed else ""))
 
+    def method_run(self, dataset: str, method, seed: int = 0, backbone: str = "") -> Path:
+        """The stage-2 run folder of a method with a trained composer (`cir_lib.methods.Method`):
+        runs/<dataset>-<method.run_stage>[-<backbone>][-seed<N>], e.g. runs/cirr-combiner (the
+        stage-1 Combiner), runs/cirr-combiner-zeroshot, runs/fashioniq-tirg-rn50."""
+        return self.runs / (f"{dataset}-{method.run_stage}" + (f"-{backbone.lower()}" if backbone else "")
+                            + (f"-seed{seed}" if seed else ""))
+
 
 class _RootRelativeFormatter(logging.Formatter):
     """Log lines with paths under the project root shown relative to it (notebooks hold no absolute paths)."""
@@ -203,6 +210,7 @@ class Settings:
     # value}} from the `recipe_overrides` knob ({"combiner.lr": 2e-4}), parsed; applied over every run's recipe
     profile_spec: Optional[Profile] = None  # the resolved profile itself (`profiles.Profile`): what its
     # consumers read, never looked up again by name
+    composers: tuple = ("combiner",)  # the composers stage 2 trains, each over both encoders (cir_lib.methods)
 
     def recipes_for(self, backbone: str) -> Mapping[str, str]:
         """{dataset: recipe} of one of `backbones` ("": `recipes`)."""
@@ -327,6 +335,7 @@ def _resolve(profile: "Optional[str | Profile]", notebook: Optional[str], knobs:
         dry_run=bool(given.get("dry_run", False)),
         recipe_overrides=resolve_recipe_overrides(given),
         profile_spec=prof,
+        composers=parse_composers(given.get("composers", prof.composers)),
     )
     return settings, source
 
@@ -385,18 +394,41 @@ def require_earlier(settings: Settings, notebook: str) -> None:
                                              or (settings.data_root / MINI_CHECKPOINT).is_file())
                 what = f"the {dataset} data in {settings.rel(settings.data_root)}"
             else:
-                run = next((settings.paths.root / "runs" / settings.paths.run(dataset, need, seed, bb).name
+                run = next((settings.paths.root / "runs" / folder.name
                             for bb in settings.backbones for seed in settings.seeds
-                            if not (settings.paths.root / "runs" / settings.paths.run(dataset, need, seed, bb).name
-                                    / "best.pt").is_file()), None)
+                            for folder in _needed_runs(settings, dataset, need, seed, bb)
+                            if not (settings.paths.root / "runs" / folder.name / "best.pt").is_file()), None)
                 ready = run is None
                 run = run or settings.paths.root / "runs" / f"{dataset}-{need}"
-                what = f"the {dataset} {'stage-1' if need == 'finetune' else 'Combiner'} run {settings.rel(run)}"
+                what = f"the {dataset} {'stage-1' if need == 'finetune' else 'stage-2'} run {settings.rel(run)}"
             if not ready:
                 raise PipelineError(
                     f"{notebook} needs {what} (profile {settings.profile!r}), which is not there yet: run "
                     f"notebooks/{_WRITER[need]}.ipynb first (the series runs in order, 00 to 04; "
                     f"`cir-lib reproduce --profile {settings.profile}` runs them all)")
+
+def _needed_runs(settings: Settings, dataset: str, need: str, seed: int, backbone: str) -> list:
+    """The run folders of a stage: stage 1's, or every stage-2 run of `settings.composers`."""
+    from cir_lib.methods import stage2_methods  # here: it loads torch, which resolving settings does not need
+
+    if need == "finetune":
+        return [settings.paths.run(dataset, need, seed, backbone)]
+    return [settings.paths.method_run(dataset, m, seed, backbone) for m in stage2_methods(settings.composers)]
+
+
+def parse_composers(value: Any) -> tuple:
+    """Trained composers from a notebook knob or `--set composers=...`: "combiner,tirg" or
+    ["combiner", "tirg"] -> ("combiner", "tirg"), in registration order; the Combiner is required
+    (the paper's method: the tables' differences, the lambda figure and the explorer rest on it)."""
+    items = value.split(",") if isinstance(value, str) else (value if isinstance(value, (list, tuple)) else [value])
+    names = [str(v).strip() for v in items if str(v).strip()]
+    known = COMPOSERS
+    unknown = [n for n in names if n not in known]
+    if unknown or "combiner" not in names:
+        raise ConfigError(f"composers must name trained composers among {', '.join(known)}, the Combiner "
+                          f"included, e.g. composers=combiner,tirg; got {value!r}")
+    return tuple(n for n in known if n in names)
+
 
 def parse_seeds(value: Any) -> tuple:
     """Seeds from a notebook knob or `--set seeds=...`: 0, [0, 1, 2], "0,1,2" -> (0, 1, 2)."""

@@ -40,26 +40,34 @@ MAX_REPORTED = 10  # problems of one kind listed before "... and N more"
 # --------------------------------------------------------------------------- pure ranking -> dicts
 
 
-def rank_cirr_split(split, index_features: torch.Tensor, query_features: torch.Tensor, *,
-                    k: int = RECALL_K, subset_k: int = SUBSET_K) -> tuple[torch.Tensor, torch.Tensor]:
+def rank_cirr_split(split, index_features: torch.Tensor, query_features: Optional[torch.Tensor], *,
+                    k: int = RECALL_K, subset_k: int = SUBSET_K,
+                    scores: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The two rankings of a CIRR split, as index positions, the reference removed from both.
 
     Args:
         split: a CIRR `cir_lib.data.Split` (test1 or val).
-        index_features: [N, d], rows in `split.image_names` order; query_features: [Q, d].
+        index_features: [N, d], rows in `split.image_names` order; query_features: [Q, d], or None
+            with `scores`.
         k: length of the full ranking; subset_k: members kept from the subset ranking.
+        scores: [Q, N] from a composer of kind "scores" (ARTEMIS), ranked as they are, instead of
+            query features.
     Returns:
         (top [Q, k], subset [Q, subset_k]) LongTensors.
     Example:
         >>> top, subset = rank_cirr_split(split, enc.index_features, enc.query_features)
     """
-    from cir_lib.metrics import cirr_rankings
+    from cir_lib.metrics import cirr_rankings, rankings_from_scores
 
     if not get_dataset(split.dataset).test_server:
         raise ConfigError(f"submissions are for CIRR; got {split.label}")
-    if index_features.shape[0] != len(split.image_names) or query_features.shape[0] != len(split.queries):
-        raise ConfigError(f"features ({index_features.shape[0]} index rows, {query_features.shape[0]} queries) do "
+    queries = (scores if query_features is None else query_features).shape[0]
+    if index_features.shape[0] != len(split.image_names) or queries != len(split.queries) or (
+            scores is not None and scores.shape[1] != len(split.image_names)):
+        raise ConfigError(f"features ({index_features.shape[0]} index rows, {queries} queries) do "
                           f"not match {split.label} ({len(split.image_names)} images, {len(split.queries)} queries)")
+    if query_features is None:
+        return rankings_from_scores(scores, k, split.reference_indices, split.member_indices, subset_k)
     return cirr_rankings(query_features, index_features, split.reference_indices, split.member_indices,
                          k=k, subset_k=subset_k)
 
@@ -108,7 +116,8 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
 
     Args:
         data_root: folder holding cirr_dataset/.
-        backbone: a `cir_lib.backbone.Backbone`; combiner: `ElementwiseSum` or `Combiner`.
+        backbone: a `cir_lib.backbone.Backbone`; combiner: any composer (`ElementwiseSum`,
+            `Combiner`, `TIRG`, or `Artemis`, ranked by its score matrix).
         out_dir: folder for the two files (created).
         preprocess: `PreprocessConfig`, a kind name, or None (targetpad at the backbone's size).
         config: an `EvalConfig` (default: split "test1", for the server; "val" writes the same
@@ -140,7 +149,8 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
         encoded = encode_split(data, backbone, combiner, config, preprocess=preprocess)
     except ImageError as err:
         raise _without_skip_advice(err, data_root, split) from None
-    top, subset = rank_cirr_split(data, encoded.index_features, encoded.query_features, k=recall_length(data))
+    top, subset = rank_cirr_split(data, encoded.index_features, encoded.query_features, k=recall_length(data),
+                                  scores=encoded.scores)
     recall, recall_subset = submission_dicts(data, top, subset)
     tag = tag or default_tag(backbone)
     if data.capped is not None:

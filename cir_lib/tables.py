@@ -11,7 +11,9 @@ Rows, in the poster's order:
   not the method's own: the poster's dagger, "CIRR paper");
 - source "published": the poster's own stage 1 + Combiner rows, RN50 and RN50x4
   (`cir_lib.constants.PAPER_RESULTS`; FashionIQ val, CIRR test1);
-- source "this run": this run's rows per backbone, `METHODS` in order, then the ablation rows
+- source "this run": this run's rows per backbone, `METHODS` in order, then the composer rows
+  (`COMPOSER_ROWS`: zero-shot + Combiner, the predecessor's method, and TIRG / ARTEMIS on the same
+  zero-shot and stage-1 features, for the composers the series trained), then the ablation rows
   (`ABLATIONS`: one modality alone as the query), and for CIRR the test1 rows read from the
   evaluation server's numbers (`read_cirr_test_results`) beside the val ones.
 
@@ -53,13 +55,16 @@ from cir_lib.datasets.cirr import CIRR_DATASET
 from cir_lib.datasets.fashioniq import FASHIONIQ
 from cir_lib.errors import ConfigError
 from cir_lib.intervals import DEFAULT_N_BOOT, BootstrapIntervals
-from cir_lib.methods import ABLATION_METHODS, FULL_METHOD, MAIN_METHODS, method_of
+from cir_lib.methods import (ABLATION_METHODS, ALL_METHODS, COMPOSER_DIFFERENCES, COMPOSER_METHODS, FULL_METHOD,
+                             MAIN_METHODS, method_of)
 from cir_lib.runs import atomic_write_text, jsonable
 
 logger = logging.getLogger(__name__)
 
 METHODS = tuple(m.label for m in MAIN_METHODS)  # the main rows' labels, in this order (`cir_lib.methods`)
 ABLATIONS = tuple(m.label for m in ABLATION_METHODS)
+COMPOSER_ROWS = tuple(m.label for m in COMPOSER_METHODS)  # zero-shot + Combiner, TIRG and ARTEMIS rows
+ALL_ROWS = tuple(m.label for m in ALL_METHODS)  # every row of this run, in the tables' order
 THIS_RUN, PUBLISHED, CITED = "this run", "published", "cited"  # the `source` column
 CONTEXT_SOURCES = (CITED, PUBLISHED)  # rows that can be put beside this run's
 PAPER_BACKBONES = ("RN50", "RN50x4")
@@ -78,7 +83,7 @@ def is_ablation(method: str) -> bool:
 
 
 def _check_methods(rows: Mapping[str, Any], where: str) -> list[str]:
-    known = METHODS + ABLATIONS
+    known = ALL_ROWS
     unknown = [m for m in rows if m not in known]
     if unknown:
         raise ConfigError(f"{where}: unknown method(s) {unknown}; use names from {known}")
@@ -91,11 +96,11 @@ def _by_backbone(rows: Mapping[str, Any], backbone: str, what: str) -> dict[str,
     """{backbone: {method: ...}} from either {method: ...} (one backbone) or {backbone: {method: ...}}."""
     if not isinstance(rows, Mapping) or not rows:
         raise ConfigError(f"{what}: pass {{method: metrics}} or {{backbone: {{method: metrics}}}}")
-    if all(k in METHODS + ABLATIONS for k in rows):
+    if all(k in ALL_ROWS for k in rows):
         return {backbone: rows}
     for key, value in rows.items():
-        if not isinstance(value, Mapping) or not all(m in METHODS + ABLATIONS for m in value):
-            raise ConfigError(f"{what}: {key!r} is an unknown method (use names from {METHODS + ABLATIONS}) "
+        if not isinstance(value, Mapping) or not all(m in ALL_ROWS for m in value):
+            raise ConfigError(f"{what}: {key!r} is an unknown method (use names from {ALL_ROWS}) "
                               "and not a backbone holding {method: ...}")
     return dict(rows)
 
@@ -176,7 +181,7 @@ def dataset_table(dataset, rows, *, backbone: str = "", ranks=None, context: Seq
         if tests:
             tests = {m: ds.table_values(tests[m], f"{dataset} {ds.test_split} row {bb}/{m}")
                      for m in _check_methods(tests, f"{dataset} {ds.test_split} results of {bb!r}")}
-        for m in [m for m in METHODS + ABLATIONS if m in flat or m in tests]:
+        for m in [m for m in ALL_ROWS if m in flat or m in tests]:
             if m in flat:
                 values = dict(flat[m])
                 if boot is not None and m in boot.value:
@@ -290,8 +295,8 @@ def read_cirr_test_results(path: str | os.PathLike) -> dict[str, dict[str, dict[
             raise ConfigError(f"{path}: {backbone!r} must hold {{method: {{metric: value}}}}; {fix}")
         for method, metrics in methods.items():
             key = f"{backbone}/{method}"
-            if method not in METHODS + ABLATIONS:
-                raise ConfigError(f"{path}: {key!r}: unknown method {method!r}; use one of {METHODS + ABLATIONS}")
+            if method not in ALL_ROWS:
+                raise ConfigError(f"{path}: {key!r}: unknown method {method!r}; use one of {ALL_ROWS}")
             if not isinstance(metrics, dict):
                 raise ConfigError(f"{path}: {key!r} must be an object {{metric: value}}; {fix}")
             extra = sorted(set(metrics) - set(CIRR_COLUMNS))
@@ -335,7 +340,10 @@ def difference_table(table: pd.DataFrame) -> pd.DataFrame:
 
     Rows, per backbone and split of this run: each main method minus the one above it (stage 1
     sum - zero-shot sum, stage 1 + Combiner - stage 1 sum), the last minus the first (stage 1 +
-    Combiner - zero-shot sum), then this run's stage 1 + Combiner minus each published row.
+    Combiner - zero-shot sum), the composer rows' differences present in the table
+    (`cir_lib.methods.COMPOSER_DIFFERENCES`: stage 1 + Combiner - zero-shot + Combiner, the Combiner
+    minus TIRG and minus ARTEMIS on the same encoders, stage 1 - zero-shot for TIRG and ARTEMIS),
+    then this run's stage 1 + Combiner minus each published row.
     Ablation rows are left out. Intervals: the paired bootstrap interval (same resamples for both
     rows) when the table was built with ranks; for a difference to a published number, this run's
     own interval shifted by that number (the published value is taken as fixed); blank otherwise.
@@ -364,6 +372,7 @@ def difference_table(table: pd.DataFrame) -> pd.DataFrame:
         pairs = list(zip(present[1:], present[:-1]))
         if len(present) >= 3:
             pairs.append((present[-1], present[0]))
+        pairs += [(a.label, b.label) for a, b in COMPOSER_DIFFERENCES if a.label in rows and b.label in rows]
         for a, b in pairs:
             bounds = None
             if boot is not None and a in boot.replicates and b in boot.replicates:

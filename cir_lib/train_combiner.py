@@ -1,8 +1,13 @@
-"""Stage 2 of CLIP4Cir (`cir-lib train-combiner`): the Combiner, from scratch, on frozen features.
+"""Stage 2 of CLIP4Cir (`cir-lib train-combiner`): a trained composer, from scratch, on frozen features.
 
-The encoders are those of a stage-1 run (or the recipe's pretrained backbone: "zero-shot"). Every
-image and every caption variant is encoded once per run; an epoch only runs the Combiner. Adam.
-Writes a run folder like stage 1 (config.json, history.csv, best.pt, last.pt).
+The composer is any registered one with weights of its own (`cir_lib.composers`: the Combiner by
+default, TIRG, ARTEMIS), built by its `for_training(dim, config)` and trained with the same recipe
+(`CombinerTrainConfig`: Adam, lr, batch, epochs, selection). The encoders are those of a stage-1 run
+(or the recipe's pretrained backbone: "zero-shot"). Every image and every caption variant is encoded
+once per run; an epoch only runs the composer. Query-vector composers train with the contrastive
+loss of both stages; a "scores" composer with cross-entropy over its (B, B) score matrix times its
+own `logit_scale()` (`cir_lib.losses`). Writes a run folder like stage 1 (config.json, with the
+composer's name under "composer", history.csv, best.pt, last.pt).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
 from cir_lib.locks import locked_folder
-from cir_lib.losses import contrastive_loss
+from cir_lib.composers import composer_kind, get_composer, trained_composer_names
+from cir_lib.losses import contrastive_loss, scores_loss
 from cir_lib.precision import round_features_fp16, round_weights_fp16
-from cir_lib.recipes import CombinerTrainConfig, check_config, combiner_dims, resolve_pretrained
+from cir_lib.recipes import CombinerTrainConfig, check_config, resolve_pretrained
 from cir_lib.rebuild import ZERO_SHOT, load_pretrained_backbone, preprocess_for
 from cir_lib.training import (RunResult, autocast_factory, make_optimizer, optimizer_step, resume_state,
                               train_epochs)
@@ -79,15 +85,26 @@ def official_amp(device: torch.device):
     return contextlib.nullcontext, None
 
 
+def composer_loss(composer, reference_features: torch.Tensor, text_features: torch.Tensor,
+                  target_features: torch.Tensor) -> torch.Tensor:
+    """The stage-2 loss of a batch for any trained composer, over in-batch targets: the contrastive
+    loss on its queries ("vector": the Combiner, TIRG), or cross-entropy over its score matrix
+    against the batch's targets times its `logit_scale()` ("scores": ARTEMIS)."""
+    if composer_kind(composer) == "scores":
+        return scores_loss(composer.scores(reference_features, text_features, target_features),
+                           composer.logit_scale())
+    return contrastive_loss(composer(reference_features, text_features), target_features)
+
+
 def combiner_step(combiner, reference_features: torch.Tensor, text_features: torch.Tensor,
                   target_features: torch.Tensor, optimizer, autocast=contextlib.nullcontext, scaler=None,
                   check=None) -> float:
-    """One stage-2 training step: the Combiner's query from (reference, caption) features, the
-    contrastive loss against the targets, then `training.optimizer_step`; what `train_combiner` runs
-    for every batch and `benchmarks/bench_gpu.py` times.
+    """One stage-2 training step: the composer's query (or scores) from (reference, caption)
+    features, its loss against the targets (`composer_loss`), then `training.optimizer_step`; what
+    `train_combiner` runs for every batch and `benchmarks/bench_gpu.py` times.
 
     Args:
-        combiner: the Combiner (in train mode).
+        combiner: the composer (in train mode): the Combiner, TIRG or ARTEMIS.
         reference_features, text_features, target_features: [B, d] frozen features of the batch.
         optimizer, scaler, check: as `training.optimizer_step`.
         autocast: the Combiner's autocast (fp32 by default).
@@ -99,13 +116,14 @@ def combiner_step(combiner, reference_features: torch.Tensor, text_features: tor
         >>> combiner_step(Combiner(640).train(), ref, text, tgt, torch.optim.Adam(...))
     """
     with autocast():
-        query = combiner(reference_features, text_features)
-    return optimizer_step(contrastive_loss(query, target_features), optimizer, scaler, check=check)
+        loss = composer_loss(combiner, reference_features, text_features, target_features)
+    return optimizer_step(loss, optimizer, scaler, check=check)
 
 
 @locked_folder("out_dir")  # one writer per run folder: a second process is refused at once
-def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, resume: bool = False) -> RunResult:
-    """Stage 2: train the Combiner on frozen CLIP features.
+def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, resume: bool = False,
+                   composer: str = "combiner") -> RunResult:
+    """Stage 2: train the Combiner (or another trained composer) on frozen CLIP features.
 
     Args:
         data_root: folder holding fashionIQ_dataset/ and cirr_dataset/.
@@ -114,16 +132,24 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
             recipe's pretrained backbone, for ablations).
         out_dir: the run folder.
         resume: continue from out_dir/last.pt.
+        composer: a registered composer with trained weights ("combiner", "tirg", "artemis"),
+            trained with the same recipe; recorded in config.json and the checkpoints.
 
     Returns:
-        RunResult. best.pt is a Combiner checkpoint (`load_combiner_checkpoint`) that names its
+        RunResult. best.pt is a composer checkpoint (`load_combiner_checkpoint`) that names its
         backbone; `load_run(out_dir)` rebuilds both.
 
     Example:
         >>> cfg = get_recipe("mini", stage="combiner", dataset="fashioniq")
         >>> train_combiner("data/mini", cfg, "runs/mini-fiq-finetune", "runs/mini-fiq-combiner")
+        >>> train_combiner("data/mini", cfg, "zero-shot", "runs/mini-fiq-tirg-zeroshot", composer="tirg")
     """
-    from cir_lib.composers import Combiner, save_combiner_checkpoint
+    from cir_lib.composers import save_combiner_checkpoint
+
+    spec = get_composer(composer)  # ConfigError naming the known ones
+    if not spec.trained:
+        raise ConfigError(f"composer {composer!r} has no weights to train; stage 2 trains one of "
+                          f"{', '.join(trained_composer_names())}")
 
     t_start = time.perf_counter()
     check_config(config)
@@ -147,9 +173,13 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
         for key in ("run", "checkpoint", "pretrained"):
             clip_record[key] = os.path.relpath(clip_record[key], Path(out_dir).resolve())
 
+    composer_record = {"name": spec.name, "kind": spec.kind}
     same_clip = {"clip": {k: clip_record[k] for k in ("backbone", "weights_key")}}
+    if spec.name != "combiner":  # runs written before other composers existed hold no record: the Combiner
+        same_clip["composer"] = composer_record
     run = runs.RunFolder.open(out_dir, "combiner", config, resume, device=str(device), must_match=same_clip, extra={
         "data_root": str(Path(data_root).resolve()), "dataset": dataset, "clip": clip_record,
+        "composer": composer_record,
         "annotations": annotation_fingerprint(data_root, dataset),
         "skipped": {"train": train_split.skipped.to_dict(),
                     **{k: s.skipped.to_dict() for k, s in val_splits.items()}}})
@@ -176,8 +206,9 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
 
     dim = backbone.embed_dim
     torch.manual_seed(config.seed)
-    proj_dim, hidden_dim = combiner_dims(config, dim)  # the paper recipes: 2560 / 5120, as the original
-    combiner = Combiner(dim, proj_dim=proj_dim, hidden_dim=hidden_dim, dropout=config.dropout).to(device)
+    # the Combiner at the recipe's p / h (the paper recipes: 2560 / 5120, as the original); TIRG and
+    # ARTEMIS at their papers' shapes for this d
+    combiner = spec.for_training(dim, config).to(device)
     optimizer = make_optimizer(torch.optim.Adam, combiner.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     def load_into(last: dict) -> None:
@@ -205,17 +236,20 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
             metrics = metrics_for(dataset, val_sets, combiner,
                                   {k: vs.index_features for k, vs in val_sets.items()},
                                   {k: vs.text_features for k, vs in val_sets.items()})
-            if monitor.writer is not None:  # lambda over the val queries, for TensorBoard's histogram
+            if monitor.writer is not None and hasattr(combiner, "dynamic_scalar"):  # the Combiner's lambda
+                # over the val queries, for TensorBoard's histogram
                 lambdas = torch.cat([combiner(vs.index_features[vs.reference.to(device)], vs.text_features,
                                               return_lambda=True)[1] for vs in val_sets.values()])
         return metrics, lambdas
 
     train_epochs(
         run, config, dataset, state, generator, optimizer, num_queries=q_count, num_variants=n_var,
-        batch_size=config.batch_size, start_epoch=start_epoch, validate=validate, desc=f"Combiner {dataset}",
+        batch_size=config.batch_size, start_epoch=start_epoch, validate=validate,
+        desc=f"{spec.label.removeprefix('+ ')} {dataset}",
         save_best=lambda extra, path: save_combiner_checkpoint(combiner, path, extra={
-            "kind": "combiner", **extra, "clip": clip_record}),
-        last_state=lambda: {"kind": "combiner", "combiner": combiner.state_dict(), "optimizer": optimizer.state_dict(),
+            "kind": "combiner", **extra, "clip": clip_record, "composer": composer_record}),
+        last_state=lambda: {"kind": "combiner", "composer": composer_record, "combiner": combiner.state_dict(),
+                            "optimizer": optimizer.state_dict(),
                             **({"scaler": scaler.state_dict()} if scaler is not None else {}),
                             "rng": runs.rng_state(generator), "clip": clip_record})
     combiner.eval()

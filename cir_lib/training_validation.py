@@ -60,18 +60,29 @@ def image_features_for(backbone, split, preprocess, cache_dir, batch_size, devic
 
 
 def metrics_for(dataset: str, val_sets: dict, compose, index_features: dict, text_features: dict) -> dict:
-    """Flat validation metrics: compose(reference_features, text_features) -> query features."""
-    from cir_lib.metrics import cirr_recall, fashioniq_recall
+    """Flat validation metrics: compose(reference_features, text_features) -> query features, or, for
+    a composer of kind "scores" (ARTEMIS), compose.scores(reference, text, index) ranked as it is."""
+    from cir_lib.composers import composer_kind
+    from cir_lib.metrics import cirr_recall, fashioniq_recall, ranks_from_scores, recall_from_ranks
 
+    ds = get_dataset(dataset)
     per = {}
     for label, vs in val_sets.items():
         index = index_features[label]
+        if composer_kind(compose) == "scores":
+            scores = compose.scores(index[vs.reference], text_features[label], index)
+            exclude = vs.reference if ds.removes_reference else None  # CIRR: the reference is not ranked
+            ranks = ranks_from_scores(scores, vs.target, exclude, vs.members)
+            per[label] = recall_from_ranks(ranks["ranks"], ds.ks, "recall")
+            if "subset_ranks" in ranks:
+                per[label].update(recall_from_ranks(ranks["subset_ranks"], ds.subset_ks, "recall_subset"))
+            continue
         query = compose(index[vs.reference], text_features[label])
         if vs.members is None:
             per[label] = fashioniq_recall(query, index, vs.target)
         else:
             per[label] = cirr_recall(query, index, vs.reference, vs.target, vs.members)
-    return get_dataset(dataset).aggregate(per)
+    return ds.aggregate(per)
 
 
 def format_metrics(metrics: dict) -> str:

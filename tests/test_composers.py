@@ -25,14 +25,16 @@ class ScoreSum(torch.nn.Module):
         return F.normalize(image_features + text_features, dim=-1) @ F.normalize(index_features, dim=-1).T
 
 
-def test_the_four_composers_are_registered_with_their_kind():
-    assert composer_names() == ("sum", "combiner", "image_only", "text_only")
+def test_the_six_composers_are_registered_with_their_kind():
+    assert composer_names() == ("sum", "combiner", "image_only", "text_only", "tirg", "artemis")
     assert all(get_composer(n).kind in COMPOSER_KINDS for n in composer_names())
     assert isinstance(get_composer("sum").build(8), ElementwiseSum)
     assert get_composer("combiner").trained and get_composer("combiner").build is None
     assert composer_kind(Combiner(8, 16, 16)) == "vector" and composer_kind(ScoreSum()) == "scores"
-    with pytest.raises(ConfigError, match="unknown composer 'tirg'; valid: sum, combiner"):
-        get_composer("tirg")
+    assert get_composer("tirg").kind == "vector" and get_composer("artemis").kind == "scores"
+    assert all(get_composer(n).trained and get_composer(n).for_training is not None for n in ("tirg", "artemis"))
+    with pytest.raises(ConfigError, match="unknown composer 'maaf'; valid: sum, combiner"):
+        get_composer("maaf")
 
 
 def test_methods_are_data_and_their_labels_are_the_tables_rows():
@@ -43,8 +45,9 @@ def test_methods_are_data_and_their_labels_are_the_tables_rows():
         assert method_of(m.label) == m and method_of(m) is m
     assert not Method("sum", "zero-shot").trained and Method("sum").trained and FULL_METHOD.trained
     assert [m.ablation for m in ABLATION_METHODS] == [True] * 4 and not any(m.ablation for m in MAIN_METHODS)
-    with pytest.raises(ConfigError, match="encoders='finetune'"):
-        Method("combiner", "zero-shot")
+    assert Method("combiner", "zero-shot").trained and Method("combiner", "zero-shot").label == "zero-shot + Combiner"
+    with pytest.raises(ConfigError, match="unknown encoders"):
+        Method("combiner", "stage 2")
     with pytest.raises(ConfigError, match="unknown method 'stage 2'"):
         method_of("stage 2")
 

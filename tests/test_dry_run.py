@@ -11,7 +11,10 @@ import pytest
 
 from cir_lib import notebook
 from cir_lib import reproduce as runner
+from cir_lib.constants import COMPOSERS
 from cir_lib.errors import PipelineError
+from cir_lib.methods import stage2_methods
+from cir_lib.tables import ALL_ROWS
 
 from real_root import build_dry_run_root, shared_annotations, write_random_openai_rn50
 
@@ -50,8 +53,10 @@ def test_the_paper_dry_run_goes_through_every_notebook(real_root, tmp_path):
                                progress=False)
     out = tmp_path / "results" / "paper-dry-run"
     assert summary["results"] == out and list(summary["executed"]) == list(runner.NOTEBOOKS)
+    stages = ["finetune"] + [m.run_stage for m in stage2_methods(COMPOSERS)]  # every composer, both encoders
+    assert {"combiner", "combiner-zeroshot", "tirg", "tirg-zeroshot", "artemis", "artemis-zeroshot"} <= set(stages)
     for dataset in ("fashioniq", "cirr"):
-        for stage in ("finetune", "combiner"):
+        for stage in stages:
             run = out / "runs" / f"{dataset}-{stage}-rn50"
             history = pd.read_csv(run / "history.csv")
             assert list(history["epoch"]) == [1, 2] and (run / "best.pt").is_file()  # resumed for epoch 2
@@ -59,6 +64,13 @@ def test_the_paper_dry_run_goes_through_every_notebook(real_root, tmp_path):
         table = pd.read_csv(out / "tables" / f"{dataset}.csv")
         ours = table[table["source"] == "this run"]
         assert set(ours["backbone"]) == {"RN50"} and {"cited", "published"} <= set(table["source"])
+        assert set(ALL_ROWS) == set(ours["method"])  # the composer rows too, each with its interval
+        assert ours[[c for c in table.columns if c.endswith("_ci_low")]].notna().all().all()
+        differences = pd.read_csv(out / "tables" / f"{dataset}_differences.csv")["comparison"]
+        assert any(c.endswith("stage 1 + Combiner - zero-shot + Combiner") for c in differences)
+        assert any(c.endswith("stage 1 + Combiner - stage 1 + ARTEMIS") for c in differences)
         assert "DRY RUN" in (out / "tables" / f"{dataset}.md").read_text()
     files = sorted(p.name for p in (out / "submissions").iterdir())
-    assert len(files) == 4 and all("capped" in f for f in files)  # recall + subset, Combiner and sum
+    # recall + subset for the stage-1 sum and each stage-2 run (ARTEMIS ranked by its score matrix)
+    assert len(files) == 2 * len(stages) and all("capped" in f for f in files)
+    assert any("artemis-zeroshot" in f for f in files)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from cir_lib.cli.models import add_torchscript_argument, apply_torchscript_choice
-from cir_lib.constants import DATASETS
+from cir_lib.constants import COMPOSERS, DATASETS
 
 ZERO_SHOT = "zero-shot"  # --clip-run value (cir_lib.rebuild.ZERO_SHOT)
 
@@ -72,10 +72,13 @@ def _train(args, stage: str) -> int:
         else:
             from cir_lib.train_combiner import train_combiner
 
-            result = train_combiner(args.data_root, config, clip_run, args.out, resume=args.resume)
+            result = train_combiner(args.data_root, config, clip_run, args.out, resume=args.resume,
+                                    composer=args.composer)
     else:
-        result = train_or_reuse(stage, args.data_root, config, args.out, clip_run=clip_run, fresh=args.fresh)
-    what = "stage 1" if stage == "finetune" else "Combiner"
+        result = train_or_reuse(stage, args.data_root, config, args.out, clip_run=clip_run, fresh=args.fresh,
+                                composer=getattr(args, "composer", "combiner"))
+    composer = getattr(args, "composer", "combiner")
+    what = "stage 1" if stage == "finetune" else "Combiner" if composer == "combiner" else composer.upper()
     if result.reused:
         print(f"{what} already finished in {result.run_dir} with the same settings: best epoch {result.best_epoch}, "
               f"score {result.best_score:.2f} ({format_metrics(result.best_metrics)}); nothing trained "
@@ -120,6 +123,9 @@ def configure(name: str, p) -> None:
     if name == "train-combiner":
         req.add_argument("--clip-run", metavar="RUN",
                          help=f"stage-1 run folder, or {ZERO_SHOT!r} for the recipe's pretrained backbone")
+        p.add_argument("--composer", choices=COMPOSERS, default="combiner",
+                       help="the composer to train on the frozen features, with the recipe's stage-2 settings "
+                            "(default: combiner; tirg, artemis: docs/composers.md)")
     p.add_argument("--dataset", choices=DATASETS, help="benchmark to train on (when the recipe does not say)")
     stage = "finetune" if name == "finetune" else "combiner"
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

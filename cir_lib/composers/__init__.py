@@ -10,16 +10,16 @@ A composer turns a reference image's and a relative caption's features into eith
   (`cir_lib.evaluate.compose_scores`, `cir_lib.metrics.ranks_from_scores`). ARTEMIS is such a composer.
 
 The modules: `simple.py` (the sum, image only, text only), `combiner.py` (the Combiner),
-`config.py` (`CombinerConfig`, the feature check), `checkpoints.py` (saving and loading composer
-files); their public names are re-exported here.
+`tirg.py` (TIRG, Vo et al., CVPR 2019: query vectors), `artemis.py` (ARTEMIS, Delmas et al., ICLR
+2022: scores), `config.py` (`CombinerConfig`, the feature check), `checkpoints.py` (saving and
+loading composer files); their public names are re-exported here. docs/composers.md gives TIRG's
+and ARTEMIS's equations and sources.
 
 The registry holds what the rest of the kit needs to know about each one: its display label, its
-kind, whether it has weights of its own to train (stage 2), and how to build an untrained one from
-the feature dimension. A method (a row of a table) is data over it: `cir_lib.methods.Method`.
+kind, whether it has weights of its own to train (stage 2, `cir_lib.train_combiner`, which builds
+the untrained module with `for_training(dim, stage-2 config)`), and how to build an untrained one
+from the feature dimension. A method (a row of a table) is data over it: `cir_lib.methods.Method`.
 Adding a composer: its module here, one `register_composer` line below, and its test.
-
-`tirg.TIRG` (Vo et al., CVPR 2019) gives query vectors; `artemis.Artemis` (Delmas et al., ICLR 2022)
-gives scores; neither is registered yet (see docs/composers.md for their equations and sources).
 
 Example:
     >>> from cir_lib.composers import get_composer
@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from cir_lib.composers.artemis import Artemis
 from cir_lib.composers.checkpoints import (
     CHECKPOINT_FORMAT,
     combiner_from_config,
@@ -42,7 +43,9 @@ from cir_lib.composers.checkpoints import (
 from cir_lib.composers.combiner import Combiner
 from cir_lib.composers.config import CombinerConfig, check_features
 from cir_lib.composers.simple import ABLATION_COMPOSERS, ElementwiseSum, ImageOnly, TextOnly
+from cir_lib.composers.tirg import TIRG
 from cir_lib.errors import ConfigError
+from cir_lib.recipes import combiner_dims
 
 COMPOSER_KINDS = ("vector", "scores")
 
@@ -58,12 +61,13 @@ class ComposerSpec:
     build: Optional[Callable] = None  # build(dim) -> module, for a composer without trained weights
     ablation: bool = False  # one modality alone: a table's ablation row, never marked best
     module: Optional[type] = None  # the module class (for `composer_of`)
+    for_training: Optional[Callable] = None  # for_training(dim, CombinerTrainConfig) -> untrained module (stage 2)
 
 
-__all__ = ["ABLATION_COMPOSERS", "CHECKPOINT_FORMAT", "COMPOSER_KINDS", "Combiner", "CombinerConfig", "ComposerSpec",
+__all__ = ["ABLATION_COMPOSERS", "Artemis", "CHECKPOINT_FORMAT", "COMPOSER_KINDS", "Combiner", "CombinerConfig", "ComposerSpec",
            "ElementwiseSum", "ImageOnly", "TextOnly", "check_features", "combiner_from_config", "composer_kind",
            "composer_names", "get_composer", "load_combiner_checkpoint", "register_composer",
-           "save_combiner_checkpoint"]
+           "save_combiner_checkpoint", "TIRG", "trained_composer_names"]
 
 _REGISTRY: dict = {}
 
@@ -76,6 +80,8 @@ def register_composer(spec: ComposerSpec) -> ComposerSpec:
         raise ConfigError(f"composer {spec.name!r}: kind must be one of {COMPOSER_KINDS}, got {spec.kind!r}")
     if not spec.trained and spec.build is None:
         raise ConfigError(f"composer {spec.name!r} has no trained weights: give build(dim)")
+    if spec.trained and spec.for_training is None:
+        raise ConfigError(f"composer {spec.name!r} is trained in stage 2: give for_training(dim, config)")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -93,6 +99,11 @@ def composer_names() -> tuple:
     return tuple(_REGISTRY)
 
 
+def trained_composer_names() -> tuple:
+    """The names of the composers trained in stage 2 ("combiner", "tirg", "artemis"), in registration order."""
+    return tuple(name for name, spec in _REGISTRY.items() if spec.trained)
+
+
 def composer_kind(module) -> str:
     """"vector" or "scores" for a composer module (a module without `kind` gives query vectors)."""
     kind = getattr(module, "kind", "vector")
@@ -102,8 +113,15 @@ def composer_kind(module) -> str:
 
 
 register_composer(ComposerSpec("sum", "sum", "vector", trained=False, build=ElementwiseSum, module=ElementwiseSum))
-register_composer(ComposerSpec("combiner", "+ Combiner", "vector", trained=True, module=Combiner))
+register_composer(ComposerSpec("combiner", "+ Combiner", "vector", trained=True, module=Combiner,
+                               for_training=lambda dim, c: Combiner(dim, *combiner_dims(c, dim), c.dropout)))
 register_composer(ComposerSpec("image_only", "image only", "vector", trained=False, build=ImageOnly, ablation=True,
                                module=ImageOnly))
 register_composer(ComposerSpec("text_only", "text only", "vector", trained=False, build=TextOnly, ablation=True,
                                module=TextOnly))
+# The fusion of two cited methods on the same CLIP features (docs/composers.md); trained in stage 2
+# with the Combiner's recipe (the cited papers train their encoders too: no value of theirs transfers).
+register_composer(ComposerSpec("tirg", "+ TIRG", "vector", trained=True, module=TIRG,
+                               for_training=lambda dim, c: TIRG(dim)))
+register_composer(ComposerSpec("artemis", "+ ARTEMIS", "scores", trained=True, module=Artemis,
+                               for_training=lambda dim, c: Artemis(dim)))

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cir_lib.composers.config import CombinerConfig
 from cir_lib.errors import ConfigError
 
 # naver/artemis option.py: --temperature 2.65926; train.py multiplies the (B, B) scores by
@@ -43,6 +44,11 @@ def _check(dim: int, **features: torch.Tensor) -> None:
                 f"ARTEMIS built for d={dim} got {name} of shape {tuple(value.shape)}; pass (N, {dim}) "
                 f"features of the backbone it was built for"
             )
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """fp16 / bf16 as fp32; fp32 and fp64 as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class AttentionMechanism(nn.Module):
@@ -71,12 +77,15 @@ class Artemis(nn.Module):
         >>> loss = F.cross_entropy(artemis.logit_scale() * artemis.scores(r, m, targets), torch.arange(B))
     """
 
+    kind = "scores"  # a score matrix over an index, no query vector (cir_lib.composers)
+
     def __init__(self, feature_dim: int, log_temperature: float = LOG_TEMPERATURE_INIT):
         super().__init__()
         if feature_dim < 1:
             raise ConfigError(f"ARTEMIS feature_dim must be a positive integer, got {feature_dim}")
         d = feature_dim
         self.feature_dim = d
+        self.config = CombinerConfig(kind="artemis", dim=d)  # what a checkpoint rebuilds it from
         self.transform_m = nn.Linear(d, d)  # official Transform_m: Linear(d, d) then L2 normalization
         self.attention_em = AttentionMechanism(d)
         self.attention_is = AttentionMechanism(d)
@@ -107,11 +116,15 @@ class Artemis(nn.Module):
                 f"ARTEMIS got {image_features.shape[0]} reference features but {text_features.shape[0]} "
                 f"caption features; pass one of each per query"
             )
-        w_em, a_em, w_is, a_is = self._query_parts(image_features, text_features)
-        t = index_features
-        t_sq = t * t
-        em = (w_em @ t.T) / (a_em * a_em @ t_sq.T).sqrt().clamp_min(_EPS)
-        is_ = (w_is @ t.T) / (a_is * a_is @ t_sq.T).sqrt().clamp_min(_EPS)
+        parts = self._query_parts(image_features, text_features)
+        # the products in at least fp32, outside autocast: the softmax weights are ~1/d, their squares
+        # ~1/d^2 (2e-6 at d = 640), below fp16's normal range (the official-precision path's autocast)
+        with torch.autocast(device_type=index_features.device.type, enabled=False):
+            w_em, a_em, w_is, a_is = (_wide(x) for x in parts)
+            t = _wide(index_features)
+            t_sq = t * t
+            em = (w_em @ t.T) / (a_em * a_em @ t_sq.T).sqrt().clamp_min(_EPS)
+            is_ = (w_is @ t.T) / (a_is * a_is @ t_sq.T).sqrt().clamp_min(_EPS)
         return em + is_
 
     def pairwise(self, image_features: torch.Tensor, text_features: torch.Tensor,

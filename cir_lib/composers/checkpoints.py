@@ -1,5 +1,6 @@
-"""Composer checkpoint files: the kit's own (`{"format", "config", "state_dict", "extra"}`) and the
-original code's `{"Combiner": state_dict}`, loaded without executing code."""
+"""Composer checkpoint files: the kit's own (`{"format", "config", "state_dict", "extra"}`, for every
+trained composer: the Combiner, TIRG, ARTEMIS) and the original code's `{"Combiner": state_dict}`,
+loaded without executing code."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from cir_lib.composers.artemis import Artemis
 from cir_lib.composers.combiner import Combiner
 from cir_lib.composers.config import CombinerConfig
 from cir_lib.composers.simple import ElementwiseSum
+from cir_lib.composers.tirg import TIRG
 from cir_lib.errors import ConfigError
 from cir_lib.serialization import kit_file_kind, load_file
 
@@ -22,11 +25,21 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "cir_lib.combiner/1"  # marks files written by save_combiner_checkpoint
 
 
+# CombinerConfig.kind -> how to build that module from the config (untrained)
+_BUILDERS = {
+    "sum": lambda c: ElementwiseSum(c.dim or None),
+    "combiner": lambda c: Combiner(c.dim, c.proj_dim, c.hidden_dim, c.dropout),
+    "tirg": lambda c: TIRG(c.dim),
+    "artemis": lambda c: Artemis(c.dim),
+}
+
+
 def combiner_from_config(config: CombinerConfig) -> nn.Module:
-    """Build the module a `CombinerConfig` describes."""
-    if config.kind == "sum":
-        return ElementwiseSum(config.dim or None)
-    return Combiner(config.dim, config.proj_dim, config.hidden_dim, config.dropout)
+    """Build the module a `CombinerConfig` describes (its `kind`: sum, combiner, tirg, artemis)."""
+    if config.kind not in _BUILDERS:
+        raise ConfigError(f"unknown composer kind {config.kind!r} in a composer config; known: "
+                          f"{', '.join(_BUILDERS)} (a file written by a newer version?)")
+    return _BUILDERS[config.kind](config)
 
 
 def save_combiner_checkpoint(combiner: nn.Module, path: Union[str, Path], extra: Optional[dict] = None) -> Path:
@@ -65,7 +78,7 @@ def load_combiner_checkpoint(
         map_location: where tensors are loaded.
 
     Returns:
-        The module (Combiner or ElementwiseSum) in eval mode.
+        The module (Combiner, TIRG, Artemis or ElementwiseSum, as the file's config says) in eval mode.
 
     Example:
         >>> comb = load_combiner_checkpoint("combiner.pt", dim=640)  # CLIP4Cir's released RN50x4 Combiner
@@ -96,9 +109,9 @@ def load_combiner_checkpoint(
             f"{path} is not a Combiner checkpoint (top-level: {keys}); expected a file written by "
             f"save_combiner_checkpoint or CLIP4Cir's {{'Combiner': state_dict}}"
         )
-    if dim is not None and config.kind == "combiner" and config.dim != dim:
+    if dim is not None and config.kind != "sum" and config.dim != dim:
         raise ConfigError(
-            f"Combiner checkpoint {path} was trained on d={config.dim} features but the backbone gives "
+            f"{config.kind} checkpoint {path} was trained on d={config.dim} features but the backbone gives "
             f"d={dim}; use the backbone it was trained with (or a Combiner trained on this backbone)"
         )
     module = combiner_from_config(config)

@@ -16,11 +16,11 @@ from cir_lib.errors import ConfigError
 class CombinerConfig:
     """What builds a query composer; stored in Combiner checkpoints."""
 
-    kind: str = "combiner"  # "sum" (element-wise sum) or "combiner"
+    kind: str = "combiner"  # "sum" (element-wise sum), "combiner", "tirg" or "artemis" (the module built)
     dim: int = 640  # CLIP feature dimension d (RN50: 1024, RN50x4: 640)
-    proj_dim: Optional[int] = None  # p; None means 4 * d
-    hidden_dim: Optional[int] = None  # h; None means 8 * d
-    dropout: float = 0.5  # dropout of the three Combiner branches
+    proj_dim: Optional[int] = None  # p (Combiner); None means 4 * d
+    hidden_dim: Optional[int] = None  # h (Combiner); None means 8 * d
+    dropout: float = 0.5  # dropout of the three Combiner branches (Combiner)
 
     def resolved(self) -> "CombinerConfig":
         """A copy with p and h filled in."""

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cir_lib.composers.config import CombinerConfig
 from cir_lib.errors import ConfigError
 
 # google/tirg img_text_composition_models.py, TIRG.__init__: self.a = [1.0, 10.0, ...]
@@ -55,6 +56,7 @@ class TIRG(nn.Module):
             raise ConfigError(f"TIRG feature_dim must be a positive integer, got {feature_dim}")
         d = feature_dim
         self.feature_dim = d
+        self.config = CombinerConfig(kind="tirg", dim=d)  # what a checkpoint rebuilds it from
         # official code: Sequential(ConCat, BatchNorm1d(2d), ReLU, Linear(2d, d))
         self.gate = nn.Sequential(nn.BatchNorm1d(2 * d), nn.ReLU(), nn.Linear(2 * d, d))
         # official code: Sequential(ConCat, BatchNorm1d(2d), ReLU, Linear(2d, 2d), ReLU, Linear(2d, d))
