@@ -16,11 +16,17 @@ The content is built so that composition matters:
 - FashionIQ-like: garments of three categories with distinct silhouettes (dress, shirt, toptee),
   varying in colour, pattern, sleeve length, neckline, dress length and a graphic (lettering, logo,
   star) with its own colour; nuisance: position, scale, background shade, non-square aspect ratios.
-  A pair differs in 1-3 attributes; its two relative captions each mention only some of the
-  changes, in many paraphrases, sometimes vaguely ("is more casual").
+  A pair differs in 2-4 attributes; its two relative captions each mention some of the changes
+  (and often an attribute of the target that did not change), in many paraphrases, sometimes
+  vaguely ("is more casual"). Most index distractors are near-duplicates of a reference.
 - CIRR-like: scenes of 2-5 simple objects (dog, cat, bird, car, tree, house, ball, cup) on a
-  background. Each img_set holds 6 variants of one base scene; captions add, remove, recolour,
-  count or move objects or change the background, again mentioning only some of the changes.
+  background. Each img_set holds 6 variants of one base scene (1-3 edits each), and img_sets come in
+  families of related base scenes (hard negatives in the index); captions add, remove, recolour,
+  count or move objects or change the background, mostly naming every change, often with what the
+  target shows besides, sometimes describing the whole target.
+
+Generator version 2 was calibrated against the real datasets' published zero-shot ablations
+(`cir_lib.mini_calibration`, docs/mini-calibration.md); the pool is the same as version 1's.
 
 Every image is drawn from its own random generator, seeded by (seed, dataset, split, ..., index),
 so the output does not depend on the order of work. JSON files follow the real files' formatting
@@ -70,7 +76,14 @@ from cir_lib.mini_garments import (
     random_garment,
     render_garment,
 )
-from cir_lib.mini_scenes import absolute_scene_caption, cirr_caption, random_scene, render_scene, scene_variants
+from cir_lib.mini_scenes import (
+    absolute_scene_caption,
+    cirr_caption,
+    random_scene,
+    related_scene,
+    render_scene,
+    scene_variants,
+)
 from cir_lib.progress import progress_bar
 from cir_lib.storage import writing
 
@@ -85,6 +98,10 @@ MANIFEST_NAME = "MINI_BENCHMARK.json"
 JPEG_QUALITY = 90  # fixed so that output is byte-identical
 PNG_COMPRESS_LEVEL = 6
 CIRR_SPLIT_DIRS = {"train": "train", "val": "dev", "test1": "test1"}  # image folder and name prefix
+FASHIONIQ_REFERENCE_REUSE = 0.6  # chance that a pair reuses an image of the split as its reference
+FASHIONIQ_RANDOM_DISTRACTORS = 0.2  # share of index distractors drawn at random (the rest: near-duplicates)
+CIRR_SETS_PER_FAMILY = 3  # img_sets sharing related base scenes (hard negatives for one another)
+CIRR_VARIANT_EDITS = (1, 3)  # the fewest and most edits from its base scene of an img_set member
 
 
 # ------------------------------------------------------------------------------------------ presets
@@ -200,7 +217,7 @@ def _plan_fashioniq_split(preset: MiniPreset, seed: int, category: str, split: s
         # always when the image budget would not allow a new one: a new reference costs one
         # image, and every query still to come needs one for its target.
         must_reuse = len(garments) + 2 + (n_queries - q - 1) > n_images
-        if garments and (must_reuse or chance(qrng, 0.4)):
+        if garments and (must_reuse or chance(qrng, FASHIONIQ_REFERENCE_REUSE)):
             ref_i = int(qrng.integers(len(garments)))
         else:
             ref_i = new_image(random_garment(category, qrng))
@@ -208,15 +225,17 @@ def _plan_fashioniq_split(preset: MiniPreset, seed: int, category: str, split: s
         tgt, changed = mutate_garment(ref, pick_weighted(qrng, CHANGES_PER_PAIR), qrng)
         tgt_i = new_image(tgt)
         pairs.append((ref_i, tgt_i, fashioniq_captions(ref, tgt, changed, qrng)))
-    # Distractors: half random garments, half near-duplicates of images of the split.
+    # Distractors: some random garments, most near-duplicates of a reference (garments like the
+    # reference that are not the target: FashionIQ's index is one category's similar products).
+    references = sorted({ref_i for ref_i, _, _ in pairs})
     d = 0
     while len(garments) < n_images:
         drng = seeded_rng(seed, "fashioniq", category, split, "distractor", d)
         d += 1
-        if chance(drng, 0.5):
+        if chance(drng, FASHIONIQ_RANDOM_DISTRACTORS):
             new_image(random_garment(category, drng))
         else:
-            base = garments[int(drng.integers(len(garments)))]
+            base = garments[references[int(drng.integers(len(references)))]]
             new_image(mutate_garment(base, 1 + int(chance(drng, 0.4)), drng)[0])
     return garments, pairs
 
@@ -272,7 +291,12 @@ def _plan_cirr_split(preset: MiniPreset, seed: int, split: str) -> tuple[list, l
     images, pairs = [], []
     for s, base_id in enumerate(bases):
         srng = seeded_rng(seed, "cirr", split, "set", s)
-        variants = scene_variants(random_scene(srng), CIRR_SET_SIZE, srng)
+        # img_sets come in families whose base scenes are a few edits apart: outside its own set, the
+        # index holds images like the reference (as CIRR's visually similar sets do).
+        base = random_scene(seeded_rng(seed, "cirr", split, "family", s // CIRR_SETS_PER_FAMILY))
+        if s % CIRR_SETS_PER_FAMILY:
+            base = related_scene(base, srng)
+        variants = scene_variants(base, CIRR_SET_SIZE, srng, edits=CIRR_VARIANT_EDITS)
         chosen = [slots[i] for i in sorted(srng.choice(len(slots), CIRR_SET_SIZE, replace=False))]
         names = [f"{prefix}-{base_id}-{k}-img{j}" for k, j in chosen]
         folder = f"{prefix}/{base_id % preset.cirr_train_folders}" if split == "train" else prefix

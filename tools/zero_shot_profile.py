@@ -41,7 +41,8 @@ def measure(data_root: Path, preset: str, seed: int, pretrain_seed: int) -> dict
     else:
         mini.check_generator_version(data_root)
         if (manifest["preset"], manifest["seed"]) != (preset, seed):
-            sys.exit(f"{data_root} holds preset {manifest['preset']!r} seed {manifest['seed']}; choose another --data-root")
+            sys.exit(f"{data_root} holds preset {manifest['preset']!r} seed {manifest['seed']}; "
+                     f"choose another --data-root")
     checkpoint = data_root / MINI_CHECKPOINT
     if not checkpoint.is_file():
         pretrain_mini(data_root, out=checkpoint, config=PretrainConfig(seed=pretrain_seed))
@@ -61,8 +62,8 @@ def format_profile(measured: dict) -> str:
     lines = []
     for dataset, target in PUBLISHED_ZERO_SHOT.items():
         metrics = list(target["sum"])
-        lines.append(f"\n{dataset} (mini val; FashionIQ: category average; "
-                     f"published in brackets)")
+        lines.append(f"\n{dataset} (mini val, averaged over categories where there are any; published "
+                     f"in brackets)")
         lines.append("| composer | " + " | ".join(metrics) + " |")
         lines.append("| --- |" + " --- |" * len(metrics))
         for composer in ZERO_SHOT_COMPOSERS:
