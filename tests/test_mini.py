@@ -455,3 +455,17 @@ def test_the_feature_cache_key_holds_the_generator_version(tmp_path, smoke_root)
     (root / mini.MANIFEST_NAME).unlink()  # real data (no manifest): no version in the key
     assert feature_cache_key(backbone, [image], preprocess) not in (key, older)
     assert mini.generator_version_of_file(image) is None
+
+
+def test_the_calibration_checks_pass_the_published_profile_and_catch_a_swap():
+    from cir_lib.mini_calibration import KEY_RATIOS, PUBLISHED_ZERO_SHOT, profile_checks
+
+    checks = profile_checks(PUBLISHED_ZERO_SHOT)
+    assert all(c["ok"] for c in checks) and len(checks) == 9 + len(KEY_RATIOS)
+    swapped = {d: {**rows, "text_only": rows["image_only"], "image_only": rows["text_only"]}
+               for d, rows in PUBLISHED_ZERO_SHOT.items()}
+    failed = {c["check"] for c in profile_checks(swapped) if not c["ok"]}
+    assert "cirr recall@1 order" in failed and "fashioniq recall@10 text_only/image_only" in failed
+    halved = {d: {**rows, "text_only": {m: v / 2.2 for m, v in rows["text_only"].items()}}
+              for d, rows in PUBLISHED_ZERO_SHOT.items()}  # outside the factor 2 on a ratio
+    assert "cirr recall@10 text_only/image_only" in {c["check"] for c in profile_checks(halved) if not c["ok"]}
