@@ -16,6 +16,7 @@ from cir_lib.constants import CIRR_DIR, DATASETS, FASHIONIQ_DIR
 from cir_lib.data import annotation_files, format_listing, read_annotations, relative_path
 from cir_lib.errors import ConfigError
 from cir_lib.images import MISSING, image_status
+from cir_lib.mini import check_generator_version
 from cir_lib.datasets import get_dataset
 
 MAX_MISSING_LISTED = 20  # missing images named per split; the count is always exact
@@ -68,6 +69,10 @@ def check_data(data_root, datasets: Sequence[str] | None = None, verify_images: 
         report["problems"] = [f"data root {root} does not exist or is not a folder"]
         return report
 
+    try:
+        check_generator_version(root)
+    except ConfigError as err:  # a mini benchmark of another generator version
+        problems.append(str(err))
     present = [ds for ds in datasets if (root / get_dataset(ds).folder).is_dir()]
     hint = ""
     if root.name in {get_dataset(d).folder for d in DATASETS}:

@@ -56,6 +56,7 @@ from cir_lib.datasets.fashioniq import caption_variants as fashioniq_caption_var
 from cir_lib.datasets.fashioniq import eval_caption as fashioniq_eval_caption  # noqa: F401
 from cir_lib.errors import AnnotationError, ConfigError, ImageError
 from cir_lib.images import MISSING, SKIP_MISSING_CLI, image_status
+from cir_lib.mini import check_generator_version
 
 logger = logging.getLogger(__name__)
 
@@ -494,7 +495,8 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
     Raises:
         AnnotationError: missing / malformed annotation files or entries (names file and entry).
         ImageError: missing image files when check_files and not skip_missing.
-        ConfigError: unknown dataset / split / category.
+        ConfigError: unknown dataset / split / category; a mini benchmark of another generator
+            version (`cir_lib.mini.check_generator_version`).
 
     Example:
         >>> val = load_split("/data", "fashioniq", "val", "dress", check_files=False)
@@ -502,6 +504,7 @@ def load_split(data_root, dataset: str, split: str, category: str | None = None,
         (2017, 3817)
     """
     root = Path(data_root)
+    check_generator_version(root)
     _check_cap(max_queries)
     ds = get_dataset(dataset)
     if ds.categories and category is None:

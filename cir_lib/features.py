@@ -12,7 +12,11 @@ Image features of an index are computed once per (weights, preprocessing, image 
     the old features. Those who rewrite data in place set CIR_LIB_CACHE_CHECK=content: the key then
     holds the SHA-256 of every image file instead of its time (every file is read once per lookup),
   - the compute precision (`FEATURE_PRECISION`, "fp32", or the dtype of a model loaded in half
-    precision): caches written by versions that encoded under bf16/fp16 autocast are not reused.
+    precision): caches written by versions that encoded under bf16/fp16 autocast are not reused,
+  - for images of a generated mini benchmark, the generator version in its MINI_BENCHMARK.json
+    (`cir_lib.mini.MINI_GENERATOR_VERSION`): features of one generator's images are never served for
+    another's, even under the same names, sizes and times (real data has no manifest: its keys are
+    those of earlier versions).
 Features for evaluation, validation, the caches and submissions are computed in strict fp32 on every
 device, as the original code's validation does: no autocast, and on CUDA no TF32 either (half-precision
 features, bf16 above all, can reorder near-ties in a ranking). Autocast belongs to training steps only.
@@ -39,6 +43,7 @@ import torch
 from torch import nn
 
 from cir_lib.errors import ConfigError, StorageError, UnsafeFileError
+from cir_lib.mini import generator_version_of_file
 from cir_lib.progress import progress_bar
 from cir_lib.runs import atomic_torch_save, atomic_write_text
 from cir_lib.serialization import load_file
@@ -151,6 +156,9 @@ def feature_cache_key(backbone, paths: Sequence, preprocess, device: Optional[to
     }
     if check != "stat":  # the default's keys stay those of earlier versions
         payload["check"] = check
+    version = generator_version_of_file(paths[0]) if len(paths) else None
+    if version is not None:  # a mini benchmark's images (real data keeps its earlier keys)
+        payload["generator_version"] = version
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()[:40]
 
 
@@ -284,6 +292,7 @@ def _write_cache(file: Path, meta_file: Path, feats, backbone, preprocess, label
         file.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(feats, file)
     meta = {
+        "generator_version": generator_version_of_file(paths[0]),
         "backbone": backbone.name,
         "pretrained": backbone.pretrained,
         "image_weights_key": backbone.image_weights_key,

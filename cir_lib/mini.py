@@ -16,11 +16,17 @@ The content is built so that composition matters:
 - FashionIQ-like: garments of three categories with distinct silhouettes (dress, shirt, toptee),
   varying in colour, pattern, sleeve length, neckline, dress length and a graphic (lettering, logo,
   star) with its own colour; nuisance: position, scale, background shade, non-square aspect ratios.
-  A pair differs in 1-3 attributes; its two relative captions each mention only some of the
-  changes, in many paraphrases, sometimes vaguely ("is more casual").
+  A pair differs in 2-4 attributes; its two relative captions each mention some of the changes
+  (and often an attribute of the target that did not change), in many paraphrases, sometimes
+  vaguely ("is more casual"). Most index distractors are near-duplicates of a reference.
 - CIRR-like: scenes of 2-5 simple objects (dog, cat, bird, car, tree, house, ball, cup) on a
-  background. Each img_set holds 6 variants of one base scene; captions add, remove, recolour,
-  count or move objects or change the background, again mentioning only some of the changes.
+  background. Each img_set holds 6 variants of one base scene (1-3 edits each), and img_sets come in
+  families of related base scenes (hard negatives in the index); captions add, remove, recolour,
+  count or move objects or change the background, mostly naming every change, often with what the
+  target shows besides, sometimes describing the whole target.
+
+Generator version 2 was calibrated against the real datasets' published zero-shot ablations
+(`cir_lib.mini_calibration`, docs/mini-calibration.md); the pool is the same as version 1's.
 
 Every image is drawn from its own random generator, seeded by (seed, dataset, split, ..., index),
 so the output does not depend on the order of work. JSON files follow the real files' formatting
@@ -70,17 +76,32 @@ from cir_lib.mini_garments import (
     random_garment,
     render_garment,
 )
-from cir_lib.mini_scenes import absolute_scene_caption, cirr_caption, random_scene, render_scene, scene_variants
+from cir_lib.mini_scenes import (
+    absolute_scene_caption,
+    cirr_caption,
+    random_scene,
+    related_scene,
+    render_scene,
+    scene_variants,
+)
 from cir_lib.progress import progress_bar
 from cir_lib.storage import writing
 
 logger = logging.getLogger(__name__)
 
-MINI_GENERATOR_VERSION = 1  # bump when the generated content changes for a given seed
+# Bump when the generated content changes for a given seed. It is written into each data root's
+# manifest, enters the feature-cache key of the images under it (`cir_lib.features`) and the records
+# beside the result tables; a data root of another version is refused (`check_generator_version`).
+# 2: calibrated against the real datasets' published zero-shot ablations (docs/mini-calibration.md).
+MINI_GENERATOR_VERSION = 2
 MANIFEST_NAME = "MINI_BENCHMARK.json"
 JPEG_QUALITY = 90  # fixed so that output is byte-identical
 PNG_COMPRESS_LEVEL = 6
 CIRR_SPLIT_DIRS = {"train": "train", "val": "dev", "test1": "test1"}  # image folder and name prefix
+FASHIONIQ_REFERENCE_REUSE = 0.6  # chance that a pair reuses an image of the split as its reference
+FASHIONIQ_RANDOM_DISTRACTORS = 0.2  # share of index distractors drawn at random (the rest: near-duplicates)
+CIRR_SETS_PER_FAMILY = 3  # img_sets sharing related base scenes (hard negatives for one another)
+CIRR_VARIANT_EDITS = (1, 3)  # the fewest and most edits from its base scene of an img_set member
 
 
 # ------------------------------------------------------------------------------------------ presets
@@ -136,6 +157,14 @@ PRESETS = {
         cirr_train_sets=500, cirr_val_sets=200, cirr_test1_sets=180, cirr_train_folders=10,
         pool_fashion_images=3000, pool_scene_images=1500,
     ),
+    # Between the two: for calibrating the generator (tools/zero_shot_profile.py) in minutes.
+    "calibration": MiniPreset(
+        fashioniq_train_images=60, fashioniq_train_queries=40,
+        fashioniq_val_images=600, fashioniq_val_queries=300,
+        fashioniq_test_images=30, fashioniq_test_queries=10,
+        cirr_train_sets=10, cirr_val_sets=100, cirr_test1_sets=5, cirr_train_folders=3,
+        pool_fashion_images=2000, pool_scene_images=1000,
+    ),
 }
 
 
@@ -188,7 +217,7 @@ def _plan_fashioniq_split(preset: MiniPreset, seed: int, category: str, split: s
         # always when the image budget would not allow a new one: a new reference costs one
         # image, and every query still to come needs one for its target.
         must_reuse = len(garments) + 2 + (n_queries - q - 1) > n_images
-        if garments and (must_reuse or chance(qrng, 0.4)):
+        if garments and (must_reuse or chance(qrng, FASHIONIQ_REFERENCE_REUSE)):
             ref_i = int(qrng.integers(len(garments)))
         else:
             ref_i = new_image(random_garment(category, qrng))
@@ -196,15 +225,17 @@ def _plan_fashioniq_split(preset: MiniPreset, seed: int, category: str, split: s
         tgt, changed = mutate_garment(ref, pick_weighted(qrng, CHANGES_PER_PAIR), qrng)
         tgt_i = new_image(tgt)
         pairs.append((ref_i, tgt_i, fashioniq_captions(ref, tgt, changed, qrng)))
-    # Distractors: half random garments, half near-duplicates of images of the split.
+    # Distractors: some random garments, most near-duplicates of a reference (garments like the
+    # reference that are not the target: FashionIQ's index is one category's similar products).
+    references = sorted({ref_i for ref_i, _, _ in pairs})
     d = 0
     while len(garments) < n_images:
         drng = seeded_rng(seed, "fashioniq", category, split, "distractor", d)
         d += 1
-        if chance(drng, 0.5):
+        if chance(drng, FASHIONIQ_RANDOM_DISTRACTORS):
             new_image(random_garment(category, drng))
         else:
-            base = garments[int(drng.integers(len(garments)))]
+            base = garments[references[int(drng.integers(len(references)))]]
             new_image(mutate_garment(base, 1 + int(chance(drng, 0.4)), drng)[0])
     return garments, pairs
 
@@ -260,7 +291,12 @@ def _plan_cirr_split(preset: MiniPreset, seed: int, split: str) -> tuple[list, l
     images, pairs = [], []
     for s, base_id in enumerate(bases):
         srng = seeded_rng(seed, "cirr", split, "set", s)
-        variants = scene_variants(random_scene(srng), CIRR_SET_SIZE, srng)
+        # img_sets come in families whose base scenes are a few edits apart: outside its own set, the
+        # index holds images like the reference (as CIRR's visually similar sets do).
+        base = random_scene(seeded_rng(seed, "cirr", split, "family", s // CIRR_SETS_PER_FAMILY))
+        if s % CIRR_SETS_PER_FAMILY:
+            base = related_scene(base, srng)
+        variants = scene_variants(base, CIRR_SET_SIZE, srng, edits=CIRR_VARIANT_EDITS)
         chosen = [slots[i] for i in sorted(srng.choice(len(slots), CIRR_SET_SIZE, replace=False))]
         names = [f"{prefix}-{base_id}-{k}-img{j}" for k, j in chosen]
         folder = f"{prefix}/{base_id % preset.cirr_train_folders}" if split == "train" else prefix
@@ -402,9 +438,92 @@ _OUTPUTS = (FASHIONIQ_DIR, CIRR_DIR, MINI_POOL_DIR, MANIFEST_NAME, MINI_CHECKPOI
 _PARTIAL_PREFIX = ".make-mini-partial-"  # the temporary folder a generation is written into
 
 
+def read_manifest(data_root) -> dict | None:
+    """The data root's MINI_BENCHMARK.json (None where there is none: a real download)."""
+    file = Path(data_root) / MANIFEST_NAME
+    if not file.is_file():
+        return None
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{file} is not valid JSON ({err}); regenerate the mini benchmark with "
+                          f"`cir-lib make-mini --out {data_root} --overwrite`") from err
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{file} must hold a JSON object; regenerate the mini benchmark with "
+                          f"`cir-lib make-mini --out {data_root} --overwrite`")
+    return manifest
+
+
+def generator_version(data_root) -> int | None:
+    """The generator version a mini data root was made by (0 for a manifest without one; None for a
+    folder without a manifest: real data, which has no generator)."""
+    manifest = read_manifest(data_root)
+    if manifest is None:
+        return None
+    version = manifest.get("generator_version", 0)
+    return version if isinstance(version, int) and not isinstance(version, bool) else 0
+
+
+def generator_version_of_file(path, levels: int = 6) -> int | None:
+    """The generator version of the mini data root holding the file `path` (found by looking for
+    MINI_BENCHMARK.json in up to `levels` folders above it); None when it lies in no mini data root."""
+    folder = Path(path).parent
+    for _ in range(levels):
+        if (folder / MANIFEST_NAME).is_file():
+            try:
+                return generator_version(folder)
+            except ConfigError:
+                return 0
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    return None
+
+
+def check_generator_version(data_root) -> None:
+    """Refuse a mini data root made by another generator version (real data passes).
+
+    Its images and captions differ from what this kit generates for the same seed, and so would
+    every number measured on it: such a root is never silently mixed with the current generator's.
+    """
+    version = generator_version(data_root)
+    if version is None or version == MINI_GENERATOR_VERSION:
+        return
+    made_by = "an unversioned generator" if version == 0 else f"generator version {version}"
+    raise ConfigError(
+        f"{data_root} holds a mini benchmark made by {made_by}; this kit generates version "
+        f"{MINI_GENERATOR_VERSION} (docs/mini-calibration.md says what changed). Regenerate it with "
+        f"`cir-lib make-mini --out {data_root} --preset PRESET --overwrite` (the old benchmark and its "
+        f"{MINI_CHECKPOINT} are moved aside, not deleted), or use another data root"
+    )
+
+
+def superseded_path(data_root, version: int) -> Path:
+    """Where an older benchmark is moved aside: a sibling `<name>.generator-v<version>[-n]`."""
+    root = Path(data_root).resolve()
+    candidate = root.with_name(f"{root.name}.generator-v{version}")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = root.with_name(f"{root.name}.generator-v{version}-{n}")
+    return candidate
+
+
+def _move_aside(out: Path, existing: list, version: int) -> Path:
+    """Move an older generator's outputs (cir-mini.pt included) into a sibling folder, never deleting."""
+    aside = superseded_path(out, version)
+    with writing(aside, "superseded mini benchmark"):
+        aside.mkdir(parents=True)
+        for name in existing:
+            os.replace(out / name, aside / name)
+    logger.warning("moved the mini benchmark of generator version %d from %s aside to %s", version, out, aside)
+    return aside
+
+
 def _prepare_out(out: Path, overwrite: bool, remove: bool = True):
     """Refuse an `out` holding anything but a mini benchmark; with overwrite and `remove`, delete
-    the earlier one (and the cir-mini checkpoint pretrained on it)."""
+    the earlier one (and the cir-mini checkpoint pretrained on it), or move it aside when it was made
+    by another generator version."""
     existing = [name for name in _OUTPUTS if (out / name).exists()]
     if not existing:
         return
@@ -418,7 +537,16 @@ def _prepare_out(out: Path, overwrite: bool, remove: bool = True):
             f"{out} holds {', '.join(existing)} but no {MANIFEST_NAME}: it does not look like a generated "
             f"mini benchmark, so it is not overwritten; remove those folders yourself or choose another folder"
         )
-    for name in existing if remove else ():
+    if not remove:
+        return
+    try:
+        version = generator_version(out)
+    except ConfigError:  # an unreadable manifest: moved aside as unversioned, never deleted
+        version = 0
+    if version != MINI_GENERATOR_VERSION:
+        _move_aside(out, existing, version)
+        return
+    for name in existing:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
@@ -429,9 +557,11 @@ def make_mini(out, preset: str = "mini", seed: int = 0, overwrite: bool = False)
     Args:
         out: the data root to write (created if needed); it receives fashionIQ_dataset/,
             cirr_dataset/, mini_pool/ and MINI_BENCHMARK.json.
-        preset: a PRESETS name: "smoke" (tiny, for CI) or "mini".
+        preset: a PRESETS name: "smoke" (tiny, for CI), "calibration" (for tuning the generator) or "mini".
         seed: a non-negative integer; the output is byte-identical for a given preset and seed.
-        overwrite: replace a mini benchmark already in `out` (refused for anything else).
+        overwrite: replace a mini benchmark already in `out` (refused for anything else). One made by
+            another generator version is moved aside, with its cir-mini.pt, to the sibling folder
+            `<out>.generator-v<version>` (`superseded_path`), never deleted.
 
     Everything is written into a temporary folder inside `out` and moved into place when complete,
     MINI_BENCHMARK.json last: an interrupted run (Ctrl-C, a full disk) leaves nothing that looks

@@ -2,9 +2,10 @@
 
 Garments of three categories with distinct silhouettes (dress, shirt, toptee) vary in colour,
 pattern, sleeve length, neckline, dress length and a graphic (lettering, logo, star) with its own
-colour; a pair differs in 1-3 attributes (`mutate_garment`) and its two relative captions
-(`fashioniq_captions`) each mention only some of the changes, in many paraphrases, sometimes
-vaguely. `render_garment` draws one on a shaded background at a random position and scale.
+colour; a pair differs in 2-4 attributes (`mutate_garment`) and its two relative captions
+(`fashioniq_captions`) each mention some of the changes, often with an attribute of the target that
+did not change, in many paraphrases, sometimes vaguely. `render_garment` draws one on a shaded
+background at a random position and scale.
 
 Example:
     >>> rng = mini_common.seeded_rng(0, "example")
@@ -67,7 +68,10 @@ GRAPHIC_WEIGHTS = {
     "shirt": {"none": 0.5, "lettering": 0.2, "logo": 0.2, "star": 0.1},
     "toptee": {"none": 0.35, "lettering": 0.3, "logo": 0.15, "star": 0.2},
 }
-CHANGES_PER_PAIR = {1: 0.35, 2: 0.4, 3: 0.25}
+CHANGES_PER_PAIR = {2: 0.2, 3: 0.4, 4: 0.4}  # two products of one category: often several differences
+# How often a caption also describes an attribute of the target that did not change ("is black with
+# a v-neck" where only the neckline changed): annotators often describe the target as they see it.
+CAPTION_UNCHANGED = 0.4
 # Canvas sizes (width, height): mostly portrait, some square and landscape, so targetpad matters.
 FASHION_SIZES = {(64, 96): 3, (72, 96): 3, (56, 88): 2, (80, 96): 2, (80, 80): 1, (96, 72): 1, (96, 64): 1}
 
@@ -434,7 +438,7 @@ def _change_phrase(attr: str, ref: Garment, tgt: Garment, rng) -> str:
     if attr == "colour":
         c0, c1 = _colour_word(ref.colour, rng), _colour_word(tgt.colour, rng)
         l0, l1 = luminance(FASHION_COLOURS[ref.colour]), luminance(FASHION_COLOURS[tgt.colour])
-        options = [_absolute_phrase("colour", tgt, rng)] * 4 + [
+        options = [_absolute_phrase("colour", tgt, rng)] * 8 + [
             f"is {c1} instead of {c0}", f"is {c1} not {c0}", f"is {c1} rather than {c0}",
             "is a different color", f"change the color to {c1}",
         ]
@@ -445,7 +449,7 @@ def _change_phrase(attr: str, ref: Garment, tgt: Garment, rng) -> str:
             options.append("is more colorful")
         return pick(rng, options)
     if attr == "pattern":
-        options = [_absolute_phrase("pattern", tgt, rng)] * 3
+        options = [_absolute_phrase("pattern", tgt, rng)] * 5
         if ref.pattern == "plain":
             options += ["has a pattern", "is patterned", "is printed", "has a print"]
         elif tgt.pattern == "plain":
@@ -458,12 +462,12 @@ def _change_phrase(attr: str, ref: Garment, tgt: Garment, rng) -> str:
         longer = SLEEVES.index(tgt.sleeves) > SLEEVES.index(ref.sleeves)
         rel = ("has longer sleeves", "sleeves are longer", "has more sleeve") if longer else (
             "has shorter sleeves", "sleeves are shorter", "is more revealing")
-        return pick(rng, [_absolute_phrase("sleeves", tgt, rng)] * 2 + list(rel))
+        return pick(rng, [_absolute_phrase("sleeves", tgt, rng)] * 4 + list(rel))
     if attr == "neck":
         return _absolute_phrase("neck", tgt, rng)
     if attr == "length":
         rel = ("is longer", "is much longer") if tgt.length == "long" else ("is shorter", "is much shorter")
-        return pick(rng, [_absolute_phrase("length", tgt, rng)] * 2 + list(rel))
+        return pick(rng, [_absolute_phrase("length", tgt, rng)] * 3 + list(rel))
     if attr == "graphic":
         gc1 = _colour_word(tgt.graphic_colour, rng) if tgt.graphic_colour else ""
         if ref.graphic == "none":
@@ -517,7 +521,7 @@ def fashioniq_captions(ref: Garment, tgt: Garment, changed: list[str], rng: np.r
     """
     changes = [changed[i] for i in rng.permutation(len(changed))]
     unchanged = [a for a in MUTABLE_ATTRIBUTES[tgt.category] if a not in changed]
-    sizes = {1: 0.55, 2: 0.3, 3: 0.15}
+    sizes = {1: 0.2, 2: 0.4, 3: 0.4}
     k1 = min(len(changes), pick_weighted(rng, sizes))
     first = changes[:k1]
     rest = changes[k1:]
@@ -528,16 +532,16 @@ def fashioniq_captions(ref: Garment, tgt: Garment, changed: list[str], rng: np.r
         second = [changes[i] for i in sorted(rng.choice(len(changes), k2, replace=False))]
 
     captions = []
-    vague_both = chance(rng, 0.03)
+    vague_both = chance(rng, 0.02)
     for idx, mention in enumerate((first, second)):
-        if vague_both or chance(rng, 0.1):
+        if vague_both or chance(rng, 0.05):
             captions.append(pick(rng, VAGUE_FASHION_CAPTIONS))
             continue
         phrases = [_change_phrase(a, ref, tgt, rng) for a in mention]
         if idx == 1 and mention == first and unchanged and chance(rng, 0.35):
             # Nothing new to say: describe something of the target that did not change.
             phrases = [_absolute_phrase(pick(rng, unchanged), tgt, rng)]
-        elif unchanged and chance(rng, 0.12):
+        elif unchanged and chance(rng, CAPTION_UNCHANGED):
             phrases.insert(int(rng.integers(len(phrases) + 1)), _absolute_phrase(pick(rng, unchanged), tgt, rng))
         captions.append(_assemble(phrases, tgt, rng))
     return captions

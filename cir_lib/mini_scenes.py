@@ -1,7 +1,8 @@
 """CIRR-like scenes of the mini benchmark: objects on a background, edits, drawing, captions.
 
 Scenes of 2-5 simple objects (dog, cat, bird, car, tree, house, ball, cup) in a grid of cells on a
-background; each img_set holds 6 variants of one base scene (`scene_variants`), and a caption
+background; each img_set holds 6 variants of one base scene (`scene_variants`), neighbouring img_sets
+start from related base scenes (`related_scene`: hard negatives in the index), and a caption
 (`cirr_caption`) adds, removes, recolours, counts or moves objects or changes the background, again
 mentioning only some of the changes (`scene_diff`).
 
@@ -141,8 +142,20 @@ def edit_scene(scene: Scene, rng: np.random.Generator, next_uid: int) -> Scene:
     return replace(scene, objects=tuple(sorted(objs, key=lambda o: o.uid)))
 
 
-def scene_variants(base: Scene, n: int, rng: np.random.Generator) -> list[Scene]:
-    """`n` visually similar, pairwise distinct scenes: the base and edits of it (1-2 edits each)."""
+def related_scene(base: Scene, rng: np.random.Generator, edits: int = 1) -> Scene:
+    """Another base scene close to `base` (`edits` edits away): the base of a neighbouring img_set, so
+    that the index holds images like the reference outside its own set (CIRR's hard negatives)."""
+    scene = base
+    next_uid = max(o.uid for o in base.objects) + 1
+    for _ in range(edits):
+        scene = edit_scene(scene, rng, next_uid)
+        next_uid += 1
+    return scene
+
+
+def scene_variants(base: Scene, n: int, rng: np.random.Generator, edits: tuple = (1, 2)) -> list[Scene]:
+    """`n` visually similar, pairwise distinct scenes: the base and edits of it (`edits`: the fewest
+    and most edits of one variant, each count equally likely)."""
     variants = [base]
     seen = {base.signature()}
     next_uid = max(o.uid for o in base.objects) + 1
@@ -152,7 +165,9 @@ def scene_variants(base: Scene, n: int, rng: np.random.Generator) -> list[Scene]
         if attempts > 200:
             raise RuntimeError("could not draw distinct scene variants")  # cannot happen with 6 cells
         v = base
-        for _ in range(1 + int(chance(rng, 0.5))):
+        # (1, 2) keeps the draws of generator version 1, so the pool (which uses it) is unchanged
+        n_edits = 1 + int(chance(rng, 0.5)) if edits == (1, 2) else int(rng.integers(edits[0], edits[1] + 1))
+        for _ in range(n_edits):
             v = edit_scene(v, rng, next_uid)
             next_uid += 1
         if v.signature() not in seen:
@@ -286,8 +301,8 @@ def _refer(obj: SceneObject, scene: Scene, rng) -> str:
     """A referring expression for `obj` in `scene`: "the dog", "the red dog", "the dog on the left"."""
     same_kind = [o for o in scene.objects if o.kind == obj.kind]
     same_colour = [o for o in same_kind if o.colour == obj.colour]
-    if len(same_kind) == 1:
-        return f"the {obj.colour} {_word(obj.kind, rng)}" if chance(rng, 0.3) else f"the {_word(obj.kind, rng)}"
+    if len(same_kind) == 1:  # the colour named more often than not: the difference named explicitly
+        return f"the {obj.colour} {_word(obj.kind, rng)}" if chance(rng, 0.6) else f"the {_word(obj.kind, rng)}"
     if len(same_colour) == 1:
         return f"the {obj.colour} {_word(obj.kind, rng)}"
     return f"the {_word(obj.kind, rng)} {_cell_phrase(obj.cell, rng)}"
@@ -394,23 +409,46 @@ def absolute_scene_caption(scene: Scene, rng: np.random.Generator, positions: fl
     return pick(rng, ("", "", "a picture of ", "a scene with ")) + text
 
 
+# How captions are written (generator version 2, docs/mini-calibration.md): as CIRR's annotators were
+# asked to, they name what distinguishes the target from the reference, mostly all of it, and often
+# say what the target shows besides (its background, an object it keeps).
+CAPTION_VAGUE = 0.03  # a vague caption ("a similar picture")
+CAPTION_ABSOLUTE = 0.3  # (cumulative) a description of the whole target
+CAPTION_PARTIAL = 0.15  # of several changes, only some are named
+CAPTION_CONTEXT = 0.8  # the target's background or a kept object is named too
+
+
+def _context_phrase(ref: Scene, tgt: Scene, rng) -> str:
+    """What the target shows besides the changes: its background, or an object the reference had too."""
+    ref_by = {o.uid: o for o in ref.objects}
+    kept = [o for o in tgt.objects if o.uid in ref_by and ref_by[o.uid] == o]
+    if kept and chance(rng, 0.6):
+        o = pick(rng, kept)
+        thing = f"the {o.colour} {_word(o.kind, rng)}"
+        return pick(rng, (f" next to {thing}", f", keep {thing}", f" with {thing} still there", f" beside {thing}"))
+    return " " + pick(rng, BACKGROUNDS[tgt.background][2])
+
+
 def cirr_caption(ref: Scene, tgt: Scene, rng: np.random.Generator) -> str:
-    """One relative caption from `ref` to `tgt`, mentioning all or only some of the changes."""
+    """One relative caption from `ref` to `tgt`: the changes (all, or some), sometimes with what the
+    target shows besides, sometimes a description of the whole target, rarely vague."""
     r = rng.random()
-    if r < 0.04:
+    if r < CAPTION_VAGUE:
         return pick(rng, VAGUE_SCENE_CAPTIONS)
-    if r < 0.12:
+    if r < CAPTION_ABSOLUTE:
         opening = pick(rng, ("the target shows ", "the target photo has ", "show "))
         return opening + absolute_scene_caption(tgt, rng, 0.2)
     items = scene_diff(ref, tgt)
     items = [items[i] for i in rng.permutation(len(items))]
-    if len(items) > 1 and chance(rng, 0.5):
+    if len(items) > 1 and chance(rng, CAPTION_PARTIAL):
         items = items[: int(rng.integers(1, len(items)))]
     items = items[:3]
     phrases = [_diff_phrase(it, ref, tgt, rng) for it in items]
     text = phrases[0]
     for p in phrases[1:]:
         text += pick(rng, (" and ", ", ", " and ", "; ")) + p
+    if chance(rng, CAPTION_CONTEXT):
+        text += _context_phrase(ref, tgt, rng)
     if chance(rng, 0.5):
         text = cap_first(text)
     if chance(rng, 0.3):

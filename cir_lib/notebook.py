@@ -46,8 +46,8 @@ def ensure_mini(data_root: str | os.PathLike, preset: str, seed: int = 0) -> dic
     """Generate the mini benchmark into `data_root` unless the same one is already there.
 
     A folder holding the same preset and seed made by the same generator version is reused (its
-    MINI_BENCHMARK.json is written last, so it marks a complete generation); one made by an older
-    generator is regenerated, together with the cir-mini checkpoint pretrained on it.
+    MINI_BENCHMARK.json is written last, so it marks a complete generation); one made by another
+    generator version is refused (`mini.check_generator_version` says how to regenerate it).
 
     Returns:
         The benchmark's manifest (preset, seed, counts).
@@ -57,17 +57,14 @@ def ensure_mini(data_root: str | os.PathLike, preset: str, seed: int = 0) -> dic
     root = Path(data_root)
     manifest_path = root / mini.MANIFEST_NAME
     if manifest_path.is_file():
+        mini.check_generator_version(root)
         manifest = json.loads(manifest_path.read_text())
-        same = (manifest.get("preset"), manifest.get("seed")) == (preset, seed)
-        if same and manifest.get("generator_version") == mini.MINI_GENERATOR_VERSION:
+        if (manifest.get("preset"), manifest.get("seed")) == (preset, seed):
             logger.info("reusing the %s mini benchmark in %s", preset, root)
             return manifest
-        if not same:
-            raise PipelineError(
-                f"{root} holds the {manifest.get('preset')!r} mini benchmark (seed {manifest.get('seed')}), not "
-                f"{preset!r} (seed {seed}); pass another data root, or delete {root} to regenerate it")
-        logger.info("%s was made by an older generator: regenerating it", root)
-        return mini.make_mini(root, preset=preset, seed=seed, overwrite=True)
+        raise PipelineError(
+            f"{root} holds the {manifest.get('preset')!r} mini benchmark (seed {manifest.get('seed')}), not "
+            f"{preset!r} (seed {seed}); pass another data root, or delete {root} to regenerate it")
     return mini.make_mini(root, preset=preset, seed=seed)
 
 
@@ -526,6 +523,7 @@ def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str
     """The record written beside a table: each run's config and environment (its config.json) and
     the environment that evaluated them."""
     from cir_lib import runs as run_files
+    from cir_lib.mini import generator_version
     from cir_lib.runs import environment_info
 
     records = {}
@@ -541,6 +539,7 @@ def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str
                                 **{k: info[k] for k in ("clip", "composer", "skipped", "environment") if k in info}}
     device = next((r.get("device") for r in records.values() if r.get("device") not in (None, "auto")), None)
     return portable({"profile": profile, "dataset": dataset, "split": split, "data_root": relative_to_root(data_root),
+                     "generator_version": generator_version(data_root),  # None: real data
                      "runs": records, "environment": environment_info(device)})
 
 

@@ -26,6 +26,7 @@ from cir_lib.backbone import load_backbone, save_backbone_checkpoint
 from cir_lib.constants import CLIP_MEAN, CLIP_STD, MINI_CHECKPOINT, MINI_POOL_DIR
 from cir_lib.errors import AnnotationError, ConfigError, TrainingError
 from cir_lib.losses import clip_loss
+from cir_lib.mini import check_generator_version
 from cir_lib.progress import progress_bar
 from cir_lib.recipes import PretrainConfig, check_config
 from cir_lib.runs import check_output_file
@@ -176,6 +177,7 @@ def pretrain_mini(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
+    check_generator_version(data_root)  # a pool of another generator version is refused, never mixed
     start = time.perf_counter()
     paths, captions = _read_pool(data_root)
     backbone = load_backbone(config.model, "none")

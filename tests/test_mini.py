@@ -378,3 +378,94 @@ def test_make_mini_command_refuses_existing_output_then_overwrites_and_has_help(
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--preset" in text and "--seed" in text and "--out" in text and "smoke" in text
+
+
+# ------------------------------------------------------------------------- generator versions
+
+
+def _as_older_generator(root: Path, version) -> None:
+    """Rewrite a copied root's manifest as an older generator's (None: a manifest without a version)."""
+    manifest = json.loads((root / mini.MANIFEST_NAME).read_text())
+    if version is None:
+        manifest.pop("generator_version")
+    else:
+        manifest["generator_version"] = version
+    (root / mini.MANIFEST_NAME).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("version", [None, 1])
+def test_an_older_data_root_is_refused_everywhere_with_what_to_do(tmp_path, smoke_root, version):
+    from cir_lib import notebook
+    from cir_lib.check import check_data
+    from cir_lib.data import check_data_root, load_split
+    from cir_lib.pretrain import pretrain_mini
+
+    root = tmp_path / "old"
+    shutil.copytree(smoke_root, root)
+    _as_older_generator(root, version)
+    (root / "cir-mini.pt").write_bytes(b"pretrained on the old pool")
+    before = _tree_hashes(root)
+    made_by = "an unversioned generator" if version is None else f"generator version {version}"
+    for call in (lambda: mini.check_generator_version(root), lambda: check_data_root(root),
+                 lambda: load_split(root, "cirr", "val"), lambda: notebook.ensure_mini(root, "smoke", seed=0),
+                 lambda: pretrain_mini(root, out=tmp_path / "new.pt")):
+        with pytest.raises(ConfigError, match=re.escape(made_by)) as err:
+            call()
+        assert f"version {mini.MINI_GENERATOR_VERSION}" in str(err.value) and "--overwrite" in str(err.value)
+    assert any(made_by in p for p in check_data(root, verify_images=False, progress=False)["problems"])
+    assert _tree_hashes(root) == before and not (tmp_path / "new.pt").exists()  # nothing touched
+    mini.check_generator_version(smoke_root)  # the current version passes
+    mini.check_generator_version(tmp_path)  # so does a folder without a manifest (real data)
+
+
+def test_regenerating_an_older_root_moves_it_aside_with_its_weights(tmp_path, smoke_root):
+    root = tmp_path / "data"
+    shutil.copytree(smoke_root, root)
+    _as_older_generator(root, 1)
+    (root / "cir-mini.pt").write_bytes(b"pretrained on the old pool")
+    (root / "notes.txt").write_text("the user's own file")  # not the generator's: stays where it is
+    old = _tree_hashes(root)
+    mini.make_mini(root, preset="smoke", seed=0, overwrite=True)
+    aside = tmp_path / "data.generator-v1"
+    moved = _tree_hashes(aside)
+    assert moved == {k: v for k, v in old.items() if k != "notes.txt"}  # every old file, byte for byte
+    assert mini.generator_version(aside) == 1 and (aside / "cir-mini.pt").is_file()
+    assert mini.generator_version(root) == mini.MINI_GENERATOR_VERSION and not (root / "cir-mini.pt").exists()
+    assert (root / "notes.txt").read_text() == "the user's own file"
+    _as_older_generator(root, 1)  # a second old root moved aside does not overwrite the first
+    mini.make_mini(root, preset="smoke", seed=0, overwrite=True)
+    assert _tree_hashes(aside) == moved and (tmp_path / "data.generator-v1-2" / mini.MANIFEST_NAME).is_file()
+
+
+def test_the_feature_cache_key_holds_the_generator_version(tmp_path, smoke_root):
+    from types import SimpleNamespace
+
+    from cir_lib.features import feature_cache_key
+    from cir_lib.transform import PreprocessConfig
+
+    root = tmp_path / "data"
+    shutil.copytree(smoke_root, root, copy_function=shutil.copy2)
+    image = sorted((root / "cirr_dataset" / "dev").glob("*.png"))[0]
+    backbone = SimpleNamespace(image_weights_key="w", dtype=None, name="cir-mini")
+    preprocess = PreprocessConfig(image_size=64)
+    key = feature_cache_key(backbone, [image], preprocess)
+    _as_older_generator(root, 1)  # same image file, same stamp: only the version differs
+    older = feature_cache_key(backbone, [image], preprocess)
+    assert older != key and mini.generator_version_of_file(image) == 1
+    (root / mini.MANIFEST_NAME).unlink()  # real data (no manifest): no version in the key
+    assert feature_cache_key(backbone, [image], preprocess) not in (key, older)
+    assert mini.generator_version_of_file(image) is None
+
+
+def test_the_calibration_checks_pass_the_published_profile_and_catch_a_swap():
+    from cir_lib.mini_calibration import KEY_RATIOS, PUBLISHED_ZERO_SHOT, profile_checks
+
+    checks = profile_checks(PUBLISHED_ZERO_SHOT)
+    assert all(c["ok"] for c in checks) and len(checks) == 9 + len(KEY_RATIOS)
+    swapped = {d: {**rows, "text_only": rows["image_only"], "image_only": rows["text_only"]}
+               for d, rows in PUBLISHED_ZERO_SHOT.items()}
+    failed = {c["check"] for c in profile_checks(swapped) if not c["ok"]}
+    assert "cirr recall@1 order" in failed and "fashioniq recall@10 text_only/image_only" in failed
+    halved = {d: {**rows, "text_only": {m: v / 2.2 for m, v in rows["text_only"].items()}}
+              for d, rows in PUBLISHED_ZERO_SHOT.items()}  # outside the factor 2 on a ratio
+    assert "cirr recall@10 text_only/image_only" in {c["check"] for c in profile_checks(halved) if not c["ok"]}

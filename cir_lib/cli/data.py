@@ -75,7 +75,9 @@ def configure(name: str, p) -> None:
                        help="smoke: tiny, for CI (seconds); mini: about 1,000+ index images per FashionIQ "
                             "category and per CIRR split (default: mini)")
         p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-        p.add_argument("--overwrite", action="store_true", help="replace a mini benchmark generated before in DIR")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace a mini benchmark generated before in DIR; one of another generator version "
+                            "is moved aside, with its cir-mini.pt, to DIR.generator-v<N> (never deleted)")
         p.set_defaults(func=_make_mini)
     elif name == "check-data":
         p.description = (

@@ -27,6 +27,7 @@ from typing import Mapping, Optional
 
 from cir_lib.constants import CIRR_DIR, FASHIONIQ_DIR
 from cir_lib.errors import AnnotationError, ConfigError
+from cir_lib.mini import check_generator_version
 from cir_lib.storage import link_problem
 
 
@@ -211,7 +212,8 @@ def relative_path(path: Path, root: Path) -> str:
 
 
 def check_data_root(root) -> Path:
-    """The data root as a Path; AnnotationError when it does not exist or is not a folder.
+    """The data root as a Path; AnnotationError when it does not exist or is not a folder,
+    ConfigError when it holds a mini benchmark of another generator version (`cir_lib.mini`).
 
     Example:
         >>> check_data_root("data/mini")  # doctest: +SKIP
@@ -221,6 +223,7 @@ def check_data_root(root) -> Path:
         state = "is a file, not a folder" if root.exists() else (link_problem(root) or "does not exist")
         raise AnnotationError(f"data root {root} {state}: pass the folder holding {FASHIONIQ_DIR}/ and "
                               f"{CIRR_DIR}/ (the README's *Data layout* section)")
+    check_generator_version(root)
     return root
 
 

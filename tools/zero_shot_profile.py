@@ -1,0 +1,100 @@
+"""The mini benchmark's zero-shot profile beside the real datasets' published one.
+
+    python tools/zero_shot_profile.py --data-root /tmp/zs --preset mini          # generate, pretrain, measure
+    python tools/zero_shot_profile.py --data-root /tmp/zs --preset calibration --json /tmp/zs.json
+
+Generates the preset into `--data-root` unless it already holds it (same preset, seed and generator
+version), pretrains cir-mini there unless `cir-mini.pt` exists, then evaluates the three zero-shot
+composers (image only, text only, their sum) on the val splits of both mini datasets and prints them
+beside the published zero-shot numbers (`cir_lib.mini_calibration`), with the ordering and ratio
+checks the generator is calibrated against (docs/mini-calibration.md). Nothing is trained but
+cir-mini itself: the calibration never looks at stage 1 or the Combiner.
+
+This is a development script, not part of the `cir_lib` library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from cir_lib import mini
+from cir_lib.backbone import load_backbone
+from cir_lib.composers import get_composer
+from cir_lib.constants import MINI_CHECKPOINT, MINI_NAME
+from cir_lib.evaluate import evaluate_dataset
+from cir_lib.mini_calibration import PUBLISHED_ZERO_SHOT, ZERO_SHOT_COMPOSERS, profile_checks
+from cir_lib.pretrain import pretrain_mini
+from cir_lib.recipes import EvalConfig, PretrainConfig
+
+
+def measure(data_root: Path, preset: str, seed: int, pretrain_seed: int) -> dict:
+    """{dataset: {composer: metrics}} of the zero-shot composers on a (generated) data root."""
+    manifest_file = data_root / mini.MANIFEST_NAME
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
+    if manifest is None:
+        mini.make_mini(data_root, preset=preset, seed=seed)
+    else:
+        mini.check_generator_version(data_root)
+        if (manifest["preset"], manifest["seed"]) != (preset, seed):
+            sys.exit(f"{data_root} holds preset {manifest['preset']!r} seed {manifest['seed']}; "
+                     f"choose another --data-root")
+    checkpoint = data_root / MINI_CHECKPOINT
+    if not checkpoint.is_file():
+        pretrain_mini(data_root, out=checkpoint, config=PretrainConfig(seed=pretrain_seed))
+    backbone = load_backbone(MINI_NAME, str(checkpoint))
+    config = EvalConfig(split="val", cache_dir=str(data_root / "feature_cache"))
+    measured = {}
+    for dataset in PUBLISHED_ZERO_SHOT:
+        measured[dataset] = {}
+        for composer in ZERO_SHOT_COMPOSERS:
+            result = evaluate_dataset(dataset, data_root, backbone, get_composer(composer).build(backbone.embed_dim),
+                                      config)
+            measured[dataset][composer] = result.get("average", result)
+    return measured
+
+
+def format_profile(measured: dict) -> str:
+    lines = []
+    for dataset, target in PUBLISHED_ZERO_SHOT.items():
+        metrics = list(target["sum"])
+        lines.append(f"\n{dataset} (mini val, averaged over categories where there are any; published "
+                     f"in brackets)")
+        lines.append("| composer | " + " | ".join(metrics) + " |")
+        lines.append("| --- |" + " --- |" * len(metrics))
+        for composer in ZERO_SHOT_COMPOSERS:
+            cells = [f"{measured[dataset][composer][m]:.2f} ({target[composer][m]:.2f})" for m in metrics]
+            lines.append(f"| {composer} | " + " | ".join(cells) + " |")
+    checks = profile_checks(measured)
+    lines.append("\n| check | mini | published | ok |\n| --- | --- | --- | --- |")
+    lines += [f"| {c['check']} | {c['measured']} | {c['published']} | {'yes' if c['ok'] else 'NO'} |" for c in checks]
+    lines.append(f"\n{sum(c['ok'] for c in checks)}/{len(checks)} checks pass")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-root", required=True, type=Path, help="where the preset is (or is generated)")
+    parser.add_argument("--preset", default="mini", choices=sorted(mini.PRESETS))
+    parser.add_argument("--seed", type=int, default=0, help="the generator's seed")
+    parser.add_argument("--pretrain-seed", type=int, default=0, help="cir-mini's pretraining seed")
+    parser.add_argument("--json", type=Path, help="also write the measured profile and checks here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    start = time.perf_counter()
+    measured = measure(args.data_root, args.preset, args.seed, args.pretrain_seed)
+    print(format_profile(measured))
+    print(f"\n({time.perf_counter() - start:.0f}s)")
+    if args.json:
+        args.json.write_text(json.dumps({"preset": args.preset, "seed": args.seed,
+                                         "generator_version": mini.MINI_GENERATOR_VERSION, "measured": measured,
+                                         "checks": profile_checks(measured)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
