@@ -69,10 +69,9 @@ PROFILES: dict[str, Profile] = {
         pretrain_epochs=None,  # pretrain-mini's own default
         n_examples=4,
         top_k=5,
-        # the Combiner over both encoders by default (zero-shot + Combiner: one more Combiner run per
-        # dataset); TIRG and ARTEMIS over both encoders would add about a Combiner run's time more
-        # per dataset and take the notebooks past their ~4 minutes: --set composers=combiner,tirg,artemis
-        composers=("combiner",),
+        # every composer over both encoders (the tables' composer rows); stage 2 trains on cached
+        # features, so TIRG and ARTEMIS cost less than one more Combiner run per dataset
+        # (docs/composers.md, Cost); --set composers=combiner trains the Combiner alone
     ),
     "paper": Profile(
         name="paper",
