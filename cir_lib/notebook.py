@@ -358,10 +358,10 @@ def write_submissions(settings: "Settings", config: EvalConfig) -> list:
     out_dir = settings.paths.root / "submissions"
     written = []
     test_config = dataclasses.replace(config, split="test1", skip_missing=False)
-    for bb in settings.backbones:
-        label = backbone_label(settings, "cirr", bb)
-        runs = [(settings.paths.run("cirr", "finetune", settings.seeds[0], bb), "stage1-sum")]
-        runs += [(settings.paths.method_run("cirr", m, settings.seeds[0], bb), m.run_stage)
+    for dataset, bb in ((d, bb) for d in served for bb in settings.backbones):
+        label = backbone_label(settings, dataset, bb)
+        runs = [(settings.paths.run(dataset, "finetune", settings.seeds[0], bb), "stage1-sum")]
+        runs += [(settings.paths.method_run(dataset, m, settings.seeds[0], bb), m.run_stage)
                  for m in stage2_methods(settings.composers)]
         for run, name in runs:
             backbone, composer, run_cfg = load_run(run, device=str(pick_device(config.device)))
@@ -369,6 +369,12 @@ def write_submissions(settings: "Settings", config: EvalConfig) -> list:
                                              preprocess=preprocess_for(run_cfg, backbone),
                                              tag=f"{label.lower()}-{name}")
     return written
+
+
+def table_title(settings: Settings, dataset: str) -> str:
+    """A table's title: "FashionIQ val: Recall@K (profile mini)"."""
+    ds = get_dataset(dataset)
+    return f"{ds.title} val: {ds.metrics_title} (profile {settings.profile})"
 
 
 def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[str, Any]) -> dict:

@@ -219,6 +219,12 @@ class Settings:
         return {d: self.backbone_recipes[backbone][d] for d in self.datasets}
 
     @property
+    def generated_data(self) -> bool:
+        """Whether the profile runs on the generated mini benchmark (its tables mark this run's rows
+        apart from the cited and published ones, which are on the real datasets)."""
+        return self.profile_spec is not None and self.profile_spec.mini_preset is not None
+
+    @property
     def results_dir(self) -> Path:
         """`<results>/<profile>`."""
         return self.paths.root

@@ -76,6 +76,11 @@ class Dataset(ABC):
     cited_note: str  # the note under the table for the cited rows
     test_server: bool  # this run's test-split rankings can be written for an evaluation server
 
+    @property
+    def metrics_title(self) -> str:
+        """What its tables report, for titles: "Recall@K", or "Recall@K and Recall_subset@K"."""
+        return "Recall@K and Recall_subset@K" if self.subset_ks else "Recall@K"
+
     # ------------------------------------------------------------------------------ reading
 
     @property
