@@ -28,6 +28,7 @@ from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import Profile
 from cir_lib.project import portable
 from cir_lib.recipes import EvalConfig
+from cir_lib.runs import atomic_write_text, jsonable
 from cir_lib.settings import ResultPaths, Settings, relative_to_root
 from cir_lib.tables import (
     ABLATIONS,
@@ -378,8 +379,10 @@ def table_title(settings: Settings, dataset: str) -> str:
 
 
 def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[str, Any]) -> dict:
-    """With several training seeds: evaluate the main rows of every other seed's runs and write
-    `tables/<dataset>_seeds.{csv,md}` (each seed's numbers, then mean ± std across seeds).
+    """With several training seeds: evaluate every row of every other seed's runs (the main rows, the
+    composer rows of `settings.composers`, the ablations) and write `tables/<dataset>_seeds.{csv,md}`
+    (each seed's numbers, then mean ± std across seeds) with `<dataset>_seeds.meta.json` beside them
+    (every run's config and environment, the generator version of a mini data root).
 
     Args:
         settings: the notebook's settings (its `seeds`).
@@ -396,13 +399,18 @@ def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[st
         per_seed = {settings.seeds[0]: tables[dataset]}
         for seed in settings.seeds[1:]:
             rows = {backbone_label(settings, dataset, bb): evaluate_methods(
-                settings.data_root, dataset, settings.paths, config, methods=METHODS, seed=seed, backbone=bb)
+                settings.data_root, dataset, settings.paths, config, methods=methods_for(settings.composers),
+                seed=seed, backbone=bb)
                 for bb in settings.backbones}
             per_seed[seed] = dataset_table(dataset, rows, context=())
         name = f"{get_dataset(dataset).title} val"
         files[dataset] = write_seed_table(seed_table(per_seed), settings.paths.tables, dataset,
                                           title=f"{name} across training seeds {list(settings.seeds)} "
                                                 f"(profile {settings.profile})")
+        meta = table_meta(settings.paths, dataset, profile=settings.profile, data_root=settings.data_root)
+        meta["seeds"] = list(settings.seeds)
+        files[dataset]["meta"] = settings.paths.tables / f"{dataset}_seeds.meta.json"
+        atomic_write_text(files[dataset]["meta"], json.dumps(jsonable(meta), indent=2, sort_keys=True) + "\n")
     return files
 
 
