@@ -245,15 +245,22 @@ def test_the_explorer_ranks_other_composers_over_the_same_encoders(stage1_runs, 
 
     evaluated = split_ranks(encoded["cirr"])["ranks"]
     k = 4
-    for i in range(len(ex.sets["cirr"].split.queries)):
+    exact = 0
+    n_queries = len(ex.sets["cirr"].split.queries)
+    for i in range(n_queries):
         example = ex.example("cirr", i, k=k)
         assert set(example["rankings"]) == {"stage 1 sum", "stage 1 + Combiner", *others}
-        assert example["target_ranks"]["stage 1 + ARTEMIS"] == int(evaluated[i]) + 1
+        # the explorer scores one query, the evaluation a batch: on the generated images' near-duplicates
+        # (one-epoch ARTEMIS scores nearly tied) fp32 rounding may swap two neighbours, never more
+        shown, ranked = example["target_ranks"]["stage 1 + ARTEMIS"], int(evaluated[i]) + 1
+        assert abs(shown - ranked) <= 1, (i, shown, ranked)
+        exact += shown == ranked
         for method, ranking in example["rankings"].items():
             names = [name for name, _ in ranking]
             r = example["target_ranks"][method]
             assert len(names) == k and ex.query("cirr", i)["reference"] not in names
             assert (r <= k) == (example["target"] in names) and (r > k or names[r - 1] == example["target"])
+    assert exact >= 0.9 * n_queries, (exact, n_queries)
     with pytest.raises(ConfigError, match="other encoders"):
         train_combiner(smoke_root, _stage2("cirr", epochs=1), ZERO_SHOT, tmp_path / "zs", composer="tirg")
         Explorer(smoke_root, "cirr", tmp_path / "combiner", config, others={"zero-shot + TIRG": tmp_path / "zs"})
@@ -301,7 +308,7 @@ def test_artemis_scores_stay_exact_under_fp16_autocast():
 def test_the_composers_knob_is_resolved_and_checked(tmp_path):
     from cir_lib.settings import setup
 
-    assert setup("smoke", None).composers == COMPOSERS and setup("mini", None).composers == ("combiner",)
+    assert setup("smoke", None).composers == COMPOSERS and setup("mini", None).composers == COMPOSERS
     assert setup("mini", None, composers="tirg, combiner").composers == ("combiner", "tirg")
     assert setup("smoke", None, composers=["combiner"]).composers == ("combiner",)
     for bad in ("tirg", "combiner,maaf", ""):
