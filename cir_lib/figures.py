@@ -27,7 +27,8 @@ from cir_lib.errors import ConfigError
 from cir_lib.runs import atomic_write, read_history
 from cir_lib.storage import writing
 from cir_lib.methods import ABLATION_METHODS, COMPOSER_METHODS, MAIN_METHODS, method_of
-from cir_lib.tables import ALL_ROWS, THIS_RUN, header_label, is_ablation, metric_columns
+from cir_lib.table_formats import header_label
+from cir_lib.tables import ALL_ROWS, THIS_RUN, is_ablation, metric_columns
 from cir_lib.data import eval_captions
 
 logger = logging.getLogger(__name__)

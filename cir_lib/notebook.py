@@ -40,7 +40,6 @@ from cir_lib.tables import (
     dataset_table,
     read_cirr_test_results,
     seed_table,
-    write_seed_table,
 )
 from cir_lib import evaluate, mini, run_policy
 from cir_lib import runs as run_files
@@ -54,6 +53,7 @@ from cir_lib.rebuild import ZERO_SHOT, load_run, preprocess_for, run_config
 from cir_lib.runs import atomic_write_text, environment_info, jsonable
 from cir_lib.selection import selection_score
 from cir_lib.submit import write_cirr_submission
+from cir_lib.table_formats import write_seed_table
 
 logger = logging.getLogger(__name__)
 
