@@ -21,11 +21,14 @@ import torch
 
 from cir_lib.constants import FASHIONIQ_CATEGORIES
 from cir_lib.composers import composer_kind
-from cir_lib.data import SkipReport, load_split
+from cir_lib.data import SkipReport, eval_captions, load_split
 from cir_lib.datasets import get_dataset
 from cir_lib.devices import pick_device
 from cir_lib.errors import ConfigError
 from cir_lib.recipes import EvalConfig
+from cir_lib.features import image_features, query_features
+from cir_lib.metrics import cirr_ranks, ranks_from_scores, recall_from_ranks, target_ranks, top_k
+from cir_lib.transform import PreprocessConfig
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +127,6 @@ def compose_scores(composer: torch.nn.Module, reference_features: torch.Tensor, 
 
 
 def _default_preprocess(preprocess, backbone):
-    from cir_lib.transform import PreprocessConfig
-
     if preprocess is None:
         return PreprocessConfig("targetpad", image_size=backbone.image_size)
     if isinstance(preprocess, str):
@@ -149,9 +150,6 @@ def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None,
     Example:
         >>> enc = encode_split(load_split(root, "cirr", "val"), bb, ElementwiseSum(), EvalConfig(cache_dir="cache"))
     """
-    from cir_lib.data import eval_captions
-    from cir_lib.features import image_features, query_features
-
     if not split.queries:
         raise ConfigError(f"{split.label} has no queries to evaluate")
     config = config or EvalConfig()
@@ -172,8 +170,6 @@ def encode_split(split, backbone, combiner, config: Optional[EvalConfig] = None,
 
 def _target_ranks(encoded: EncodedSplit) -> dict:
     """The per-query ranks behind the metrics, computed once per encoded split (kept on it)."""
-    from cir_lib.metrics import cirr_ranks, ranks_from_scores, target_ranks
-
     if encoded.ranks is None and encoded.scores is not None:  # a "scores" composer
         split = encoded.split
         ds = get_dataset(split.dataset)
@@ -206,8 +202,6 @@ def split_metrics(encoded: EncodedSplit) -> dict:
     Example:
         >>> split_metrics(encode_split(split, bb, combiner))["recall@10"]
     """
-    from cir_lib.metrics import recall_from_ranks
-
     ds = get_dataset(encoded.split.dataset)
     ranks = _target_ranks(encoded)
     out = recall_from_ranks(ranks["ranks"], ds.ks, "recall")
@@ -316,8 +310,6 @@ def predict(split, index_features: torch.Tensor, query_features: torch.Tensor, k
         >>> enc = encode_split(split, bb, ElementwiseSum())
         >>> top = predict(split, enc.index_features, enc.query_features, k=5)
     """
-    from cir_lib.metrics import top_k
-
     _check_rows(split, index_features, query_features)
     exclude = split.reference_indices if get_dataset(split.dataset).removes_reference else None
     return top_k(query_features, index_features, k, exclude_indices=exclude)

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +34,18 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from cir_lib.composers import composer_kind
+from cir_lib.composers import ElementwiseSum, composer_kind
 from cir_lib.datasets import get_dataset
 from cir_lib.methods import FULL_METHOD, STAGE1_METHOD
 from cir_lib.devices import pick_device
 from cir_lib.errors import ConfigError
 from cir_lib.recipes import EvalConfig
+from cir_lib.data import eval_captions, load_split
+from cir_lib.evaluate import encode_split
+from cir_lib.features import text_features
+from cir_lib.figures import plot_retrieval_grid
+from cir_lib.metrics import rankings_from_scores, ranks_from_scores, target_ranks, top_k
+from cir_lib.rebuild import load_run, preprocess_for
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +88,6 @@ class Explorer:
 
     def __init__(self, data_root, dataset: str, combiner_run, config: Optional[EvalConfig] = None, *,
                  encoded: Optional[dict] = None, others: Optional[dict] = None):
-        from cir_lib.composers import ElementwiseSum
-        from cir_lib.data import eval_captions, load_split
-        from cir_lib.evaluate import encode_split
-        from cir_lib.rebuild import load_run, preprocess_for
-
         self.ds = get_dataset(dataset)  # ConfigError on an unknown name, with the known ones
         config = config or EvalConfig()
         self.dataset = dataset
@@ -167,9 +169,6 @@ class Explorer:
         Returns:
             {method: [(image name, image path), ...]} best first, plus "lambda": the Combiner's lambda.
         """
-        from cir_lib.features import text_features
-        from cir_lib.metrics import rankings_from_scores, top_k
-
         rs = self._set(group)
         if i is None and (caption is None or reference is None):
             raise ConfigError("give a query index, or both a caption and a reference image name")
@@ -217,8 +216,6 @@ class Explorer:
     @torch.no_grad()
     def target_ranks(self, group: str, i: int) -> dict:
         """{method: rank of query i's target in the whole index} (1 = first), by the metrics' protocol."""
-        from cir_lib.metrics import ranks_from_scores, target_ranks
-
         rs = self._set(group)
         target = self.query(group, i)["target"]
         if target is None:
@@ -250,8 +247,6 @@ class Explorer:
 
     def static_view(self, n: int = 3, k: int = 5, seed: int = 0, title: str = ""):
         """A retrieval-grid figure of n seeded queries: the fallback when widgets cannot run."""
-        from cir_lib.figures import plot_retrieval_grid
-
         return plot_retrieval_grid(self.examples(n, k, seed), title=title)
 
     def widget(self, k: int = 5):
@@ -266,12 +261,9 @@ class Explorer:
         Returns:
             An `ipywidgets.VBox`; display it in JupyterLab.
         """
-        import html
-
+        # here: only a live kernel shows widgets; papermill runs of the notebooks never load them
         import ipywidgets as w
         from IPython.display import display
-
-        from cir_lib.figures import plot_retrieval_grid
 
         group = w.Dropdown(options=self.groups, description="group")
         index = w.BoundedIntText(value=0, min=0, max=len(self.sets[self.groups[0]].split.queries) - 1,
@@ -348,7 +340,7 @@ def explorer_tabs(explorers: dict, k: int = 5):
     Returns:
         An `ipywidgets.Tab`.
     """
-    import ipywidgets as w
+    import ipywidgets as w  # here: as in Explorer.widget
 
     tabs = w.Tab(children=[ex.widget(k) for ex in explorers.values()])
     for i, name in enumerate(explorers):

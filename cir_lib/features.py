@@ -39,7 +39,9 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import open_clip
 import torch
+from open_clip.transformer import text_global_pool
 from torch import nn
 
 from cir_lib.errors import ConfigError, StorageError, UnsafeFileError
@@ -48,6 +50,9 @@ from cir_lib.progress import progress_bar
 from cir_lib.runs import atomic_torch_save, atomic_write_text
 from cir_lib.serialization import load_file
 from cir_lib.storage import writing
+from cir_lib.backbone import place_model
+from cir_lib.images import ImageDataset
+from cir_lib.transform import PreprocessConfig, make_transform
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +96,6 @@ def _resolve_device(backbone, device) -> torch.device:
     device = torch.device(device)
     if device != torch.device(backbone.device):
         logger.info("moving backbone %s from %s to %s", backbone.name, backbone.device, device)
-        from cir_lib.backbone import place_model
-
         place_model(backbone.model, device)
         backbone.device = device
     return device
@@ -234,9 +237,6 @@ def image_features(
         >>> split = load_split(root, "fashioniq", "val", "dress")
         >>> feats = image_features(bb, split, PreprocessConfig(image_size=bb.image_size), cache_dir="cache")
     """
-    from cir_lib.images import ImageDataset
-    from cir_lib.transform import PreprocessConfig, make_transform
-
     if preprocess is None:
         preprocess = PreprocessConfig("targetpad", image_size=backbone.image_size)
     if int(preprocess.image_size) != int(backbone.image_size):
@@ -312,8 +312,6 @@ def _write_cache(file: Path, meta_file: Path, feats, backbone, preprocess, label
 def text_length(model, tokens: torch.Tensor) -> Optional[int]:
     """Positions a batch needs: up to its last end-of-text token. None when trimming is not exact
     for this model (only the causal-mask, end-of-text-pooled text tower of open_clip's CLIP)."""
-    import open_clip
-
     if type(model) is not open_clip.CLIP or getattr(model, "attn_mask", None) is None:
         return None
     pool = getattr(model, "text_pool_type", None)
@@ -327,8 +325,6 @@ def text_length(model, tokens: torch.Tensor) -> Optional[int]:
 
 
 def _encode_trimmed(model, tokens: torch.Tensor, length: int) -> torch.Tensor:
-    from open_clip.transformer import text_global_pool
-
     tokens = tokens[:, :length]
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens).to(cast_dtype)

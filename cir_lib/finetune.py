@@ -24,6 +24,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from cir_lib import runs
@@ -41,6 +42,10 @@ from cir_lib.training import (RunResult, autocast_factory, make_optimizer, optim
 from cir_lib.training_data import (load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
 from cir_lib.training_validation import image_features_for, make_val_sets, metrics_for, text_features_for
+from cir_lib.backbone import save_backbone_checkpoint
+from cir_lib.composers import ElementwiseSum
+from cir_lib.images import ImageDataset
+from cir_lib.transform import make_transform
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +107,8 @@ def enable_grad_checkpointing(model: nn.Module) -> None:
 
 
 def _checkpointed_forward(plain_forward, x):
-    from torch.utils.checkpoint import checkpoint
-
     if torch.is_grad_enabled():
-        return checkpoint(plain_forward, x, use_reentrant=False)
+        return torch.utils.checkpoint.checkpoint(plain_forward, x, use_reentrant=False)
     return plain_forward(x)
 
 
@@ -163,10 +166,6 @@ def finetune(data_root, config: FinetuneConfig, out_dir, resume: bool = False) -
         >>> result = finetune("data/mini", cfg, "runs/mini-fiq-finetune")
         >>> result.best_metrics["average_recall@10"]
     """
-    from cir_lib.backbone import save_backbone_checkpoint
-    from cir_lib.images import ImageDataset
-    from cir_lib.transform import make_transform
-
     t_start = time.perf_counter()
     check_config(config)
     dataset = resolve_dataset(config)
@@ -369,7 +368,6 @@ def validate_stage1(val_sets, dataset, backbone, preprocess, config, device) -> 
             backbone, vs.split, preprocess, None, config.encode_batch_size, device, config.num_workers)
         text[label] = vs.text_features if vs.text_features is not None else text_features_for(
             backbone, vs.tokens, config.encode_batch_size, device)
-    from cir_lib.composers import ElementwiseSum
 
     return metrics_for(dataset, val_sets, ElementwiseSum(backbone.embed_dim), index, text)
 

@@ -15,6 +15,7 @@ The annotation readers (`load_split`, `Split`) are in `cir_lib.data`.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -23,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cir_lib.errors import ImageError
 from cir_lib.storage import link_problem
+from cir_lib.progress import progress_bar
 
 if TYPE_CHECKING:  # annotations only: cir_lib.data imports this module
     from cir_lib.data import Split
@@ -135,10 +137,6 @@ def image_status(paths: Sequence, verify: bool = True, workers: int | None = Non
         else:  # a symbolic-link loop or a dangling link is there, but unreadable: not "missing"
             status[p] = FOLDER if os.path.isdir(p) else (link_problem(p) or MISSING)
     if verify and present:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from cir_lib.progress import progress_bar
-
         with ThreadPoolExecutor(max_workers=workers or VERIFY_WORKERS) as pool:
             results = pool.map(verify_image, present)
             for p, res in progress_bar(zip(present, results), total=len(present), desc="verifying images",

@@ -55,7 +55,7 @@ def folder_lock(folder, what: str = "folder") -> Iterator[Path]:
         LockedError: another process holds it (naming the folder and that process's id).
         StorageError: the lock file cannot be created (read-only, permission, ...).
     """
-    import fcntl
+    import fcntl  # here: POSIX only; the module imports everywhere
 
     folder = Path(folder)
     key = str(folder.resolve())
@@ -142,6 +142,6 @@ def locked_folder(arg: str, what: str = "run folder") -> Callable:
 
 def _check_lockable(folder: Path) -> None:
     """A path that is a file is refused by the function's own checks, with its own message."""
-    from cir_lib.runs import check_output_folder
+    from cir_lib.runs import check_output_folder  # here: runs loads torch; mini (so datasets, recipes) imports locks
 
     check_output_folder(folder)

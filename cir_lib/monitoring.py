@@ -22,6 +22,7 @@ appended to the epoch's line.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import time
@@ -51,8 +52,6 @@ def format_duration(seconds: float) -> str:
 
 def tensorboard_available() -> bool:
     """Whether the `tensorboard` package (which torch's SummaryWriter needs) is installed."""
-    import importlib.util
-
     return importlib.util.find_spec("tensorboard") is not None
 
 
@@ -94,7 +93,7 @@ class TrainingMonitor:
             logger.info("the tensorboard package is not installed: no live curves for %s "
                         "(pip install tensorboard)", run.path)
             return
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # here: tensorboard may be absent (checked above)
 
         self.writer = SummaryWriter(log_dir=str(run.path))
 

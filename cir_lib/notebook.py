@@ -20,6 +20,10 @@ import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
+from urllib.parse import quote
+
+import pandas as pd
+from IPython.display import Markdown
 
 from cir_lib.constants import MINI_CHECKPOINT, STAGES
 from cir_lib.datasets import get_dataset
@@ -27,8 +31,7 @@ from cir_lib.methods import FULL_METHOD, method_of, methods_for, stage2_methods
 from cir_lib.errors import ConfigError, PipelineError
 from cir_lib.profiles import Profile
 from cir_lib.project import portable
-from cir_lib.recipes import EvalConfig
-from cir_lib.runs import atomic_write_text, jsonable
+from cir_lib.recipes import EvalConfig, PretrainConfig, get_recipe, resolve_pretrained
 from cir_lib.settings import ResultPaths, Settings, relative_to_root
 from cir_lib.tables import (
     ABLATIONS,
@@ -37,8 +40,20 @@ from cir_lib.tables import (
     dataset_table,
     read_cirr_test_results,
     seed_table,
-    write_seed_table,
 )
+from cir_lib import evaluate, mini, run_policy
+from cir_lib import runs as run_files
+from cir_lib.backbone import load_backbone
+from cir_lib.devices import pick_device
+from cir_lib.evaluate import split_ranks
+from cir_lib.explore import combiner_lambdas as lambdas_of
+from cir_lib.mini import generator_version
+from cir_lib.pretrain import pretrain_mini
+from cir_lib.rebuild import ZERO_SHOT, load_run, preprocess_for, run_config
+from cir_lib.runs import atomic_write_text, environment_info, jsonable
+from cir_lib.selection import selection_score
+from cir_lib.submit import write_cirr_submission
+from cir_lib.table_formats import write_seed_table
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +68,6 @@ def ensure_mini(data_root: str | os.PathLike, preset: str, seed: int = 0) -> dic
     Returns:
         The benchmark's manifest (preset, seed, counts).
     """
-    from cir_lib import mini
-
     root = Path(data_root)
     manifest_path = root / mini.MANIFEST_NAME
     if manifest_path.is_file():
@@ -81,9 +94,6 @@ def ensure_mini_backbone(data_root: str | os.PathLike, epochs: Optional[int] = N
     Returns:
         The checkpoint path.
     """
-    from cir_lib.pretrain import pretrain_mini
-    from cir_lib.recipes import PretrainConfig
-
     path = Path(data_root) / MINI_CHECKPOINT
     if path.is_file():
         logger.info("reusing the pretrained cir-mini %s", path)
@@ -107,8 +117,6 @@ def stage_config(recipe: str, stage: str, dataset: str, *, epochs: Optional[int]
     Returns:
         A `FinetuneConfig` or `CombinerTrainConfig`.
     """
-    from cir_lib.recipes import get_recipe
-
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     values = dict(overrides)
@@ -174,8 +182,6 @@ def train_or_reuse(stage: str, data_root: str | os.PathLike, config, run_dir: st
     Returns:
         The `RunResult` (for a reused run: read from its history, `reused` True, seconds 0).
     """
-    from cir_lib import run_policy
-
     return run_policy.train_or_reuse(stage, data_root, config, run_dir, clip_run=clip_run, fresh=fresh,
                                      check_resume=check_resume, composer=composer)
 
@@ -220,12 +226,6 @@ def evaluate_methods(data_root: str | os.PathLike, dataset: str, paths: ResultPa
     Returns:
         {method: metrics dict as `evaluate_fashioniq` / `evaluate_cirr` return it}.
     """
-    from cir_lib import evaluate
-    from cir_lib.backbone import load_backbone
-    from cir_lib.devices import pick_device
-    from cir_lib.rebuild import load_run, preprocess_for, run_config
-    from cir_lib.recipes import resolve_pretrained
-
     config = config or eval_config(paths)
     device = str(pick_device(config.device))
     config = dataclasses.replace(config, device=device)
@@ -281,8 +281,6 @@ def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     Returns:
         FashionIQ {method: {category: ranks}}; CIRR {method: {"ranks": .., "subset_ranks": ..}}.
     """
-    from cir_lib.evaluate import split_ranks
-
     ds = get_dataset(dataset)
     if ds.categories:
         return {m: {g: split_ranks(e)["ranks"] for g, e in groups.items()} for m, groups in encoded.items()}
@@ -292,8 +290,6 @@ def ranks_of(encoded: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
 def backbone_label(settings: "Settings", dataset: str, backbone: str) -> str:
     """The name a series' rows carry in the tables: the backbone ("RN50"), or for a one-series
     profile the stage-1 run's backbone ("cir-mini")."""
-    from cir_lib.rebuild import run_config
-
     return backbone or run_config(settings.paths.run(dataset, "finetune", settings.seeds[0])).backbone
 
 
@@ -332,8 +328,6 @@ def build_tables(settings: "Settings", rows: Mapping[str, Any], encoded: Mapping
 
 def combiner_lambdas(settings: "Settings", encoded: Mapping[str, Any]) -> dict:
     """{dataset (and backbone, when several): the Combiner's lambda on every val query}."""
-    from cir_lib.explore import combiner_lambdas as lambdas_of
-
     out = {}
     for dataset in settings.datasets:
         for label, enc in encoded[dataset].items():
@@ -349,10 +343,6 @@ def write_submissions(settings: "Settings", config: EvalConfig) -> list:
     Returns:
         The written paths (empty without CIRR).
     """
-    from cir_lib.devices import pick_device
-    from cir_lib.rebuild import load_run, preprocess_for
-    from cir_lib.submit import write_cirr_submission
-
     served = [d for d in settings.datasets if get_dataset(d).test_server]  # CIRR: its writer below
     if not served:
         return []
@@ -416,8 +406,6 @@ def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[st
 
 def save_json(obj: Any, path: str | os.PathLike) -> Path:
     """Write `obj` as indented JSON (folders created; paths and numpy numbers converted)."""
-    from cir_lib.runs import atomic_write_text, jsonable
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
@@ -431,8 +419,6 @@ def run_summary(results: Mapping[str, Any]) -> "Any":
     Args:
         results: {dataset: RunResult} as returned by `finetune` / `train_combiner` / `train_or_reuse`.
     """
-    import pandas as pd
-
     return pd.DataFrame([{"dataset": d, "run": relative_to_root(r.run_dir), "best_epoch": r.best_epoch,
                           "best_score": round(float(r.best_score), 2), "epochs": len(r.history),
                           "training": "reused" if getattr(r, "reused", False) else f"{float(r.seconds):.1f} s"}
@@ -474,8 +460,6 @@ def stage2_runs(settings: "Settings", dataset: str, seed: int = 0, backbone: str
         >>> [(m.label, p.name) for m, p, _ in stage2_runs(setup("smoke"), "cirr")][:2]
         [('stage 1 + Combiner', 'cirr-combiner'), ('zero-shot + Combiner', 'cirr-combiner-zeroshot')]
     """
-    from cir_lib.rebuild import ZERO_SHOT
-
     stage1 = settings.paths.run(dataset, "finetune", seed, backbone)
     return [(m, settings.paths.method_run(dataset, m, seed, backbone), stage1 if m.encoders == "finetune" else ZERO_SHOT)
             for m in stage2_methods(settings.composers)]
@@ -536,10 +520,6 @@ def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str
                split: str = "val") -> dict:
     """The record written beside a table: each run's config and environment (its config.json) and
     the environment that evaluated them."""
-    from cir_lib import runs as run_files
-    from cir_lib.mini import generator_version
-    from cir_lib.runs import environment_info
-
     records = {}
     # every run folder of the dataset, stage 1 first: <dataset>-finetune[-...], then each stage-2 run
     # (<dataset>-combiner, -combiner-zeroshot, -tirg, ...)
@@ -560,8 +540,6 @@ def table_meta(paths: ResultPaths, dataset: str, *, profile: str, data_root: str
 def ordering(rows: Mapping[str, Mapping[str, Any]], dataset: str) -> dict:
     """Each method's selection score (FashionIQ: mean of average R@10 and R@50; CIRR: mean of the
     seven recalls) and whether zero-shot sum < stage 1 sum < stage 1 + Combiner holds."""
-    from cir_lib.selection import selection_score  # the rule that picks best.pt, on the table's flat rows
-
     table = dataset_table(dataset, rows, context=())
     scores = {r["method"]: float(selection_score(dataset, r)) for r in table.to_dict("records")}
     values = [scores[m] for m in METHODS if m in scores]
@@ -596,10 +574,6 @@ def show_files(paths: Sequence[str | os.PathLike], title: str = "written"):
     Returns:
         An `IPython.display.Markdown` to display.
     """
-    from urllib.parse import quote
-
-    from IPython.display import Markdown
-
     items = []
     for p in paths:
         href = os.path.relpath(Path(p).resolve(), Path.cwd().resolve()).replace(os.sep, "/")

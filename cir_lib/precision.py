@@ -23,8 +23,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cir_lib.recipes import PRECISION_CHOICES  # noqa: F401  ("fp32", "official")
-
 _MHA_TENSORS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias",
                 "bias_k", "bias_v")
 _PROJECTIONS = ("text_projection", "proj")

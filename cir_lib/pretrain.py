@@ -31,6 +31,8 @@ from cir_lib.progress import progress_bar
 from cir_lib.recipes import PretrainConfig, check_config
 from cir_lib.runs import check_output_file
 from cir_lib.serialization import KIT_FILE_KINDS, kit_file_kind, load_file
+from cir_lib.images import open_image
+from cir_lib.transform import PreprocessConfig, make_transform
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +66,6 @@ def _read_pool(data_root: Path) -> tuple:
 
 def _preload_images(paths: list, kind: str, image_size: int) -> torch.Tensor:
     """Decode and preprocess every image once -> uint8 [N, 3, S, S] (lossless: PIL resizes in uint8)."""
-    from cir_lib.images import open_image
-    from cir_lib.transform import PreprocessConfig, make_transform
-
     transform = make_transform(PreprocessConfig(kind, image_size=image_size))
     mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
     std = torch.tensor(CLIP_STD).view(3, 1, 1)

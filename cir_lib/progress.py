@@ -42,7 +42,7 @@ def _in_kernel() -> bool:
     """True inside a Jupyter (ipykernel) kernel."""
     if "ipykernel" not in sys.modules:
         return False
-    try:
+    try:  # here: only inside a kernel; the command line (its --help too) loads this module
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - ipykernel depends on IPython
         return False

@@ -20,6 +20,10 @@ from cir_lib.precision import round_weights_fp16
 from cir_lib.project import resolve_recorded
 from cir_lib.recipes import CombinerTrainConfig, FinetuneConfig, config_from_dict, resolve_pretrained
 from cir_lib.datasets import get_dataset
+from cir_lib.backbone import load_backbone
+from cir_lib.composers import ElementwiseSum, get_composer, load_combiner_checkpoint
+from cir_lib.selection import SELECTION_CHOICES
+from cir_lib.transform import PreprocessConfig
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +31,6 @@ ZERO_SHOT = "zero-shot"  # clip_run value: the recipe's pretrained backbone, not
 
 
 def load_pretrained_backbone(name: str, pretrained: str, data_root, device):
-    from cir_lib.backbone import load_backbone
-
     pretrained = resolve_pretrained(pretrained, data_root)
     if pretrained.endswith("cir-mini.pt") and not Path(pretrained).is_file():
         raise ConfigError(
@@ -39,8 +41,6 @@ def load_pretrained_backbone(name: str, pretrained: str, data_root, device):
 
 def preprocess_for(config, backbone):
     """The image preprocessing a run config trains (and is evaluated) with, for this backbone."""
-    from cir_lib.transform import PreprocessConfig
-
     return PreprocessConfig(kind=config.preprocess, image_size=backbone.image_size, ratio=config.preprocess_ratio)
 
 
@@ -76,9 +76,6 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
     Example:
         >>> backbone, combiner, cfg = load_run("runs/mini-fiq-combiner")
     """
-    from cir_lib.backbone import load_backbone
-    from cir_lib.composers import ElementwiseSum, load_combiner_checkpoint
-
     run_dir = Path(run_dir)
     info = runs.read_run_config(run_dir)
     kind = info.get("kind")
@@ -125,8 +122,6 @@ def load_run(run_dir, device="cpu", which: str = "best", precision: Optional[str
         combiner = load_combiner_checkpoint(best, dim=backbone.embed_dim,
                                             map_location=device)
     else:
-        from cir_lib.composers import get_composer
-
         last = runs.load_checkpoint(run_dir / runs.LAST_FILE)
         combiner = get_composer(run_composer(info)).for_training(backbone.embed_dim, config)
         combiner.load_state_dict(last["combiner"])
@@ -145,8 +140,6 @@ def best_checkpoint_path(run_dir, which: str = "best", info: Optional[dict] = No
     Raises:
         ConfigError: an unknown `which`, a mean asked of a FashionIQ run, or a file not (yet) there.
     """
-    from cir_lib.selection import SELECTION_CHOICES
-
     run_dir = Path(run_dir)
     choices = ("best", "last") + SELECTION_CHOICES
     if which not in choices:
@@ -184,9 +177,6 @@ def resolve_trained_models(*, run=None, clip_checkpoint=None, combiner_checkpoin
         precision: "official": the CLIP weights rounded to fp16 as the original code loads them (its
             released checkpoints were evaluated so on CUDA); None / "fp32": as stored (a run: its own).
     """
-    from cir_lib.backbone import load_backbone
-    from cir_lib.composers import ElementwiseSum, load_combiner_checkpoint
-
     if best_by and not run:
         raise ConfigError("--best-by names a checkpoint of a run folder: give --run RUN")
     clip, comb = clip_checkpoint, combiner_checkpoint
@@ -220,8 +210,6 @@ def resolve_trained_models(*, run=None, clip_checkpoint=None, combiner_checkpoin
 def run_preprocess(run, backbone, chosen: Optional[str] = None):
     """The preprocessing a run was trained with (None without a run); an explicit, different
     `chosen` preprocessing wins, with a warning."""
-    from cir_lib.transform import PreprocessConfig
-
     if not run:
         return None
     cfg = run_config(run)

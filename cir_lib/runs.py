@@ -26,8 +26,10 @@ import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -146,8 +148,6 @@ def environment_info(device: Optional[str] = None) -> dict:
         the same work on the same machine gives the same record (a table's `.meta.json` is
         byte-identical when rebuilt); a run's config.json records when it was written ("written").
     """
-    from importlib import metadata
-
     packages = {}
     for name in PACKAGES:
         try:
@@ -475,7 +475,7 @@ def _fmt(value):
 
 def read_history(run_dir):
     """A run's history.csv as a pandas DataFrame (one row per epoch)."""
-    import pandas as pd
+    import pandas as pd  # here: 0.4 s (measured) that the stage and evaluate commands never need
 
     path = Path(run_dir) / HISTORY_FILE
     if not path.is_file():
@@ -512,8 +512,6 @@ def link_file(source, path) -> Path:
     """Make `path` the same file as `source`, atomically: a hard link where the file system allows one
     (no second copy of a large checkpoint), else a copy. Replacing `source` later leaves `path` as it was.
     """
-    import shutil
-
     source, path = Path(source), Path(path)
     tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.link")
     try:

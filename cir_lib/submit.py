@@ -29,6 +29,9 @@ from cir_lib.errors import ConfigError, ImageError, SubmissionError, option_name
 from cir_lib.recipes import EvalConfig, check_config
 from cir_lib.runs import atomic_write_text, check_output_folder
 from cir_lib.storage import check_name
+from cir_lib.data import load_split
+from cir_lib.evaluate import encode_split
+from cir_lib.metrics import cirr_rankings, rankings_from_scores
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +60,6 @@ def rank_cirr_split(split, index_features: torch.Tensor, query_features: Optiona
     Example:
         >>> top, subset = rank_cirr_split(split, enc.index_features, enc.query_features)
     """
-    from cir_lib.metrics import cirr_rankings, rankings_from_scores
-
     if not get_dataset(split.dataset).test_server:
         raise ConfigError(f"submissions are for CIRR; got {split.label}")
     queries = (scores if query_features is None else query_features).shape[0]
@@ -132,9 +133,6 @@ def write_cirr_submission(data_root, backbone, combiner, out_dir, config: Option
     Example:
         >>> write_cirr_submission("/data", load_backbone("RN50x4", "openai"), ElementwiseSum(), "submissions")
     """
-    from cir_lib.data import load_split
-    from cir_lib.evaluate import encode_split
-
     config = config or EvalConfig(split="test1")
     split = config.split
     if config.skip_missing:
@@ -285,8 +283,6 @@ def validate_cirr_submission(recall_path, subset_path, data_root, *, split: str 
         >>> validate_cirr_submission("recall_submission_x.json", "recall_subset_submission_x.json", "/data")
         []
     """
-    from cir_lib.data import load_split
-
     data = loaded if loaded is not None else load_split(data_root, "cirr", split, check_files=False,
                                                         max_queries=max_queries)
     if not get_dataset(data.dataset).test_server:

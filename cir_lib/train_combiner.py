@@ -25,7 +25,7 @@ from cir_lib.data import annotation_fingerprint
 from cir_lib.devices import pick_device, set_threads
 from cir_lib.errors import ConfigError
 from cir_lib.locks import locked_folder
-from cir_lib.composers import composer_kind, get_composer, trained_composer_names
+from cir_lib.composers import composer_kind, get_composer, save_combiner_checkpoint, trained_composer_names
 from cir_lib.losses import contrastive_loss, scores_loss
 from cir_lib.precision import round_features_fp16, round_weights_fp16
 from cir_lib.recipes import CombinerTrainConfig, check_config, resolve_pretrained
@@ -35,14 +35,13 @@ from cir_lib.training import (RunResult, autocast_factory, make_optimizer, optim
 from cir_lib.training_data import (load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
 from cir_lib.training_validation import image_features_for, make_val_sets, metrics_for, text_features_for
+from cir_lib.backbone import load_backbone
 
 logger = logging.getLogger(__name__)
 
 
 def clip_for_combiner(clip_run, config: CombinerTrainConfig, data_root, device):
     """The frozen backbone of stage 2 and a JSON record of where it came from."""
-    from cir_lib.backbone import load_backbone
-
     if str(clip_run) == ZERO_SHOT:
         pretrained = resolve_pretrained(config.pretrained, data_root)
         backbone = load_pretrained_backbone(config.backbone, config.pretrained, data_root, device)
@@ -144,8 +143,6 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
         >>> train_combiner("data/mini", cfg, "runs/mini-fiq-finetune", "runs/mini-fiq-combiner")
         >>> train_combiner("data/mini", cfg, "zero-shot", "runs/mini-fiq-tirg-zeroshot", composer="tirg")
     """
-    from cir_lib.composers import save_combiner_checkpoint
-
     spec = get_composer(composer)  # ConfigError naming the known ones
     if not spec.trained:
         raise ConfigError(f"composer {composer!r} has no weights to train; stage 2 trains one of "

@@ -11,6 +11,7 @@ import torch
 
 from cir_lib.datasets import get_dataset
 from cir_lib.errors import ConfigError
+from cir_lib.data import load_split
 
 
 def resolve_dataset(config) -> str:
@@ -26,8 +27,6 @@ def load_train_split(data_root, dataset: str, skip_missing: bool = False, max_qu
     max_queries (a config's, for dry runs) keeps the first N queries of each category / of CIRR
     train and only the images they name (`cir_lib.data.load_split`); None reads everything.
     """
-    from cir_lib.data import load_split
-
     # Training reads only each query's reference and target: a CIRR query whose other img_set
     # members are unusable still trains (skip_members=False); evaluation drops it (Recall_subset).
     return load_split(data_root, dataset, "train", None, skip_missing=skip_missing, skip_members=False,
@@ -37,8 +36,6 @@ def load_train_split(data_root, dataset: str, skip_missing: bool = False, max_qu
 def load_val_splits(data_root, dataset: str, skip_missing: bool = False, max_queries: int | None = None) -> dict:
     """{label: Split} of the validation protocol: FashionIQ's three categories, or CIRR's val
     (max_queries as in `load_train_split`)."""
-    from cir_lib.data import load_split
-
     ds = get_dataset(dataset)
     return {g: load_split(data_root, dataset, "val", ds.group_category(g), skip_missing=skip_missing,
                           max_queries=max_queries) for g in ds.groups}

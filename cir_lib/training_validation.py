@@ -14,6 +14,10 @@ from typing import Optional
 import torch
 
 from cir_lib.datasets import get_dataset
+from cir_lib.composers import composer_kind
+from cir_lib.data import eval_captions
+from cir_lib.features import image_features, text_features
+from cir_lib.metrics import cirr_recall, fashioniq_recall, ranks_from_scores, recall_from_ranks
 
 
 @dataclass
@@ -30,8 +34,6 @@ class ValSet:
 
 
 def make_val_sets(splits: dict, backbone) -> dict:
-    from cir_lib.data import eval_captions
-
     out = {}
     for label, split in splits.items():
         out[label] = ValSet(
@@ -46,15 +48,11 @@ def make_val_sets(splits: dict, backbone) -> dict:
 
 def text_features_for(backbone, tokens: torch.Tensor, batch_size: int, device) -> torch.Tensor:
     """Frozen text features on `device`, through the same encoder (and precision) as evaluation."""
-    from cir_lib.features import text_features
-
     return text_features(backbone, tokens, batch_size=batch_size, device=device)
 
 
 def image_features_for(backbone, split, preprocess, cache_dir, batch_size, device, num_workers=0):
     """Image features of a split on `device` (through the on-disk cache when `cache_dir` is set)."""
-    from cir_lib.features import image_features
-
     return image_features(backbone, split, preprocess, cache_dir=cache_dir, batch_size=batch_size,
                           device=device, split_label=split.label, num_workers=num_workers).to(device)
 
@@ -62,9 +60,6 @@ def image_features_for(backbone, split, preprocess, cache_dir, batch_size, devic
 def metrics_for(dataset: str, val_sets: dict, compose, index_features: dict, text_features: dict) -> dict:
     """Flat validation metrics: compose(reference_features, text_features) -> query features, or, for
     a composer of kind "scores" (ARTEMIS), compose.scores(reference, text, index) ranked as it is."""
-    from cir_lib.composers import composer_kind
-    from cir_lib.metrics import cirr_recall, fashioniq_recall, ranks_from_scores, recall_from_ranks
-
     ds = get_dataset(dataset)
     per = {}
     for label, vs in val_sets.items():

@@ -41,17 +41,17 @@ def device() -> torch.device:
 @pytest.fixture
 def initial_weights(monkeypatch) -> list:
     """CPU copies of the state dict of every backbone loaded during the test (the training's start)."""
-    import cir_lib.backbone
+    import cir_lib.rebuild
 
     seen = []
-    original = cir_lib.backbone.load_backbone
+    original = cir_lib.rebuild.load_backbone  # the stages load their backbone through cir_lib.rebuild
 
     def recording(*args, **kwargs):
         bb = original(*args, **kwargs)
         seen.append({k: v.detach().cpu().clone() for k, v in bb.model.state_dict().items()})
         return bb
 
-    monkeypatch.setattr(cir_lib.backbone, "load_backbone", recording)
+    monkeypatch.setattr(cir_lib.rebuild, "load_backbone", recording)
     return seen
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cir_lib import intervals, runs, tables
+from cir_lib import intervals, runs, table_formats, tables
 from cir_lib.constants import PAPER_RESULTS
 from cir_lib.errors import ConfigError
 from result_rows import CATEGORIES, cirr_ranked, cirr_rows, fashioniq_ranked, fashioniq_rows
@@ -126,7 +126,7 @@ def test_marks_best_and_second_per_split_ablations_excluded(tmp_path):
     test_file = tmp_path / "test1.json"
     test_file.write_text(json.dumps({"RN50": {"stage 1 + Combiner": dict.fromkeys(keys, 1.0)}}))
     table = tables.cirr_table(rows, backbone="RN50", test_results=tables.read_cirr_test_results(test_file))
-    md = tables.to_markdown(table)
+    md = table_formats.to_markdown(table)
     lines = {line.split(" | ")[2] + "/" + line.split(" | ")[3]: line for line in md.splitlines() if line.startswith("| ")}
     assert "**30.00**" in lines["stage 1 + Combiner/val"] and "<u>20.00</u>" in lines["stage 1 sum/val"]
     assert "**" not in lines["stage 1 text only (ablation)/val"] and "<u>" not in lines["zero-shot sum/val"]
@@ -137,12 +137,12 @@ def test_marks_best_and_second_per_split_ablations_excluded(tmp_path):
     f_rows = {m: {c: {"recall@10": v, "recall@50": v} for c in CATEGORIES}
               for m, v in (("zero-shot sum", 10.0), ("stage 1 sum", 20.0), ("stage 1 + Combiner", 30.0))}
     f_table = tables.fashioniq_table(f_rows)
-    together = tables.to_markdown(f_table)
+    together = table_formats.to_markdown(f_table)
     assert "**30.00**" not in together and "<u>20.00</u>" not in together and "**39.99**" in together
-    apart = tables.to_markdown(f_table, separate_marks=True)
+    apart = table_formats.to_markdown(f_table, separate_marks=True)
     assert "**30.00**" in apart and "<u>20.00</u>" in apart and "**39.99**" in apart  # both groups marked
-    assert r"\textbf{30.00}" in tables.to_latex(f_table, separate_marks=True)
-    tex = tables.to_latex(table)
+    assert r"\textbf{30.00}" in table_formats.to_latex(f_table, separate_marks=True)
+    tex = table_formats.to_latex(table)
     assert r"\textbf{30.00}" in tex and r"\underline{20.00}" in tex and r"\textbf{99.00}" not in tex
     assert "stage 1 text only (ablation)" in tex
 
@@ -192,7 +192,7 @@ def test_several_backbones_in_one_table():
     assert table["recall@1_ci_low"].notna().all()
     labels = list(tables.difference_table(table)["comparison"])
     assert "this run (RN50x4, val): stage 1 + Combiner - stage 1 sum" in labels and len(labels) == 4
-    assert "backbone" in tables.to_markdown(table).splitlines()[0]
+    assert "backbone" in table_formats.to_markdown(table).splitlines()[0]
 
 
 def test_write_table_round_trips_and_writes_every_file(tmp_path):
@@ -200,7 +200,7 @@ def test_write_table_round_trips_and_writes_every_file(tmp_path):
     table = tables.fashioniq_table(rows, backbone="RN50", ranks=ranks, context=("cited", "published"), n_boot=50)
     meta = {"profile": "test", "runs": {"fashioniq stage 1": {"recipe": "smoke", "epochs": 1}},
             "environment": runs.environment_info("cpu"), "root": tmp_path}
-    paths = tables.write_table(table, tmp_path / "tables", "fashioniq", title="FashionIQ val",
+    paths = table_formats.write_table(table, tmp_path / "tables", "fashioniq", title="FashionIQ val",
                                notes=["not the paper's data"], meta=meta)
     assert {p.name for p in paths.values()} == {"fashioniq.csv", "fashioniq_differences.csv", "fashioniq.md",
                                                 "fashioniq.tex", "fashioniq.meta.json"}
@@ -211,7 +211,7 @@ def test_write_table_round_trips_and_writes_every_file(tmp_path):
     np.testing.assert_allclose(back[numbers].to_numpy(float), table[numbers].to_numpy(float), rtol=1e-5)
     assert back["shirt_recall@10_ci_low"].isna().sum() == 9  # the cited and published rows: blank
     # a table read back from its CSV renders the same (blank cells stay blank: no dagger, no bounds)
-    assert tables.to_markdown(back) == tables.to_markdown(table)
+    assert table_formats.to_markdown(back) == table_formats.to_markdown(table)
     diff = pd.read_csv(paths["differences"])
     assert list(diff.columns) == list(tables.difference_table(table).columns)
     assert diff["average_recall@10_ci_high"].notna().all()
@@ -238,7 +238,7 @@ def test_write_table_is_byte_identical_when_rerun(tmp_path):
         table = tables.fashioniq_table(rows, backbone="RN50", ranks=ranks, context=("cited", "published"), n_boot=50)
         meta = {"profile": "test", "runs": {"fashioniq-finetune": {"recipe": "smoke", "lr": 1e-3}},
                 "environment": runs.environment_info("cpu"), "data_root": str(tmp_path)}
-        written.append(tables.write_table(table, tmp_path / attempt, "fashioniq", title="FashionIQ val",
+        written.append(table_formats.write_table(table, tmp_path / attempt, "fashioniq", title="FashionIQ val",
                                           notes=["a note"], meta=meta))
     first, second = written
     assert set(first) == {"csv", "differences", "md", "tex", "meta"}

@@ -19,6 +19,7 @@ from cir_lib.composers.simple import ElementwiseSum
 from cir_lib.composers.tirg import TIRG
 from cir_lib.errors import ConfigError
 from cir_lib.serialization import kit_file_kind, load_file
+from cir_lib.runs import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ def save_combiner_checkpoint(combiner: nn.Module, path: Union[str, Path], extra:
     Example:
         >>> save_combiner_checkpoint(Combiner(128), "runs/comb/best.pt", extra={"epoch": 3})
     """
-    from cir_lib.runs import atomic_torch_save
-
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": asdict(combiner.config),
