@@ -388,7 +388,8 @@ def difference_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_table(tables: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
-    """This run's main rows for each training seed, then their mean and sample std across seeds.
+    """This run's rows for each training seed (the main rows, the composer rows and the ablations of
+    its val table), then their mean and sample std across seeds.
 
     Args:
         tables: {seed: a table from `fashioniq_table` / `cirr_table` of that seed's runs}.
@@ -400,7 +401,7 @@ def seed_table(tables: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
         raise ConfigError("seed_table needs at least one seed's table")
     frames = []
     for seed, table in tables.items():
-        rows = table[(table["source"] == THIS_RUN) & (table["split"] == "val") & table["method"].isin(METHODS)]
+        rows = table[(table["source"] == THIS_RUN) & (table["split"] == "val")]
         frame = rows[["backbone", "method", *metric_columns(table)]].copy()
         frame.insert(0, "seed", str(seed))
         frames.append(frame)

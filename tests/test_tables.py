@@ -245,3 +245,20 @@ def test_write_table_is_byte_identical_when_rerun(tmp_path):
     for key in first:
         assert first[key].read_bytes() == second[key].read_bytes(), f"{key} differs between identical reruns"
     assert not {"created", "written"} & set(json.loads(first["meta"].read_text())["environment"])
+
+
+def test_seed_table_keeps_every_row_of_this_run_with_mean_and_std():
+    """The composer rows and the ablations are tabulated across seeds too, not only the main rows;
+    the mean and std are those of the per-seed values."""
+    from cir_lib.methods import ABLATION_METHODS, COMPOSER_METHODS, MAIN_METHODS
+
+    labels = [m.label for m in MAIN_METHODS + COMPOSER_METHODS + ABLATION_METHODS]
+    per_seed = {seed: tables.cirr_table(cirr_rows(labels), context=()) for seed in (0, 1, 2)}
+    table = tables.seed_table(per_seed)
+    for stat in ("mean", "std"):
+        assert set(table[table["seed"] == stat]["method"]) == set(labels)
+    label = COMPOSER_METHODS[0].label
+    values = [float(per_seed[s].set_index("method").loc[label, "recall@1"]) for s in (0, 1, 2)]
+    mean = table[(table["seed"] == "mean") & (table["method"] == label)]["recall@1"].iloc[0]
+    std = table[(table["seed"] == "std") & (table["method"] == label)]["recall@1"].iloc[0]
+    assert mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values, ddof=1))
