@@ -352,8 +352,7 @@ def write_submissions(settings: "Settings", config: EvalConfig) -> list:
     for dataset, bb in ((d, bb) for d in served for bb in settings.backbones):
         label = backbone_label(settings, dataset, bb)
         runs = [(settings.paths.run(dataset, "finetune", settings.seeds[0], bb), "stage1-sum")]
-        runs += [(settings.paths.method_run(dataset, m, settings.seeds[0], bb), m.run_stage)
-                 for m in stage2_methods(settings.composers)]
+        runs += [(run_dir, m.run_stage) for m, run_dir, _ in stage2_runs(settings, dataset, settings.seeds[0], bb)]
         for run, name in runs:
             backbone, composer, run_cfg = load_run(run, device=str(pick_device(config.device)))
             written += write_cirr_submission(settings.data_root, backbone, composer, out_dir, test_config,
@@ -394,13 +393,11 @@ def write_seed_tables(settings: Settings, config: EvalConfig, tables: Mapping[st
                 for bb in settings.backbones}
             per_seed[seed] = dataset_table(dataset, rows, context=())
         name = f"{get_dataset(dataset).title} val"
+        meta = table_meta(settings.paths, dataset, profile=settings.profile, data_root=settings.data_root)
         files[dataset] = write_seed_table(seed_table(per_seed), settings.paths.tables, dataset,
                                           title=f"{name} across training seeds {list(settings.seeds)} "
-                                                f"(profile {settings.profile})")
-        meta = table_meta(settings.paths, dataset, profile=settings.profile, data_root=settings.data_root)
-        meta["seeds"] = list(settings.seeds)
-        files[dataset]["meta"] = settings.paths.tables / f"{dataset}_seeds.meta.json"
-        atomic_write_text(files[dataset]["meta"], json.dumps(jsonable(meta), indent=2, sort_keys=True) + "\n")
+                                                f"(profile {settings.profile})",
+                                          meta={**meta, "seeds": list(settings.seeds)})
     return files
 
 

@@ -295,12 +295,13 @@ def _short_config(config: Any) -> dict[str, Any]:
 
 
 
-def write_seed_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, *, title: str = "") -> dict[str, Path]:
+def write_seed_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str, *, title: str = "",
+                     meta: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write `<name>_seeds.csv` (full precision) and `<name>_seeds.md` (per-seed rows, then
-    mean ± std per method).
+    mean ± std per method), and with `meta` `<name>_seeds.meta.json` (as `write_table` does).
 
     Returns:
-        {"csv": path, "md": path}.
+        {"csv": path, "md": path} (and "meta": path).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -321,4 +322,7 @@ def write_seed_table(table: pd.DataFrame, out_dir: str | os.PathLike, name: str,
                      + " | ".join(f"{mean.loc[key, c]:.2f} ±{std.loc[key, c]:.2f}" for c in columns) + " |")
     lines += ["", "std: the sample standard deviation across the training seeds (same data, same recipe)."]
     atomic_write_text(paths["md"], "\n".join(lines) + "\n")
+    if meta is not None:
+        paths["meta"] = out / f"{name}_seeds.meta.json"
+        atomic_write_text(paths["meta"], json.dumps(jsonable(dict(meta)), indent=2, sort_keys=True) + "\n")
     return paths

@@ -262,3 +262,11 @@ def test_seed_table_keeps_every_row_of_this_run_with_mean_and_std():
     mean = table[(table["seed"] == "mean") & (table["method"] == label)]["recall@1"].iloc[0]
     std = table[(table["seed"] == "std") & (table["method"] == label)]["recall@1"].iloc[0]
     assert mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values, ddof=1))
+
+
+def test_seed_table_writes_its_record_beside_it(tmp_path):
+    labels = [m for m in tables.METHODS]
+    table = tables.seed_table({s: tables.cirr_table(cirr_rows(labels), context=()) for s in (0, 1)})
+    files = table_formats.write_seed_table(table, tmp_path, "cirr", meta={"seeds": [0, 1], "profile": "mini"})
+    assert json.loads(files["meta"].read_text()) == {"profile": "mini", "seeds": [0, 1]}
+    assert "meta" not in table_formats.write_seed_table(table, tmp_path / "bare", "cirr")
