@@ -21,8 +21,8 @@ Features for evaluation, validation, the caches and submissions are computed in 
 device, as the original code's validation does: no autocast, and on CUDA no TF32 either (half-precision
 features, bf16 above all, can reorder near-ties in a ranking). Autocast belongs to training steps only.
 Changing any of them gives another key: a miss, computed and stored; the same inputs give a hit
-that encodes nothing. The query captions' text features are memoized in memory (`memoized_text_features`):
-a table's rows share their encoders. Writes are atomic (temporary file, then rename), so an interrupted run never
+that encodes nothing. Caption features and token ids are memoized in memory (`memoized_text_features`,
+`memoized_tokens`): a table's rows, and the stage-2 runs of a series, share their encoders. Writes are atomic (temporary file, then rename), so an interrupted run never
 leaves a truncated cache entry behind. Queries reuse the index features for their reference image
 (`query_features`) instead of encoding it again.
 """
@@ -434,27 +434,55 @@ def query_features(backbone, split, index_features: torch.Tensor, captions: Sequ
     return reference, memoized_text_features(backbone, captions, batch_size=batch_size)
 
 
-TEXT_MEMO_SIZE = 8  # query-caption feature sets kept in memory (a few MB on the mini benchmark)
+TEXT_MEMO_SIZE = 16  # caption feature (and token) sets kept in memory (a few MB each on the mini benchmark)
 _text_memo: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_token_memo: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
 
 
-def memoized_text_features(backbone, captions: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    """`text_features` of a split's query captions, computed once per (weights, captions, batch size,
-    device) and kept in memory: the rows of a table share their encoders (every zero-shot row one,
-    every stage-1 row another), so evaluating them encodes each split's captions twice, not once per
-    row. The same inputs give the same bits, so a memo hit returns what encoding again would.
+def memoized_text_features(backbone, captions: Union[Sequence[str], torch.Tensor], batch_size: int = 256,
+                           device: Union[str, torch.device, None] = None) -> torch.Tensor:
+    """`text_features` of captions (strings or token ids), computed once per (weights, captions, batch
+    size, device) and kept in memory: the rows of a table share their encoders (every zero-shot row
+    one, every stage-1 row another), and so do the stage-2 runs of a series (the Combiner, TIRG and
+    ARTEMIS over one encoder), so each split's captions are encoded once per encoder, not once per
+    row or run. The same inputs give the same bits, so a memo hit returns what encoding again would.
 
     Example:
         >>> txt = memoized_text_features(bb, eval_captions(split))
     """
-    digest = hashlib.sha256(json.dumps(list(captions)).encode()).hexdigest()
-    key = (backbone.name, backbone.weights_key, precision_name(backbone), str(backbone.device), int(batch_size),
-           digest)
+    device = _resolve_device(backbone, device)
+    if isinstance(captions, torch.Tensor):
+        tokens = captions.detach().cpu().contiguous()
+        digest = "tokens:" + hashlib.sha256(tokens.numpy().tobytes()).hexdigest() + str(tuple(tokens.shape))
+    else:
+        digest = hashlib.sha256(json.dumps(list(captions)).encode()).hexdigest()
+    key = (backbone.name, backbone.weights_key, precision_name(backbone), str(device), int(batch_size), digest)
     if key in _text_memo:
         _text_memo.move_to_end(key)
         return _text_memo[key].clone()
-    feats = text_features(backbone, captions, batch_size=batch_size)
+    feats = text_features(backbone, captions, batch_size=batch_size, device=device)
     _text_memo[key] = feats.clone()
     while len(_text_memo) > TEXT_MEMO_SIZE:
         _text_memo.popitem(last=False)
     return feats
+
+
+def memoized_tokens(backbone, captions: Sequence[str]) -> torch.Tensor:
+    """`backbone.tokenize(captions)`, tokenized once per (tokenizer, captions) and kept in memory: the
+    stage-2 runs of a series tokenize the same training and validation captions (tokenizing the
+    FashionIQ-like training variants takes seconds on a CPU). Token ids depend on the tokenizer
+    alone (the model's name and context length), not on its weights.
+
+    Example:
+        >>> tokens = memoized_tokens(bb, eval_captions(split))
+    """
+    captions = list(captions)
+    key = (backbone.name, int(backbone.context_length), hashlib.sha256(json.dumps(captions).encode()).hexdigest())
+    if key in _token_memo:
+        _token_memo.move_to_end(key)
+        return _token_memo[key].clone()
+    tokens = backbone.tokenize(captions)
+    _token_memo[key] = tokens.clone()
+    while len(_token_memo) > TEXT_MEMO_SIZE:
+        _token_memo.popitem(last=False)
+    return tokens

@@ -207,6 +207,7 @@ class RunFolder:
     path: Path  # the folder
     kind: str  # "finetune" | "combiner"
     writer: bool = True  # False on non-zero ranks under torchrun: they never write
+    last_saved_at: Optional[float] = dataclasses.field(default=None, repr=False, compare=False)  # perf_counter
 
     @property
     def best_path(self) -> Path:

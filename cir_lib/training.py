@@ -115,6 +115,21 @@ def due(epoch: int, config) -> bool:
     return epoch % config.validate_every == 0 or epoch == config.epochs
 
 
+LAST_EVERY_SECONDS = 30.0  # at most this much training is lost to an interruption between validations
+
+
+def last_due(run, epoch: int, metrics: Optional[dict], config) -> bool:
+    """Whether this epoch writes last.pt: after every validation and the final epoch, and otherwise
+    once LAST_EVERY_SECONDS have passed since the last write. Stage 2's epochs take a fraction of a
+    second on the mini benchmark, where writing the composer and its optimizer after each of them was
+    about 3 s of a 100-epoch run; an epoch of the paper's stage 1 takes minutes, so each one is kept.
+    Resuming from an earlier last.pt replays the same batches (its RNG state is in it), so the run's
+    result does not depend on which epochs were written."""
+    if metrics is not None or epoch >= config.epochs:
+        return True
+    return run.last_saved_at is None or time.perf_counter() - run.last_saved_at >= LAST_EVERY_SECONDS
+
+
 def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float, dataset: str, config,
                   epochs_bar, *, save_best, last: dict, monitor=None, lambdas=None) -> None:
     """The end of an epoch, shared by both stages: score the row, record it, keep the best, checkpoint.
@@ -135,7 +150,9 @@ def finish_epoch(run, state: dict, row: dict, metrics: Optional[dict], t0: float
     state["epoch"] = epoch
     if metrics is not None:
         keep_bests(run, state, row, metrics, dataset, config, save_best)
-    run.save_last({"format": RUN_CHECKPOINT_FORMAT, "config": dataclasses.asdict(config), **last, **state})
+    if last_due(run, epoch, metrics, config):
+        run.save_last({"format": RUN_CHECKPOINT_FORMAT, "config": dataclasses.asdict(config), **last, **state})
+        run.last_saved_at = time.perf_counter()
     run.write_history(state["history"])
     live = monitor.end_epoch(row, lambdas) if monitor is not None else ""
     if run.writer:

@@ -12,6 +12,7 @@ import torch
 from cir_lib.datasets import get_dataset
 from cir_lib.errors import ConfigError
 from cir_lib.data import load_split
+from cir_lib.features import memoized_tokens
 
 
 def resolve_dataset(config) -> str:
@@ -53,7 +54,7 @@ def tokenize_variants(backbone, variants: list) -> torch.Tensor:
     flat = [c for row in variants for c in row]
     if not flat:
         return torch.empty(0, n_var, backbone.context_length, dtype=torch.long)
-    tokens = backbone.tokenize(flat)
+    tokens = memoized_tokens(backbone, flat)  # the runs of a series share them
     return tokens.view(len(variants), n_var, tokens.shape[-1])
 
 

@@ -317,3 +317,75 @@ def test_the_composers_knob_is_resolved_and_checked(tmp_path):
     paths = setup("paper", None, data_root=tmp_path, results_dir=tmp_path / "results").paths
     assert paths.method_run("cirr", Method("tirg", "zero-shot"), 1, "RN50x4").name == "cirr-tirg-zeroshot-rn50x4-seed1"
     assert paths.method_run("cirr", FULL_METHOD) == paths.run("cirr", "combiner")
+
+
+def test_the_runs_of_a_series_encode_and_tokenize_their_captions_once(smoke_root, tmp_path, monkeypatch):
+    """Stage 2 over one frozen encoder (the Combiner, TIRG, ARTEMIS) encodes each split's captions once
+    and tokenizes them once per series; the memo gives the bits a second encoding would, so a run
+    trained after another equals one trained alone."""
+    from cir_lib import features
+    from cir_lib.backbone import Backbone
+
+    features._text_memo.clear()
+    features._token_memo.clear()
+    calls = {"text": 0, "tokenize": 0}
+    encode, tokenize = features.text_features, Backbone.tokenize
+
+    def counting_text(*a, **k):
+        calls["text"] += 1
+        return encode(*a, **k)
+
+    def counting_tokenize(self, captions):
+        calls["tokenize"] += 1
+        return tokenize(self, captions)
+
+    monkeypatch.setattr(features, "text_features", counting_text)
+    monkeypatch.setattr(Backbone, "tokenize", counting_tokenize)
+    first = train_combiner(smoke_root, _stage2("cirr"), ZERO_SHOT, tmp_path / "a", composer="tirg")
+    after_one = dict(calls)
+    assert after_one["text"] == 2 and after_one["tokenize"] == 2  # training variants, the val split
+    train_combiner(smoke_root, _stage2("cirr"), ZERO_SHOT, tmp_path / "b", composer="artemis")
+    assert calls == after_one  # nothing encoded or tokenized again
+    features._text_memo.clear()
+    features._token_memo.clear()
+    alone = train_combiner(smoke_root, _stage2("cirr"), ZERO_SHOT, tmp_path / "c", composer="tirg")
+    drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert drop(alone.history) == drop(first.history)
+
+
+def test_last_pt_is_written_after_validations_and_the_final_epoch_only_when_epochs_are_short(
+        smoke_root, tmp_path, monkeypatch):
+    """Short epochs write last.pt at each validation and at the end (not after every epoch); an
+    interrupted run resumes from the last one written to the numbers of an uninterrupted run."""
+    from cir_lib import training
+
+    written = []
+    original = runs.RunFolder.save_last
+    monkeypatch.setattr(runs.RunFolder, "save_last",
+                        lambda self, payload: (written.append(payload["epoch"]), original(self, payload))[1])
+    straight = train_combiner(smoke_root, _stage2("cirr", epochs=5, validate_every=2), ZERO_SHOT, tmp_path / "a",
+                              composer="tirg")
+    assert written[1:] == [2, 4, 5] and written[0] == 1  # the first epoch, each validation, the end
+    monkeypatch.setattr(training, "LAST_EVERY_SECONDS", 0.0)  # slow epochs: every one is written
+    written.clear()
+    train_combiner(smoke_root, _stage2("cirr", epochs=3, validate_every=2), ZERO_SHOT, tmp_path / "b",
+                   composer="tirg")
+    assert written == [1, 2, 3]
+    monkeypatch.setattr(training, "LAST_EVERY_SECONDS", 30.0)
+    history = runs.RunFolder.write_history
+
+    def interrupted(self, rows):
+        history(self, rows)
+        if len(rows) == 3:  # after epoch 3, which was neither validated nor written to last.pt
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.RunFolder, "write_history", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_combiner(smoke_root, _stage2("cirr", epochs=5, validate_every=2), ZERO_SHOT, tmp_path / "c",
+                       composer="tirg")
+    monkeypatch.setattr(runs.RunFolder, "write_history", history)
+    assert runs.load_checkpoint(tmp_path / "c" / "last.pt")["epoch"] == 2
+    resumed = train_combiner(smoke_root, _stage2("cirr", epochs=5, validate_every=2), ZERO_SHOT, tmp_path / "c",
+                             resume=True, composer="tirg")
+    drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert drop(resumed.history) == drop(straight.history)

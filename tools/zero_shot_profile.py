@@ -32,7 +32,7 @@ from cir_lib.pretrain import pretrain_mini
 from cir_lib.recipes import EvalConfig, PretrainConfig
 
 
-def measure(data_root: Path, preset: str, seed: int, pretrain_seed: int) -> dict:
+def measure(data_root: Path, preset: str, seed: int, pretrain_seed: int, pretrain_epochs: int = None) -> dict:
     """{dataset: {composer: metrics}} of the zero-shot composers on a (generated) data root."""
     manifest_file = data_root / mini.MANIFEST_NAME
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else None
@@ -45,7 +45,8 @@ def measure(data_root: Path, preset: str, seed: int, pretrain_seed: int) -> dict
                      f"choose another --data-root")
     checkpoint = data_root / MINI_CHECKPOINT
     if not checkpoint.is_file():
-        pretrain_mini(data_root, out=checkpoint, config=PretrainConfig(seed=pretrain_seed))
+        epochs = {} if pretrain_epochs is None else {"epochs": pretrain_epochs}
+        pretrain_mini(data_root, out=checkpoint, config=PretrainConfig(seed=pretrain_seed, **epochs))
     backbone = load_backbone(MINI_NAME, str(checkpoint))
     config = EvalConfig(split="val", cache_dir=str(data_root / "feature_cache"))
     measured = {}
@@ -82,11 +83,12 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="mini", choices=sorted(mini.PRESETS))
     parser.add_argument("--seed", type=int, default=0, help="the generator's seed")
     parser.add_argument("--pretrain-seed", type=int, default=0, help="cir-mini's pretraining seed")
+    parser.add_argument("--pretrain-epochs", type=int, help="cir-mini's pretraining epochs (default: PretrainConfig's)")
     parser.add_argument("--json", type=Path, help="also write the measured profile and checks here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
-    measured = measure(args.data_root, args.preset, args.seed, args.pretrain_seed)
+    measured = measure(args.data_root, args.preset, args.seed, args.pretrain_seed, args.pretrain_epochs)
     print(format_profile(measured))
     print(f"\n({time.perf_counter() - start:.0f}s)")
     if args.json:
