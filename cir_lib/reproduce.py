@@ -34,6 +34,7 @@ from cir_lib.locks import folder_lock
 from cir_lib.profiles import get_profile, resolve_data_root
 from cir_lib.project import project_root, relative_to_project
 from cir_lib.recipes import recipe_setting_hint, resolve_pretrained
+from cir_lib.run_configs import training_config
 from cir_lib.settings import Settings, resolve
 from cir_lib.storage import os_error_in, storage_error, writing
 from cir_lib.datasets import get_dataset
@@ -136,14 +137,12 @@ def missing_images(data_root: Path, datasets: Sequence[str], limit: int = 5) -> 
 
 
 def training_configs(settings: Settings) -> dict:
-    """Every training config the series will run, resolved and checked once (`notebook.training_config`):
+    """Every training config the series will run, resolved and checked once (`run_configs.training_config`):
     an unknown recipe, dataset or field, or a value out of range, is refused before any notebook runs.
 
     Returns:
         {(stage, dataset, backbone): config} (seed 0's; the seeds differ by their seed only).
     """
-    from cir_lib.notebook import training_config  # here: torch (measured: a mistyped --set is refused in 2 s, not 7)
-
     for dataset in settings.datasets:
         if dataset not in DATASETS:
             raise PipelineError(f"unknown dataset {dataset!r} in the recipes; valid: {', '.join(DATASETS)}")
