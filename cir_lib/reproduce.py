@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import papermill as pm
+from jupyter_client import KernelManager
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine, papermill_engines
+from papermill.log import logger as pm_logger
 from papermill.exceptions import PapermillExecutionError
 
 import cir_lib
@@ -43,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 NOTEBOOKS = ("00_data_prep", "01_stage1_finetune", "02_combiner_training", "03_evaluation", "04_qualitative")
 KERNEL_NAME = "cir-lib-reproduce"  # written to a temporary folder for each reproduce() call
+SERIES_ENGINE = "cir-lib-series"  # the papermill engine that runs the series in one kernel (SeriesKernelEngine)
 
 
 def notebook_dir() -> Path:
@@ -235,6 +240,71 @@ def _library_path() -> list[str]:
     return [str(source)] if (source / "pyproject.toml").is_file() else []
 
 
+# ----------------------------------------------------------------- one kernel for the series
+
+# Importing the library in a fresh kernel (torch, open_clip and torchvision's torch._dynamo, sympy,
+# pandas, matplotlib) takes about 17 s on two CPU cores, in each of the five notebooks: a quarter of a
+# `make reproduce` on the mini profile. The series therefore runs in one kernel, started once, whose
+# namespace is reset before each notebook (IPython's `reset(new_session=True)`: no variable of a
+# notebook reaches the next, and execution counts start at 1 again): the modules stay imported. A
+# notebook that would lean on another's variables fails here as it would alone. `one_kernel=False`
+# (`reproduce`) starts a kernel per notebook instead.
+RESET_NAMESPACE = "get_ipython().reset(new_session=True)"
+
+
+class _SeriesClient(PapermillNotebookClient):
+    """papermill's client on the series' running kernel: the namespace reset first, and the kernel
+    left running (only this notebook's channels are closed) when the notebook ends."""
+
+    def papermill_execute_cells(self):
+        reply = self.wait_for_reply(self.kc.execute(RESET_NAMESPACE, silent=True, store_history=False))
+        if reply is None or reply.get("content", {}).get("status") != "ok":
+            raise PipelineError(f"could not reset the series kernel's namespace: {reply and reply.get('content')}")
+        super().papermill_execute_cells()
+
+    def execute(self, **kwargs):
+        try:
+            return super().execute(**kwargs)
+        finally:
+            if self.kc is not None:
+                self.kc.stop_channels()
+                self.kc = None
+
+
+class SeriesKernelEngine(NBClientEngine):
+    """The papermill engine of `reproduce`: executes a notebook on the kernel manager `km` it is given
+    (one kernel for the series), with papermill's parameters, errors and output as usual."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
+                                 start_timeout=60, execution_timeout=None, km=None, **kwargs):
+        if km is None:  # no series kernel: papermill's own engine, one kernel for this notebook
+            return super().execute_managed_notebook(nb_man, kernel_name, log_output=log_output,
+                                                    stdout_file=stdout_file, stderr_file=stderr_file,
+                                                    start_timeout=start_timeout,
+                                                    execution_timeout=execution_timeout, **kwargs)
+        kwargs.pop("input_path", None)
+        client = _SeriesClient(nb_man, km=km, timeout=execution_timeout, startup_timeout=start_timeout,
+                               kernel_name=kernel_name, log=pm_logger, log_output=log_output,
+                               stdout_file=stdout_file, stderr_file=stderr_file)
+        return client.execute()
+
+
+papermill_engines.register(SERIES_ENGINE, SeriesKernelEngine)
+
+
+@contextlib.contextmanager
+def series_kernel(kernel_name: str, cwd: Path) -> Iterator[KernelManager]:
+    """One running kernel (of `pipeline_kernel`'s spec) in `cwd` for the whole series; shut down at
+    the end, also when a notebook fails or the user interrupts."""
+    km = KernelManager(kernel_name=kernel_name)
+    km.start_kernel(cwd=str(cwd))
+    try:
+        yield km
+    finally:
+        km.shutdown_kernel(now=True)
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -273,7 +343,7 @@ def _failure_message(notebook: str, output: Path, err: Exception) -> str:
 
 def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kernel_name: str,
                  cwd: Optional[Path] = None, cell_timeout_s: Optional[int] = None, log_output: bool = False,
-                 progress: bool = True, source: Optional[Path] = None) -> float:
+                 progress: bool = True, source: Optional[Path] = None, km: Optional[KernelManager] = None) -> float:
     """Execute one notebook of the series through papermill; PipelineError names the failing cell.
 
     Args:
@@ -286,6 +356,8 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
         log_output: stream the cells' output to the log.
         progress: papermill's progress bar.
         source: the notebook file (default: notebooks/<name>.ipynb).
+        km: the series' running kernel (`series_kernel`; its working directory is its own, `cwd` is
+            not used), reset before the notebook; None: papermill starts a kernel for this notebook.
 
     Returns:
         Seconds taken.
@@ -303,8 +375,9 @@ def run_notebook(name: str, output: Path, parameters: Mapping[str, Any], *, kern
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(source), str(partial), parameters=dict(parameters), kernel_name=kernel_name,
-                            language="python", cwd=str(cwd if cwd is not None else notebook_dir()), execution_timeout=cell_timeout_s, log_output=log_output,
-                            progress_bar=progress, report_mode=False)
+                            language="python", cwd=str(cwd if cwd is not None else notebook_dir()),
+                            execution_timeout=cell_timeout_s, log_output=log_output, progress_bar=progress,
+                            report_mode=False, engine_name=SERIES_ENGINE, km=km)
     except PapermillExecutionError as err:
         _keep_failed(partial, failed)
         raise PipelineError(_failure_message(name, failed, err)) from None
@@ -423,7 +496,7 @@ def notebook_name(text: str) -> str:
 def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
               results_dir: Optional[str | os.PathLike] = None, *, parameters: Optional[Mapping[str, Any]] = None,
               notebooks: Sequence[str] = NOTEBOOKS, start: Optional[str] = None, fresh: bool = False,
-              dry_run: bool = False, log_output: bool = True, progress: bool = True) -> dict:
+              dry_run: bool = False, log_output: bool = True, progress: bool = True, one_kernel: bool = True) -> dict:
     """Run the notebook series for one profile; return where every product is.
 
     Args:
@@ -446,6 +519,8 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
             stage and capped splits, results under `<results_dir>/paper-dry-run/`, tables marked.
         log_output: stream the cells' output (the kit's log lines, final progress lines) to the log.
         progress: show papermill's per-cell progress bar.
+        one_kernel: run the notebooks in one kernel, its namespace reset before each (the library
+            is imported once: about 17 s a notebook on two CPU cores); False: a kernel per notebook.
 
     Returns:
         {"profile", "data_root", "results", "executed": {notebook: path}, "seconds": {notebook: s},
@@ -504,13 +579,14 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
         preflight(settings, dry_run=dry_run)
         executed, seconds = {}, {}
         start = time.perf_counter()
-        with pipeline_kernel() as kernel:
+        with pipeline_kernel() as kernel, contextlib.ExitStack() as stack:
+            km = stack.enter_context(series_kernel(kernel, notebook_dir())) if one_kernel else None
             for name in [n for n in NOTEBOOKS if n in notebooks]:
                 target = out / "executed" / f"{name}.ipynb"
                 logger.info("running %s (profile %s)", name, prof.name)
                 injected = {k: v for k, v in values.items() if k in declared[name]}  # only what it declares
                 seconds[name] = run_notebook(name, target, injected, kernel_name=kernel,
-                                             log_output=log_output, progress=progress)
+                                             log_output=log_output, progress=progress, km=km)
                 executed[name] = target
                 logger.info("%s done in %.1f s", name, seconds[name])
         summary = _series_summary(prof.name, root, out, executed, seconds, start)

@@ -415,6 +415,43 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
 
 
 @pytest.mark.notebooks
+def test_the_series_kernel_keeps_its_imports_but_no_notebook_sees_another_ones_variables(tmp_path):
+    """reproduce runs the series in one kernel (the library imported once): each notebook starts
+    from an empty namespace and execution count 1, a failure is reported as with a kernel of its
+    own, and the next notebook still runs on the same kernel."""
+    def notebook_of(*sources):
+        nb = nbformat.v4.new_notebook()
+        params = nbformat.v4.new_code_cell("x = 1")
+        params.metadata["tags"] = ["parameters"]
+        nb.cells = [params, *(nbformat.v4.new_code_cell(src) for src in sources)]
+        return nb
+
+    first = notebook_of("import os, json\nos.environ['CIR_SERIES_PID'] = str(os.getpid())\nleaked = x")
+    second = notebook_of("import os\nassert 'leaked' not in dir() and 'json' not in dir(), dir()\n"
+                         "print(os.environ['CIR_SERIES_PID'] == str(os.getpid()), x)")
+    broken = notebook_of("raise ValueError(f'boom {x}')")
+    for name, nb in (("first", first), ("second", second), ("broken", broken)):
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    with runner.pipeline_kernel() as kernel, runner.series_kernel(kernel, tmp_path) as km:
+        for name in ("first", "second"):
+            runner.run_notebook(name, tmp_path / "out" / f"{name}.ipynb", {"x": 7}, kernel_name=kernel,
+                                source=tmp_path / f"{name}.ipynb", progress=False, km=km)
+        with pytest.raises(PipelineError, match="ValueError: boom 3"):
+            runner.run_notebook("broken", tmp_path / "out" / "broken.ipynb", {"x": 3}, kernel_name=kernel,
+                                source=tmp_path / "broken.ipynb", progress=False, km=km)
+        runner.run_notebook("second", tmp_path / "out" / "again.ipynb", {"x": 9}, kernel_name=kernel,
+                            source=tmp_path / "second.ipynb", progress=False, km=km)
+        assert km.is_alive()
+    assert not km.is_alive()  # shut down with the series
+    done = nbformat.read(tmp_path / "out" / "second.ipynb", as_version=4)
+    code = [c for c in done.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))  # counted from 1 again
+    assert code[-1].outputs[0]["text"] == "True 7\n"  # the same kernel process, its own parameters
+    again = nbformat.read(tmp_path / "out" / "again.ipynb", as_version=4)
+    assert [c for c in again.cells if c.cell_type == "code"][-1].outputs[0]["text"] == "True 9\n"
+
+
+@pytest.mark.notebooks
 def test_smoke_profile_runs_every_notebook(smoke_pipeline, tmp_path, monkeypatch):
     project = smoke_pipeline.project  # run once in a project skeleton (tests/conftest.py)
     data_root, summary, seconds, out = (smoke_pipeline.data_root, smoke_pipeline.summary, smoke_pipeline.seconds,
