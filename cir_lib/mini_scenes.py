@@ -409,13 +409,14 @@ def absolute_scene_caption(scene: Scene, rng: np.random.Generator, positions: fl
     return pick(rng, ("", "", "a picture of ", "a scene with ")) + text
 
 
-# How captions are written (generator version 2, docs/mini-calibration.md): as CIRR's annotators were
-# asked to, they name what distinguishes the target from the reference, mostly all of it, and often
-# say what the target shows besides (its background, an object it keeps).
+# How captions are written (generator versions 2 and 3, docs/mini-calibration.md): as CIRR's annotators
+# were asked to, they name what distinguishes the target from the reference, mostly all of it, and
+# nearly always say what the target shows besides (its background, an object it keeps); version 3
+# describes the whole target in over half of them (CIRR's captions often describe the target itself).
 CAPTION_VAGUE = 0.03  # a vague caption ("a similar picture")
-CAPTION_ABSOLUTE = 0.3  # (cumulative) a description of the whole target
+CAPTION_ABSOLUTE = 0.6  # (cumulative) a description of the whole target (0.3 in version 2)
 CAPTION_PARTIAL = 0.15  # of several changes, only some are named
-CAPTION_CONTEXT = 0.8  # the target's background or a kept object is named too
+CAPTION_CONTEXT = 0.95  # the target's background or a kept object is named too (0.8 in version 2)
 
 
 def _context_phrase(ref: Scene, tgt: Scene, rng) -> str:
