@@ -23,9 +23,9 @@ The content is built so that composition matters:
   background. Each img_set holds 6 variants of one base scene (1-3 edits each), and img_sets come in
   families of related base scenes (hard negatives in the index); captions add, remove, recolour,
   count or move objects or change the background, mostly naming every change, often with what the
-  target shows besides, sometimes describing the whole target.
+  target shows besides, in over half of them describing the whole target.
 
-Generator version 2 was calibrated against the real datasets' published zero-shot ablations
+Generator versions 2 and 3 were calibrated against the real datasets' published zero-shot ablations
 (`cir_lib.mini_calibration`, docs/mini-calibration.md); the pool is the same as version 1's.
 
 Every image is drawn from its own random generator, seeded by (seed, dataset, split, ..., index),
