@@ -467,6 +467,13 @@ def memoized_text_features(backbone, captions: Union[Sequence[str], torch.Tensor
     return feats
 
 
+def clear_memos() -> None:
+    """Empty the in-memory memos of caption features and token ids (`memoized_text_features`,
+    `memoized_tokens`): what a fresh process starts with, e.g. to count or time encodings."""
+    _text_memo.clear()
+    _token_memo.clear()
+
+
 def memoized_tokens(backbone, captions: Sequence[str]) -> torch.Tensor:
     """`backbone.tokenize(captions)`, tokenized once per (tokenizer, captions) and kept in memory: the
     stage-2 runs of a series tokenize the same training and validation captions (tokenizing the

@@ -326,8 +326,7 @@ def test_the_runs_of_a_series_encode_and_tokenize_their_captions_once(smoke_root
     from cir_lib import features
     from cir_lib.backbone import Backbone
 
-    features._text_memo.clear()
-    features._token_memo.clear()
+    features.clear_memos()
     calls = {"text": 0, "tokenize": 0}
     encode, tokenize = features.text_features, Backbone.tokenize
 
@@ -346,8 +345,7 @@ def test_the_runs_of_a_series_encode_and_tokenize_their_captions_once(smoke_root
     assert after_one["text"] == 2 and after_one["tokenize"] == 2  # training variants, the val split
     train_combiner(smoke_root, _stage2("cirr"), ZERO_SHOT, tmp_path / "b", composer="artemis")
     assert calls == after_one  # nothing encoded or tokenized again
-    features._text_memo.clear()
-    features._token_memo.clear()
+    features.clear_memos()
     alone = train_combiner(smoke_root, _stage2("cirr"), ZERO_SHOT, tmp_path / "c", composer="tirg")
     drop = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert drop(alone.history) == drop(first.history)

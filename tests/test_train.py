@@ -432,7 +432,7 @@ def test_stage2_encodes_images_and_captions_once_per_run_not_per_epoch(smoke_roo
     seen = []
     for epochs in (1, 4):
         counts.update(image=0, text=0)
-        features._text_memo.clear()  # the second run would take the first one's captions from the memo
+        features.clear_memos()  # the second run would take the first one's captions from the memo
         train_combiner(smoke_root, _stage2("cirr", epochs=epochs, cache_dir=None), ZERO_SHOT,
                              tmp_path / f"c{epochs}")
         seen.append(dict(counts))
