@@ -457,14 +457,20 @@ def memoized_text_features(backbone, captions: Union[Sequence[str], torch.Tensor
     else:
         digest = hashlib.sha256(json.dumps(list(captions)).encode()).hexdigest()
     key = (backbone.name, backbone.weights_key, precision_name(backbone), str(device), int(batch_size), digest)
-    if key in _text_memo:
-        _text_memo.move_to_end(key)
-        return _text_memo[key].clone()
-    feats = text_features(backbone, captions, batch_size=batch_size, device=device)
-    _text_memo[key] = feats.clone()
-    while len(_text_memo) > TEXT_MEMO_SIZE:
-        _text_memo.popitem(last=False)
-    return feats
+    return _memoized(_text_memo, key, lambda: text_features(backbone, captions, batch_size=batch_size, device=device))
+
+
+def _memoized(memo: "OrderedDict[tuple, torch.Tensor]", key: tuple, compute) -> torch.Tensor:
+    """`compute()` once per key, the TEXT_MEMO_SIZE most recent kept; callers get a copy, so an
+    in-place change of theirs never reaches the memo."""
+    if key in memo:
+        memo.move_to_end(key)
+        return memo[key].clone()
+    value = compute()
+    memo[key] = value.clone()
+    while len(memo) > TEXT_MEMO_SIZE:
+        memo.popitem(last=False)
+    return value
 
 
 def clear_memos() -> None:
@@ -485,11 +491,4 @@ def memoized_tokens(backbone, captions: Sequence[str]) -> torch.Tensor:
     """
     captions = list(captions)
     key = (backbone.name, int(backbone.context_length), hashlib.sha256(json.dumps(captions).encode()).hexdigest())
-    if key in _token_memo:
-        _token_memo.move_to_end(key)
-        return _token_memo[key].clone()
-    tokens = backbone.tokenize(captions)
-    _token_memo[key] = tokens.clone()
-    while len(_token_memo) > TEXT_MEMO_SIZE:
-        _token_memo.popitem(last=False)
-    return tokens
+    return _memoized(_token_memo, key, lambda: backbone.tokenize(captions))

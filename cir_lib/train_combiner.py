@@ -34,8 +34,9 @@ from cir_lib.training import (RunResult, autocast_factory, make_optimizer, optim
                               train_epochs)
 from cir_lib.training_data import (load_train_split, load_val_splits, resolve_dataset,
                                    tokenize_variants, training_captions)
-from cir_lib.training_validation import frozen_text_features, image_features_for, make_val_sets, metrics_for
+from cir_lib.training_validation import image_features_for, make_val_sets, metrics_for
 from cir_lib.backbone import load_backbone
+from cir_lib.features import memoized_text_features
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
                               device)
     tokens = tokenize_variants(backbone, training_captions(train_split))
     q_count, n_var, ctx = tokens.shape
-    text_f = frozen_text_features(backbone, tokens.view(-1, ctx), config.encode_batch_size, device)
+    text_f = memoized_text_features(backbone, tokens.view(-1, ctx), config.encode_batch_size, device)  # shared by a series' runs
     text_f = text_f.view(q_count, n_var, -1)
     autocast, scaler = contextlib.nullcontext, None
     if config.precision == "official":  # the original's Combiner: fp16 features, fp16 autocast + GradScaler
@@ -199,7 +200,7 @@ def train_combiner(data_root, config: CombinerTrainConfig, clip_run, out_dir, re
     for vs in val_sets.values():
         vs.index_features = image_features_for(backbone, vs.split, preprocess, config.cache_dir,
                                             config.encode_batch_size, device)
-        vs.text_features = frozen_text_features(backbone, vs.tokens, config.encode_batch_size, device)
+        vs.text_features = memoized_text_features(backbone, vs.tokens, config.encode_batch_size, device)
 
     dim = backbone.embed_dim
     torch.manual_seed(config.seed)

@@ -16,7 +16,7 @@ import torch
 from cir_lib.datasets import get_dataset
 from cir_lib.composers import composer_kind
 from cir_lib.data import eval_captions
-from cir_lib.features import image_features, memoized_text_features, memoized_tokens, text_features
+from cir_lib.features import image_features, memoized_tokens, text_features
 from cir_lib.metrics import cirr_recall, fashioniq_recall, ranks_from_scores, recall_from_ranks
 
 
@@ -49,12 +49,6 @@ def make_val_sets(splits: dict, backbone) -> dict:
 def text_features_for(backbone, tokens: torch.Tensor, batch_size: int, device) -> torch.Tensor:
     """Frozen text features on `device`, through the same encoder (and precision) as evaluation."""
     return text_features(backbone, tokens, batch_size=batch_size, device=device)
-
-
-def frozen_text_features(backbone, tokens: torch.Tensor, batch_size: int, device) -> torch.Tensor:
-    """`text_features_for` of a frozen text encoder, through the in-memory memo: the stage-2 runs of
-    a series (the Combiner, TIRG and ARTEMIS over one encoder) encode their captions once."""
-    return memoized_text_features(backbone, tokens, batch_size=batch_size, device=device)
 
 
 def image_features_for(backbone, split, preprocess, cache_dir, batch_size, device, num_workers=0):
