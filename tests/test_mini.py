@@ -469,3 +469,38 @@ def test_the_calibration_checks_pass_the_published_profile_and_catch_a_swap():
     halved = {d: {**rows, "text_only": {m: v / 2.2 for m, v in rows["text_only"].items()}}
               for d, rows in PUBLISHED_ZERO_SHOT.items()}  # outside the factor 2 on a ratio
     assert "cirr recall@10 text_only/image_only" in {c["check"] for c in profile_checks(halved) if not c["ok"]}
+
+
+def _doc_table(text: str, heading: str) -> dict:
+    """{row label: [cells]} of the first table under `heading` in a markdown page."""
+    section = text.split(heading, 1)[1]
+    rows = {}
+    for line in section.splitlines()[1:]:
+        if rows and not line.startswith("|"):
+            break
+        if line.startswith("|") and not line.startswith("| ---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_published_numbers_in_the_calibration_page_are_the_ones_the_code_checks():
+    from cir_lib.mini_calibration import PUBLISHED_FASHIONIQ_CATEGORIES, PUBLISHED_ZERO_SHOT
+
+    text = (PROJECT_ROOT / "docs" / "mini-calibration.md").read_text(encoding="utf-8")
+    labels = {"image only": "image_only", "text only": "text_only", "image + text (sum)": "sum"}
+    cirr = _doc_table(text, "### CIRR test1")
+    metrics = list(PUBLISHED_ZERO_SHOT["cirr"]["sum"])
+    assert cirr["query"] == [m.replace("recall_subset@", "Rs@").replace("recall@", "R@") for m in metrics]
+    for label, composer in labels.items():
+        assert [float(v) for v in cirr[label]] == [PUBLISHED_ZERO_SHOT["cirr"][composer][m] for m in metrics]
+    fashioniq = _doc_table(text, "### FashionIQ val")
+    assert fashioniq["query"] == ["shirt", "dress", "toptee", "average"]
+    for label, composer in labels.items():
+        cells = [tuple(float(v) for v in cell.split(" / ")) for cell in fashioniq[label]]
+        rows = PUBLISHED_FASHIONIQ_CATEGORIES[composer]
+        assert cells[:3] == [rows["shirt"], rows["dress"], rows["toptee"]]
+        average = PUBLISHED_ZERO_SHOT["fashioniq"][composer]
+        assert cells[3] == (average["recall@10"], average["recall@50"])
+        # the average is the categories' mean (to the printed rounding), in the page as in the code
+        assert all(abs(cells[3][i] - sum(c[i] for c in cells[:3]) / 3) <= 0.005 + 1e-9 for i in (0, 1))
