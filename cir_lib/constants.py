@@ -24,7 +24,7 @@ CIRR_VERSION = "rc2"
 CIRR_SET_SIZE = 6  # members of a CIRR img_set (reference and target among them)
 MINI_POOL_DIR = "mini_pool"  # extra folder written by make-mini: images with absolute captions
 MINI_NAME = "cir-mini"  # the tiny CLIP the kit pretrains itself (model_configs/cir-mini.json)
-MINI_PRESETS = ("smoke", "mini")  # make-mini presets (cir_lib.mini.PRESETS)
+MINI_PRESETS = ("smoke", "mini", "mini-x2")  # make-mini presets (cir_lib.mini.PRESETS)
 MINI_CHECKPOINT = "cir-mini.pt"  # pretrain-mini's output in a mini data root (recipes: "{data_root}/cir-mini.pt")
 
 FASHIONIQ_KS = (10, 50)

@@ -34,8 +34,8 @@ so the output does not depend on the order of work. JSON files follow the real f
 encoder settings (JPEG quality 90, PNG without timestamps): the same seed gives the same bytes with
 the same Pillow / libjpeg / zlib builds.
 
-Sizes live in `PRESETS` ("smoke" for CI, "mini" for the pipeline); tune them there. The garments and
-their captions are generated in `cir_lib.mini_garments`, the scenes in `cir_lib.mini_scenes`; this
+Sizes live in `PRESETS` ("smoke" for CI, "mini" for the pipeline, "mini-x2" twice the mini); tune them
+there. The garments and their captions are generated in `cir_lib.mini_garments`, the scenes in `cir_lib.mini_scenes`; this
 module holds the presets and writes the benchmark.
 """
 
@@ -157,6 +157,15 @@ PRESETS = {
         fashioniq_val_images=1200, fashioniq_val_queries=600,
         fashioniq_test_images=900, fashioniq_test_queries=450,
         cirr_train_sets=500, cirr_val_sets=200, cirr_test1_sets=180, cirr_train_folders=10,
+        pool_fashion_images=3000, pool_scene_images=1500,
+    ),
+    # Twice the mini in every split, the same pool (so the same cir-mini): what the mini's seed
+    # tables cannot resolve, measured at double the size and about double the time (profile mini-x2).
+    "mini-x2": MiniPreset(
+        fashioniq_train_images=3000, fashioniq_train_queries=2400,
+        fashioniq_val_images=2400, fashioniq_val_queries=1200,
+        fashioniq_test_images=1800, fashioniq_test_queries=900,
+        cirr_train_sets=1000, cirr_val_sets=400, cirr_test1_sets=360, cirr_train_folders=20,
         pool_fashion_images=3000, pool_scene_images=1500,
     ),
     # Between the two: for calibrating the generator (tools/zero_shot_profile.py) in minutes.
@@ -559,7 +568,8 @@ def make_mini(out, preset: str = "mini", seed: int = 0, overwrite: bool = False)
     Args:
         out: the data root to write (created if needed); it receives fashionIQ_dataset/,
             cirr_dataset/, mini_pool/ and MINI_BENCHMARK.json.
-        preset: a PRESETS name: "smoke" (tiny, for CI), "calibration" (for tuning the generator) or "mini".
+        preset: a PRESETS name: "smoke" (tiny, for CI), "calibration" (for tuning the generator), "mini"
+            or "mini-x2" (twice the mini, the same pool).
         seed: a non-negative integer; the output is byte-identical for a given preset and seed.
         overwrite: replace a mini benchmark already in `out` (refused for anything else). One made by
             another generator version is moved aside, with its cir-mini.pt, to the sibling folder

@@ -5,6 +5,8 @@
     mini   the embedded mini benchmark (generated when absent) with `cir-mini` pretrained on it
            (cached beside the data); `make reproduce`; ~4 minutes of notebooks on 2 idle CPU cores
            (~6 minutes from a fresh clone, set-up included)
+    mini-x2  the same on a benchmark twice the mini's size (the same pool, so the same cir-mini):
+           for comparisons the mini cannot resolve (docs/mini-calibration.md); about twice the time
     paper  a real data root (`--data-root`), OpenAI's weights and the paper's recipes (a GPU)
 
 `cir_lib.reproduce` runs the series for a profile; `cir_lib.settings` resolves a notebook's
@@ -27,7 +29,7 @@ from cir_lib.project import project_root
 class Profile:
     """What `reproduce` runs: data, weights, recipes and epoch overrides."""
 
-    name: str  # "smoke" | "mini" | "paper"
+    name: str  # "smoke" | "mini" | "mini-x2" | "paper"
     description: str  # one line for --help and the summary
     mini_preset: Optional[str] = None  # make-mini preset generated into the data root; None = real data
     default_data_root: Optional[str] = None  # relative to the project root; None = --data-root required
@@ -72,6 +74,17 @@ PROFILES: dict[str, Profile] = {
         # every composer over both encoders (the tables' composer rows); stage 2 trains on cached
         # features, so TIRG and ARTEMIS cost less than one more Combiner run per dataset
         # (docs/composers.md, Cost); --set composers=combiner trains the Combiner alone
+    ),
+    "mini-x2": Profile(
+        name="mini-x2",
+        description="the mini profile on a benchmark twice the mini's size (same pool, same cir-mini): "
+                    "narrower intervals at about twice the time",
+        mini_preset="mini-x2",
+        default_data_root="data/mini-x2",
+        recipes={"fashioniq": "mini", "cirr": "mini"},
+        pretrain_epochs=None,
+        n_examples=4,
+        top_k=5,
     ),
     "paper": Profile(
         name="paper",

@@ -500,7 +500,7 @@ def reproduce(profile: str, data_root: Optional[str | os.PathLike] = None,
     """Run the notebook series for one profile; return where every product is.
 
     Args:
-        profile: "smoke", "mini" or "paper" (`PROFILES`).
+        profile: "smoke", "mini", "mini-x2" or "paper" (`PROFILES`).
         data_root: the data folder; default for smoke / mini: `data/<profile>` under the project
             (generated when absent); required for paper.
         results_dir: the results folder (default: results/ under the project); everything goes

@@ -185,7 +185,7 @@ class Settings:
     Paths are absolute; `rel` shows one relative to the project root, as the notebooks print them.
     """
 
-    profile: str  # "smoke" | "mini" | "paper"
+    profile: str  # "smoke" | "mini" | "mini-x2" | "paper"
     notebook: Optional[str]  # the notebook that called setup (None: none named)
     data_root: Path  # the folder holding fashionIQ_dataset/ and cirr_dataset/
     paths: ResultPaths  # <results>/<profile>/: data/, runs/, metrics/, tables/, figures/, cache/
@@ -253,7 +253,7 @@ def setup(profile: Optional[str] = None, notebook: Optional[str] = None, **knobs
     series, checks that the notebooks it depends on have run (`require_earlier`).
 
     Args:
-        profile: "smoke", "mini" or "paper" (`cir_lib.profiles.PROFILES`); None (the notebooks'
+        profile: "smoke", "mini", "mini-x2" or "paper" (`cir_lib.profiles.PROFILES`); None (the notebooks'
             committed value): the profile chosen for the project, `$CIR_LIB_PROFILE` (`make lab
             PROFILE=smoke`), else `local_profile.txt` at the project root, else "mini"
             (`cir_lib.project.chosen_profile`). Papermill's injected value wins over both.

@@ -327,7 +327,7 @@ def test_results_readme_names_every_notebook():
 
 
 def test_profiles_and_refusals(tmp_path):
-    assert set(profiles.PROFILES) == {"smoke", "mini", "paper"}
+    assert set(profiles.PROFILES) == {"smoke", "mini", "mini-x2", "paper"}
     with pytest.raises(ConfigError, match="unknown profile"):
         runner.reproduce("tiny", results_dir=tmp_path)
     with pytest.raises(CirError, match="--data-root"):
