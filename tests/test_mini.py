@@ -504,3 +504,13 @@ def test_the_published_numbers_in_the_calibration_page_are_the_ones_the_code_che
         assert cells[3] == (average["recall@10"], average["recall@50"])
         # the average is the categories' mean (to the printed rounding), in the page as in the code
         assert all(abs(cells[3][i] - sum(c[i] for c in cells[:3]) / 3) <= 0.005 + 1e-9 for i in (0, 1))
+
+
+def test_mini_x2_doubles_every_split_and_keeps_the_pool():
+    # the same pool (drawn per image from (seed, "pool", ...)) pretrains the same cir-mini, so the
+    # mini-x2 profile differs from the mini by the benchmark's size alone
+    small, large = mini.PRESETS["mini"], mini.PRESETS["mini-x2"]
+    for field in dataclasses.fields(small):
+        want = getattr(small, field.name) * (1 if field.name.startswith("pool_") else 2)
+        assert getattr(large, field.name) == want, field.name
+    assert "mini-x2" in build_parser().parse_args(["make-mini", "--out", "x", "--preset", "mini-x2"]).preset
