@@ -514,3 +514,24 @@ def test_mini_x2_doubles_every_split_and_keeps_the_pool():
         want = getattr(small, field.name) * (1 if field.name.startswith("pool_") else 2)
         assert getattr(large, field.name) == want, field.name
     assert "mini-x2" in build_parser().parse_args(["make-mini", "--out", "x", "--preset", "mini-x2"]).preset
+
+
+def test_zero_shot_profile_summary_rows_name_the_seeds_and_the_failing_checks(tmp_path):
+    import importlib.util
+
+    from cir_lib.mini_calibration import PUBLISHED_ZERO_SHOT
+
+    spec = importlib.util.spec_from_file_location("zero_shot_profile", PROJECT_ROOT / "tools" / "zero_shot_profile.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    weak_caption = {d: {**rows, "text_only": {m: v / 2.5 for m, v in rows["text_only"].items()}}
+                    for d, rows in PUBLISHED_ZERO_SHOT.items()}
+    files = []
+    for i, (measured, pretrain_seed) in enumerate([(PUBLISHED_ZERO_SHOT, 0), (weak_caption, 3)]):
+        files.append(tmp_path / f"run{i}.json")
+        files[-1].write_text(json.dumps({"seed": 7, "pretrain_seed": pretrain_seed, "measured": measured}))
+    assert tool.main(["--summarize", *map(str, files)]) == 0
+    rows = tool.format_summary([json.loads(f.read_text()) for f in files]).splitlines()
+    assert rows[2].startswith("| 7 | 0 | 17/17 |") and rows[2].endswith("| none |")
+    assert rows[3].startswith("| 7 | 3 |") and "17/17" not in rows[3] and "cirr recall@1 order" in rows[3]
+    assert "(no)" in rows[3] and rows[-1].startswith("| published |")

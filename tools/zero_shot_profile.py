@@ -2,6 +2,7 @@
 
     python tools/zero_shot_profile.py --data-root /tmp/zs --preset mini          # generate, pretrain, measure
     python tools/zero_shot_profile.py --data-root /tmp/zs --preset calibration --json /tmp/zs.json
+    python tools/zero_shot_profile.py --summarize /tmp/zs-*.json    # several runs' checks side by side
 
 Generates the preset into `--data-root` unless it already holds it (same preset, seed and generator
 version), pretrains cir-mini there unless `cir-mini.pt` exists, then evaluates the three zero-shot
@@ -77,15 +78,42 @@ def format_profile(measured: dict) -> str:
     return "\n".join(lines)
 
 
+def format_summary(records: list[dict]) -> str:
+    """One row per measured run (`--json` files): its seeds, the checks it passes, the key ratios and
+    the ones it fails, so a profile can be compared across generator and pretraining seeds."""
+    ratios = [c["check"] for c in profile_checks(PUBLISHED_ZERO_SHOT) if "/" in c["check"]]
+    short = [r.replace("recall_subset@", "Rs@").replace("recall@", "R@").replace("text_only", "text")
+             .replace("image_only", "image") for r in ratios]
+    lines = ["| generator seed | pretrain seed | checks | " + " | ".join(short) + " | failing |",
+             "| --- | --- | --- |" + " --- |" * len(short) + " --- |"]
+    published = {c["check"]: c["published"] for c in profile_checks(PUBLISHED_ZERO_SHOT)}
+    for record in records:
+        checks = {c["check"]: c for c in profile_checks(record["measured"])}
+        failing = [name for name, c in checks.items() if not c["ok"]]
+        cells = [f"{checks[r]['measured']}" + ("" if checks[r]["ok"] else " (no)") for r in ratios]
+        lines.append(f"| {record['seed']} | {record.get('pretrain_seed', '?')} | "
+                     f"{len(checks) - len(failing)}/{len(checks)} | " + " | ".join(cells) + " | "
+                     + (", ".join(failing) or "none") + " |")
+    lines.append("| published | | | " + " | ".join(str(published[r]) for r in ratios) + " | |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-root", required=True, type=Path, help="where the preset is (or is generated)")
+    parser.add_argument("--data-root", type=Path, help="where the preset is (or is generated)")
+    parser.add_argument("--summarize", nargs="+", type=Path, metavar="JSON",
+                        help="instead of measuring: the checks of earlier --json files, a row each")
     parser.add_argument("--preset", default="mini", choices=sorted(mini.PRESETS))
     parser.add_argument("--seed", type=int, default=0, help="the generator's seed")
     parser.add_argument("--pretrain-seed", type=int, default=0, help="cir-mini's pretraining seed")
     parser.add_argument("--pretrain-epochs", type=int, help="cir-mini's pretraining epochs (default: PretrainConfig's)")
     parser.add_argument("--json", type=Path, help="also write the measured profile and checks here")
     args = parser.parse_args(argv)
+    if args.summarize:
+        print(format_summary([json.loads(path.read_text()) for path in args.summarize]))
+        return 0
+    if args.data_root is None:
+        parser.error("--data-root is required (or --summarize JSON ...)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
     measured = measure(args.data_root, args.preset, args.seed, args.pretrain_seed, args.pretrain_epochs)
@@ -93,7 +121,9 @@ def main(argv=None) -> int:
     print(f"\n({time.perf_counter() - start:.0f}s)")
     if args.json:
         args.json.write_text(json.dumps({"preset": args.preset, "seed": args.seed,
-                                         "generator_version": mini.MINI_GENERATOR_VERSION, "measured": measured,
+                                         "generator_version": mini.MINI_GENERATOR_VERSION,
+                                         "pretrain_seed": args.pretrain_seed, "pretrain_epochs": args.pretrain_epochs,
+                                         "measured": measured,
                                          "checks": profile_checks(measured)}, indent=2))
     return 0
 
