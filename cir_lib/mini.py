@@ -160,7 +160,7 @@ PRESETS = {
         pool_fashion_images=3000, pool_scene_images=1500,
     ),
     # Twice the mini in every split, the same pool (so the same cir-mini): what the mini's seed
-    # tables cannot resolve, measured at double the size and about double the time (profile mini-x2).
+    # tables cannot resolve, at double the size and about 1.5 times the time (profile mini-x2).
     "mini-x2": MiniPreset(
         fashioniq_train_images=3000, fashioniq_train_queries=2400,
         fashioniq_val_images=2400, fashioniq_val_queries=1200,

@@ -6,7 +6,8 @@
            (cached beside the data); `make reproduce`; ~4 minutes of notebooks on 2 idle CPU cores
            (~6 minutes from a fresh clone, set-up included)
     mini-x2  the same on a benchmark twice the mini's size (the same pool, so the same cir-mini):
-           for comparisons the mini cannot resolve (docs/mini-calibration.md); about twice the time
+           for comparisons the mini cannot resolve (docs/mini-calibration.md); about 1.5 times the
+           mini's time
     paper  a real data root (`--data-root`), OpenAI's weights and the paper's recipes (a GPU)
 
 `cir_lib.reproduce` runs the series for a profile; `cir_lib.settings` resolves a notebook's
@@ -78,7 +79,7 @@ PROFILES: dict[str, Profile] = {
     "mini-x2": Profile(
         name="mini-x2",
         description="the mini profile on a benchmark twice the mini's size (same pool, same cir-mini): "
-                    "narrower intervals at about twice the time",
+                    "narrower intervals at about 1.5 times the mini's time",
         mini_preset="mini-x2",
         default_data_root="data/mini-x2",
         recipes={"fashioniq": "mini", "cirr": "mini"},
