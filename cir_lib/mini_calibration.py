@@ -100,3 +100,36 @@ def profile_checks(measured: Mapping[str, Mapping[str, Mapping[str, float]]],
         checks.append({"check": f"{dataset} {metric} {num}/{den}", "measured": round(got, 2),
                        "published": round(want, 2), "ok": want / factor <= got <= want * factor})
     return checks
+
+
+def measured_from_metrics(val_metrics: Mapping, backbone: str | None = None) -> dict:
+    """The zero-shot profile of a finished run, from its `metrics/val_metrics.json` (notebook 03's
+    {dataset: {backbone: {method label: metrics}}}): {dataset: {composer: metrics}} for
+    `profile_checks`, FashionIQ as the category average. Nothing is recomputed.
+
+    Args:
+        val_metrics: the loaded JSON.
+        backbone: which backbone's rows (None: the only one; ConfigError when there are several).
+    """
+    from cir_lib.errors import ConfigError
+    from cir_lib.methods import Method
+
+    measured = {}
+    for dataset in PUBLISHED_ZERO_SHOT:
+        if dataset not in val_metrics:
+            continue
+        rows = val_metrics[dataset]
+        if backbone is None:
+            if len(rows) != 1:
+                raise ConfigError(f"{dataset}: rows of several backbones ({', '.join(rows)}); name one")
+            backbone = next(iter(rows))
+        if backbone not in rows:
+            raise ConfigError(f"{dataset}: no rows of backbone {backbone!r} (there are: {', '.join(rows)})")
+        labels = {c: Method(c, "zero-shot").label for c in ZERO_SHOT_COMPOSERS}
+        missing = [label for label in labels.values() if label not in rows[backbone]]
+        if missing:
+            raise ConfigError(f"{dataset}: the metrics hold no {', '.join(missing)} row (the ablations "
+                              "are written by notebook 03)")
+        measured[dataset] = {c: rows[backbone][label].get("average", rows[backbone][label])
+                             for c, label in labels.items()}
+    return measured

@@ -535,3 +535,22 @@ def test_zero_shot_profile_summary_rows_name_the_seeds_and_the_failing_checks(tm
     assert rows[2].startswith("| 7 | 0 | 17/17 |") and rows[2].endswith("| none |")
     assert rows[3].startswith("| 7 | 3 |") and "17/17" not in rows[3] and "cirr recall@1 order" in rows[3]
     assert "(no)" in rows[3] and rows[-1].startswith("| published |")
+
+
+def test_the_zero_shot_profile_of_a_finished_run_comes_from_its_metrics_file():
+    from cir_lib.methods import Method
+    from cir_lib.mini_calibration import PUBLISHED_ZERO_SHOT, measured_from_metrics, profile_checks
+
+    def rows(dataset):
+        return {Method(c, "zero-shot").label: ({"shirt": {}, "average": m} if dataset == "fashioniq" else m)
+                for c, m in PUBLISHED_ZERO_SHOT[dataset].items()}
+
+    val_metrics = {d: {"cir-mini": {"stage 1 sum": {}, **rows(d)}} for d in PUBLISHED_ZERO_SHOT}
+    measured = measured_from_metrics(val_metrics)
+    assert measured == PUBLISHED_ZERO_SHOT and all(c["ok"] for c in profile_checks(measured))
+    two = {d: {"RN50": rows(d), "RN50x4": rows(d)} for d in PUBLISHED_ZERO_SHOT}
+    with pytest.raises(ConfigError, match="several backbones"):
+        measured_from_metrics(two)
+    assert measured_from_metrics(two, backbone="RN50x4") == PUBLISHED_ZERO_SHOT
+    with pytest.raises(ConfigError, match="zero-shot text only"):
+        measured_from_metrics({"cirr": {"cir-mini": {"zero-shot sum": {}, "zero-shot image only": {}}}})

@@ -3,6 +3,7 @@
     python tools/zero_shot_profile.py --data-root /tmp/zs --preset mini          # generate, pretrain, measure
     python tools/zero_shot_profile.py --data-root /tmp/zs --preset calibration --json /tmp/zs.json
     python tools/zero_shot_profile.py --summarize /tmp/zs-*.json    # several runs' checks side by side
+    python tools/zero_shot_profile.py --metrics results/mini/metrics/val_metrics.json   # a finished run's
 
 Generates the preset into `--data-root` unless it already holds it (same preset, seed and generator
 version), pretrains cir-mini there unless `cir-mini.pt` exists, then evaluates the three zero-shot
@@ -28,7 +29,12 @@ from cir_lib.backbone import load_backbone
 from cir_lib.composers import get_composer
 from cir_lib.constants import MINI_CHECKPOINT, MINI_NAME
 from cir_lib.evaluate import evaluate_dataset
-from cir_lib.mini_calibration import PUBLISHED_ZERO_SHOT, ZERO_SHOT_COMPOSERS, profile_checks
+from cir_lib.mini_calibration import (
+    PUBLISHED_ZERO_SHOT,
+    ZERO_SHOT_COMPOSERS,
+    measured_from_metrics,
+    profile_checks,
+)
 from cir_lib.pretrain import pretrain_mini
 from cir_lib.recipes import EvalConfig, PretrainConfig
 
@@ -103,6 +109,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data-root", type=Path, help="where the preset is (or is generated)")
     parser.add_argument("--summarize", nargs="+", type=Path, metavar="JSON",
                         help="instead of measuring: the checks of earlier --json files, a row each")
+    parser.add_argument("--metrics", type=Path, metavar="VAL_METRICS_JSON",
+                        help="instead of measuring: the checks of a finished series' zero-shot rows "
+                             "(results/<profile>/metrics/val_metrics.json, written by notebook 03)")
     parser.add_argument("--preset", default="mini", choices=sorted(mini.PRESETS))
     parser.add_argument("--seed", type=int, default=0, help="the generator's seed")
     parser.add_argument("--pretrain-seed", type=int, default=0, help="cir-mini's pretraining seed")
@@ -112,8 +121,11 @@ def main(argv=None) -> int:
     if args.summarize:
         print(format_summary([json.loads(path.read_text()) for path in args.summarize]))
         return 0
+    if args.metrics:
+        print(format_profile(measured_from_metrics(json.loads(args.metrics.read_text()))))
+        return 0
     if args.data_root is None:
-        parser.error("--data-root is required (or --summarize JSON ...)")
+        parser.error("--data-root is required (or --summarize JSON ..., or --metrics FILE)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     start = time.perf_counter()
     measured = measure(args.data_root, args.preset, args.seed, args.pretrain_seed, args.pretrain_epochs)
