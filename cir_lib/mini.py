@@ -46,7 +46,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +142,23 @@ class MiniPreset:
             raise ConfigError("mini preset: cirr_train_folders must be at least 1")
 
 
+def scaled_preset(preset: MiniPreset, factor: int) -> MiniPreset:
+    """`preset` with every split's counts (images, queries, img_sets, CIRR train folders) times
+    `factor` and the same pool: the pool is drawn image by image from (seed, "pool", ...), so the
+    same pool sizes give the same pool bytes and the same pretrained cir-mini."""
+    return replace(preset, **{f.name: getattr(preset, f.name) * factor for f in fields(preset)
+                              if not f.name.startswith("pool_")})
+
+
+# Large enough for the pipeline to show the method working on 2 CPU cores in minutes.
+_MINI = MiniPreset(
+    fashioniq_train_images=1500, fashioniq_train_queries=1200,
+    fashioniq_val_images=1200, fashioniq_val_queries=600,
+    fashioniq_test_images=900, fashioniq_test_queries=450,
+    cirr_train_sets=500, cirr_val_sets=200, cirr_test1_sets=180, cirr_train_folders=10,
+    pool_fashion_images=3000, pool_scene_images=1500,
+)
+
 PRESETS = {
     # Tiny, for CI: about 60-100 images per FashionIQ category-split and per CIRR split.
     "smoke": MiniPreset(
@@ -151,24 +168,11 @@ PRESETS = {
         cirr_train_sets=16, cirr_val_sets=12, cirr_test1_sets=10, cirr_train_folders=3,
         pool_fashion_images=80, pool_scene_images=40,
     ),
-    # Large enough for the pipeline to show the method working on 2 CPU cores in minutes.
-    "mini": MiniPreset(
-        fashioniq_train_images=1500, fashioniq_train_queries=1200,
-        fashioniq_val_images=1200, fashioniq_val_queries=600,
-        fashioniq_test_images=900, fashioniq_test_queries=450,
-        cirr_train_sets=500, cirr_val_sets=200, cirr_test1_sets=180, cirr_train_folders=10,
-        pool_fashion_images=3000, pool_scene_images=1500,
-    ),
+    "mini": _MINI,
     # Twice the mini in every split, the same pool (so the same cir-mini): what the mini's seed
     # tables cannot resolve, at double the size and about 1.5 times the time (profile mini-x2).
-    "mini-x2": MiniPreset(
-        fashioniq_train_images=3000, fashioniq_train_queries=2400,
-        fashioniq_val_images=2400, fashioniq_val_queries=1200,
-        fashioniq_test_images=1800, fashioniq_test_queries=900,
-        cirr_train_sets=1000, cirr_val_sets=400, cirr_test1_sets=360, cirr_train_folders=20,
-        pool_fashion_images=3000, pool_scene_images=1500,
-    ),
-    # Between the two: for calibrating the generator (tools/zero_shot_profile.py) in minutes.
+    "mini-x2": scaled_preset(_MINI, 2),
+    # Between smoke and mini: for calibrating the generator (tools/zero_shot_profile.py) in minutes.
     "calibration": MiniPreset(
         fashioniq_train_images=60, fashioniq_train_queries=40,
         fashioniq_val_images=600, fashioniq_val_queries=300,
