@@ -35,8 +35,8 @@ encoder settings (JPEG quality 90, PNG without timestamps): the same seed gives 
 the same Pillow / libjpeg / zlib builds.
 
 Sizes live in `PRESETS` ("smoke" for CI, "mini" for the pipeline, "mini-x2" twice the mini); tune them
-there. The garments and their captions are generated in `cir_lib.mini_garments`, the scenes in `cir_lib.mini_scenes`; this
-module holds the presets and writes the benchmark.
+there. The garments and their captions are generated in `cir_lib.mini_garments`, the scenes in
+`cir_lib.mini_scenes`; this module holds the presets and writes the benchmark.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from cir_lib.errors import ConfigError
+from cir_lib.methods import Method
+
 ZERO_SHOT_COMPOSERS = ("image_only", "text_only", "sum")  # the three zero-shot rows, by composer name
 
 # SEARLE (Baldrati et al., ICCV 2023), CLIP ViT-B/32, the baselines of Table 1 (FashionIQ val, per
@@ -111,9 +114,6 @@ def measured_from_metrics(val_metrics: Mapping, backbone: str | None = None) -> 
         val_metrics: the loaded JSON.
         backbone: which backbone's rows (None: the only one; ConfigError when there are several).
     """
-    from cir_lib.errors import ConfigError
-    from cir_lib.methods import Method
-
     measured = {}
     for dataset in PUBLISHED_ZERO_SHOT:
         if dataset not in val_metrics:

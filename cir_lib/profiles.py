@@ -17,7 +17,7 @@ parameters against one.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -48,6 +48,20 @@ class Profile:
     # stage-1 encoders (`--set composers=combiner,tirg`)
 
 
+_MINI = Profile(
+    name="mini",
+    description="embedded mini benchmark with cir-mini pretrained on it, CPU recipes (~4 min of notebooks on 2 idle cores)",
+    mini_preset="mini",
+    default_data_root="data/mini",
+    recipes={"fashioniq": "mini", "cirr": "mini"},
+    pretrain_epochs=None,  # pretrain-mini's own default
+    n_examples=4,
+    top_k=5,
+    # every composer over both encoders (the tables' composer rows); stage 2 trains on cached
+    # features, so TIRG and ARTEMIS cost less than one more Combiner run per dataset
+    # (docs/composers.md, Cost); --set composers=combiner trains the Combiner alone
+)
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -63,30 +77,12 @@ PROFILES: dict[str, Profile] = {
         top_k=4,
         shows_ordering=False,  # two tiny epochs on a tiny benchmark: the rows' order is noise
     ),
-    "mini": Profile(
-        name="mini",
-        description="embedded mini benchmark with cir-mini pretrained on it, CPU recipes (~4 min of notebooks on 2 idle cores)",
-        mini_preset="mini",
-        default_data_root="data/mini",
-        recipes={"fashioniq": "mini", "cirr": "mini"},
-        pretrain_epochs=None,  # pretrain-mini's own default
-        n_examples=4,
-        top_k=5,
-        # every composer over both encoders (the tables' composer rows); stage 2 trains on cached
-        # features, so TIRG and ARTEMIS cost less than one more Combiner run per dataset
-        # (docs/composers.md, Cost); --set composers=combiner trains the Combiner alone
-    ),
-    "mini-x2": Profile(
-        name="mini-x2",
+    "mini": _MINI,
+    # the mini's settings on a benchmark twice its size (the same pool, so the same cir-mini)
+    "mini-x2": replace(
+        _MINI, name="mini-x2", mini_preset="mini-x2", default_data_root="data/mini-x2",
         description="the mini profile on a benchmark twice the mini's size (same pool, same cir-mini): "
-                    "narrower intervals at about 1.5 times the mini's time",
-        mini_preset="mini-x2",
-        default_data_root="data/mini-x2",
-        recipes={"fashioniq": "mini", "cirr": "mini"},
-        pretrain_epochs=None,
-        n_examples=4,
-        top_k=5,
-    ),
+                    "narrower intervals at about 1.5 times the mini's time"),
     "paper": Profile(
         name="paper",
         description="real FashionIQ and CIRR (--data-root), OpenAI RN50 and RN50x4 weights, the paper's recipes (GPU)",

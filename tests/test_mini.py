@@ -22,6 +22,8 @@ from cir_lib.cli import build_parser
 from cir_lib.constants import CIRR_SPLITS, FASHIONIQ_CATEGORIES, FASHIONIQ_SPLITS
 from cir_lib.errors import ConfigError
 
+from tool_modules import load_tool
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIQ_NAME = re.compile(r"B0[0-9A-Z]{8}")
 CIRR_NAME = re.compile(r"(train|dev|test1)-\d+-\d-img[01]")
@@ -517,13 +519,9 @@ def test_mini_x2_doubles_every_split_and_keeps_the_pool():
 
 
 def test_zero_shot_profile_summary_rows_name_the_seeds_and_the_failing_checks(tmp_path):
-    import importlib.util
-
     from cir_lib.mini_calibration import PUBLISHED_ZERO_SHOT
 
-    spec = importlib.util.spec_from_file_location("zero_shot_profile", PROJECT_ROOT / "tools" / "zero_shot_profile.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("zero_shot_profile")
     weak_caption = {d: {**rows, "text_only": {m: v / 2.5 for m, v in rows["text_only"].items()}}
                     for d, rows in PUBLISHED_ZERO_SHOT.items()}
     files = []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import copy
 import hashlib
-import importlib.util
 import json
 import re
 import shutil
@@ -30,18 +29,13 @@ from cir_lib.errors import PipelineError
 from cir_lib.errors import CirError, ConfigError
 from cir_lib.settings import KNOBS, parse_seeds, rel_text, result_paths, setup
 
+from tool_modules import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 
 
-def _load_normalizer():
-    spec = importlib.util.spec_from_file_location("normalize_notebooks", ROOT / "tools" / "normalize_notebooks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-normalizer = _load_normalizer()
+normalizer = load_tool("normalize_notebooks")
 
 
 def _read(name: str) -> dict:
@@ -579,9 +573,7 @@ def test_data_prep_notebook_honours_skip_missing(tmp_path, smoke_root):
 
 
 def test_make_lab_opens_the_series_in_order():
-    spec = importlib.util.spec_from_file_location("lab", ROOT / "tools" / "lab.py")
-    lab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lab)
+    lab = load_tool("lab")
     paths = lab.notebooks()
     assert paths == [f"notebooks/{name}.ipynb" for name in runner.NOTEBOOKS]
     layout = lab.workspace(paths)["data"]["layout-restorer:data"]["main"]

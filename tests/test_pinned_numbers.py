@@ -38,25 +38,19 @@ Refresh the expected values only when a change of the numbers is meant, with
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from tool_modules import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ROOT / "tests" / "expected"
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("pin_numbers", ROOT / "tools" / "pin_numbers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pin = _load_tool()
+pin = load_tool("pin_numbers")
 
 
 @pytest.mark.notebooks

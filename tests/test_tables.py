@@ -12,6 +12,7 @@ from cir_lib import intervals, runs, table_formats, tables
 from cir_lib.constants import PAPER_RESULTS
 from cir_lib.errors import ConfigError
 from result_rows import CATEGORIES, cirr_ranked, cirr_rows, fashioniq_ranked, fashioniq_rows
+from tool_modules import load_tool
 
 
 def test_fashioniq_table_poster_columns_rows_and_numbers():
@@ -275,15 +276,9 @@ def test_seed_table_writes_its_record_beside_it(tmp_path):
 def test_seed_comparisons_tool_reads_the_written_seed_table(tmp_path):
     """tools/seed_comparisons.py (the README's "Over the seeds" reading) reads the library's seed
     tables: differences of the seed means, resolved when the mean ± std ranges do not overlap."""
-    import importlib.util
-    from pathlib import Path
-
     from cir_lib.methods import ABLATION_METHODS, COMPOSER_METHODS, MAIN_METHODS
 
-    spec = importlib.util.spec_from_file_location(
-        "seed_comparisons", Path(__file__).resolve().parents[1] / "tools" / "seed_comparisons.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("seed_comparisons")
     labels = [m.label for m in MAIN_METHODS + COMPOSER_METHODS + ABLATION_METHODS]
     per_seed = {}
     for seed in (0, 1, 2):
@@ -294,10 +289,10 @@ def test_seed_comparisons_tool_reads_the_written_seed_table(tmp_path):
         per_seed[seed] = table
     table_formats.write_seed_table(tables.seed_table(per_seed), tmp_path, "cirr")
     results = {(r["comparison"], r["metric"]): r for r in tool.compare(tool.read_series(tmp_path))}
-    vs_tirg = results[("Combiner vs TIRG (stage 1)", "recall@10")]
+    vs_tirg = results[("stage 1 + Combiner - stage 1 + TIRG", "recall@10")]
     assert vs_tirg["difference"] == pytest.approx(6.0 - 6.0) and not vs_tirg["resolved"]
     assert vs_tirg["std_a"] == pytest.approx(1.0) and vs_tirg["std_b"] == pytest.approx(2.0)
-    assert "| Combiner vs TIRG (stage 1) | CIRR R@10 | +0.00 (±1.00/±2.00) no |" in tool.format_table(
+    assert "| stage 1 + Combiner - stage 1 + TIRG | CIRR R@10 | +0.00 (±1.00/±2.00) no |" in tool.format_table(
         ["x"], [list(results.values())])
     with pytest.raises(SystemExit, match="seeds=0,1,2"):
         tool.main([str(tmp_path / "empty")])

@@ -4,8 +4,8 @@
     python tools/seed_comparisons.py results/mini/tables results/mini-x2/tables   # side by side
 
 Reads `<dataset>_seeds.csv` (written by notebook 03 for `--set seeds=...`: one row per seed and
-method, then the mean and the sample std over the seeds) and prints, for the method comparisons
-the README discusses, the difference of the seed means and whether it is resolved: the two rows'
+method, then the mean and the sample std over the seeds) and prints, for the differences the kit's
+tables compute (and the Combiner against the stage-1 caption alone), the difference of the seed means and whether it is resolved: the two rows'
 mean ± std ranges do not overlap (|difference| > std_a + std_b). That is a reading rule, not a
 test: three seeds give a rough std, and the single-seed paired bootstrap intervals
 (`<dataset>_differences.csv`) answer another question (the queries' sampling, one training run).
@@ -20,18 +20,12 @@ import csv
 import sys
 from pathlib import Path
 
-# (label, method a, method b): a - b
-COMPARISONS = (
-    ("fine-tuning, sum", "stage 1 sum", "zero-shot sum"),
-    ("fine-tuning under the Combiner", "stage 1 + Combiner", "zero-shot + Combiner"),
-    ("fine-tuning under TIRG", "stage 1 + TIRG", "zero-shot + TIRG"),
-    ("fine-tuning under ARTEMIS", "stage 1 + ARTEMIS", "zero-shot + ARTEMIS"),
-    ("Combiner over the stage-1 sum", "stage 1 + Combiner", "stage 1 sum"),
-    ("Combiner vs TIRG (stage 1)", "stage 1 + Combiner", "stage 1 + TIRG"),
-    ("Combiner vs ARTEMIS (stage 1)", "stage 1 + Combiner", "stage 1 + ARTEMIS"),
-    ("Combiner vs TIRG (zero-shot)", "zero-shot + Combiner", "zero-shot + TIRG"),
-    ("Combiner vs the stage-1 caption alone", "stage 1 + Combiner", "stage 1 text only"),
-)
+from cir_lib.methods import COMPOSER_DIFFERENCES, FULL_METHOD, MAIN_METHODS, Method
+
+# (a, b) for "a - b": the differences the kit's tables compute (each main row minus the one above
+# it, `methods.COMPOSER_DIFFERENCES`), and the Combiner against the stage-1 caption alone
+COMPARISONS = (tuple(zip(MAIN_METHODS[1:], MAIN_METHODS[:-1])) + COMPOSER_DIFFERENCES
+               + ((FULL_METHOD, Method("text_only", "finetune")),))
 METRICS = {"fashioniq": ("average_recall@10",), "cirr": ("recall@1", "recall@10", "recall_subset@1")}
 SHORT = {"average_recall@10": "FIQ avg R@10", "recall@1": "CIRR R@1", "recall@10": "CIRR R@10",
          "recall_subset@1": "CIRR Rs@1"}
@@ -57,13 +51,13 @@ def read_series(tables: Path) -> dict:
 def compare(series: dict) -> list[dict]:
     """One dict per (comparison, metric): difference, the two stds, resolved."""
     out = []
-    for label, a, b in COMPARISONS:
+    for a, b in COMPARISONS:
         for metric, rows in series.items():
-            if a not in rows or b not in rows:
+            if a.label not in rows or b.label not in rows:
                 continue
-            (mean_a, std_a), (mean_b, std_b) = rows[a], rows[b]
+            (mean_a, std_a), (mean_b, std_b) = rows[a.label], rows[b.label]
             diff = mean_a - mean_b
-            out.append({"comparison": label, "metric": metric, "difference": diff, "std_a": std_a,
+            out.append({"comparison": f"{a.label} - {b.label}", "metric": metric, "difference": diff, "std_a": std_a,
                         "std_b": std_b, "resolved": abs(diff) > std_a + std_b})
     return out
 

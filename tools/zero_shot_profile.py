@@ -87,12 +87,12 @@ def format_profile(measured: dict) -> str:
 def format_summary(records: list[dict]) -> str:
     """One row per measured run (`--json` files): its seeds, the checks it passes, the key ratios and
     the ones it fails, so a profile can be compared across generator and pretraining seeds."""
-    ratios = [c["check"] for c in profile_checks(PUBLISHED_ZERO_SHOT) if "/" in c["check"]]
+    published = {c["check"]: c["published"] for c in profile_checks(PUBLISHED_ZERO_SHOT)}
+    ratios = [name for name in published if "/" in name]
     short = [r.replace("recall_subset@", "Rs@").replace("recall@", "R@").replace("text_only", "text")
              .replace("image_only", "image") for r in ratios]
     lines = ["| generator seed | pretrain seed | checks | " + " | ".join(short) + " | failing |",
              "| --- | --- | --- |" + " --- |" * len(short) + " --- |"]
-    published = {c["check"]: c["published"] for c in profile_checks(PUBLISHED_ZERO_SHOT)}
     for record in records:
         checks = {c["check"]: c for c in profile_checks(record["measured"])}
         failing = [name for name, c in checks.items() if not c["ok"]]
